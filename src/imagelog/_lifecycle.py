@@ -1,0 +1,60 @@
+"""Process-wide lifecycle: the weak registry of open logs, the ``atexit`` drain and fork hooks."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from typing import Protocol
+
+from . import ids
+
+__all__ = ["register", "unregister"]
+
+logger = logging.getLogger("imagelog")
+
+
+class _Drainable(Protocol):
+    def _close_at_exit(self) -> None: ...
+    def _after_fork_child(self) -> None: ...
+
+
+_open: weakref.WeakSet[_Drainable] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def register(log: _Drainable) -> None:
+    """Track an open log so that exit drains it and a fork resets it."""
+    with _lock:
+        _open.add(log)
+
+
+def unregister(log: _Drainable) -> None:
+    """Forget a closed log."""
+    with _lock:
+        _open.discard(log)
+
+
+def _drain_all() -> None:
+    for log in list(_open):
+        try:
+            log._close_at_exit()
+        except (OSError, ValueError, RuntimeError) as exc:
+            try:
+                logger.warning("imagelog: could not drain %r at exit: %s", log, exc)
+            except Exception:
+                pass
+
+
+def _after_fork_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    ids._lock = threading.Lock()
+    for log in list(_open):
+        log._after_fork_child()
+
+
+atexit.register(_drain_all)
+os.register_at_fork(after_in_child=_after_fork_child)

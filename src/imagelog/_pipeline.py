@@ -1,0 +1,319 @@
+"""The background half: encoder/writer threads that turn queued frames into files and index lines."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from . import exif
+from ._queue import ByteQueue, Closed, Item
+from .codecs.base import Codec
+from .codecs.passthrough import extension_of
+from .frames import Frame
+from .index import IndexWriter
+from .record import dumps, iso_utc
+from .settings import Fsync, OnFull, Settings
+from .stores.base import Store
+
+__all__ = ["EventJob", "FrameJob", "Pipeline"]
+
+logger = logging.getLogger("imagelog")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RECORD_ORDER = ("@timestamp", "event", "log", "message", "file", "image", "labels", "meta",
+                 "exif", "host", "process", "imagelog")  # fmt: skip
+_REPORT_EVERY = 60.0
+_STORAGE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.EIO,
+}
+
+
+def source_dir(source: str) -> str:
+    """A source name made safe for one path component (the record keeps the original)."""
+    safe = _UNSAFE.sub("_", source).strip("._")
+    return safe[:64] or "_"
+
+
+def image_key(created_ns: int, source: str, seq: int, writer: str, ext: str) -> str:
+    """``images/YYYY/MM/DD/HH/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>`` (UTC, log time)."""
+    sec, rem = divmod(created_ns, 1_000_000_000)
+    t = time.gmtime(sec)
+    return (
+        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{source_dir(source)}/"
+        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
+    )
+
+
+def ordered(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its top-level keys in schema order (unknown keys last)."""
+    out = {k: record[k] for k in _RECORD_ORDER if k in record}
+    out.update((k, v) for k, v in record.items() if k not in out)
+    return out
+
+
+@dataclasses.dataclass(slots=True)
+class FrameJob:
+    """A frame to encode and write, with the caller-thread half of its record."""
+
+    frame: Frame
+    record: dict[str, Any]
+    codec: Codec
+    params: dict[str, Any]
+    created_ns: int
+    source: str
+    captured_given: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class EventJob:
+    """An index line with no image (a drop, a purge)."""
+
+    record: dict[str, Any]
+    created_ns: int
+
+
+class Stats:
+    """Counters shared by the caller and the background threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.dropped_by_reason: Counter[str] = Counter()
+        self.failed_by_reason: Counter[str] = Counter()
+        self.last_error: str | None = None
+        self.first_error: BaseException | None = None
+
+    def add(self, source: str, key: str, n: int = 1) -> None:
+        """Count ``n`` of ``key`` for ``source`` and in total."""
+        with self.lock:
+            self.counts[key] += n
+            self.by_source[source][key] += n
+
+
+class Pipeline:
+    """The queue, the worker threads and the index writer of one writer (one process)."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        writer: str,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.writer = writer
+        self.clock = clock
+        self.queue = ByteQueue(settings.max_queue_bytes)
+        self.stats = Stats()
+        self.index = IndexWriter(store, writer, sync=settings.fsync is not Fsync.NONE)
+        self._threads: list[threading.Thread] = []
+        self._start_lock = threading.Lock()
+        self._reported: dict[str, float] = {}
+        self.workers = settings.workers or store.concurrency
+        self.on_written: list[Callable[[dict[str, Any]], None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker threads (idempotent; called by the first ``log()``)."""
+        if self._threads:
+            return
+        with self._start_lock:
+            if self._threads:
+                return
+            threads = [
+                threading.Thread(target=self._run, name=f"imagelog-encoder-{i}", daemon=True)
+                for i in range(self.workers)
+            ]
+            for t in threads:
+                t.start()
+            self._threads = threads
+
+    @property
+    def started(self) -> bool:
+        """Whether the worker threads run."""
+        return bool(self._threads)
+
+    def is_worker_thread(self) -> bool:
+        """Whether the current thread is one of ours (re-entrancy guard)."""
+        return threading.current_thread() in self._threads
+
+    def stop(self, timeout: float | None) -> int:
+        """Drain for up to ``timeout`` seconds, stop the threads; return how many items were left."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.queue.wait_done(self.queue.mark(), timeout)
+        self.queue.close()
+        left = self.queue.drain()
+        for t in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            t.join(remaining)
+        self._threads = []
+        try:
+            self.index.close()
+        except OSError as exc:
+            self.report("index-close", exc)
+        return len(left)
+
+    # -- caller-thread side -----------------------------------------------------------------------
+    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> bool:
+        """Queue a frame; drops made to honour the bound become ``dropped`` records. True if queued."""
+        item = Item(job, job.frame.nbytes)
+        dropped = self.queue.put(item, policy, timeout)
+        queued = True
+        for old in dropped:
+            queued = queued and old is not item
+            self.record_drop(old.payload, "queue_full")
+        return queued
+
+    def record_drop(self, job: FrameJob, reason: str) -> None:
+        """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
+        self.stats.add(job.source, "dropped")
+        with self.stats.lock:
+            self.stats.dropped_by_reason[reason] += 1
+        rec = dict(job.record)
+        rec["event"] = {**rec["event"], "action": "dropped", "reason": reason, "outcome": "failure"}
+        rec["image"] = {**rec["image"], **self._frame_fields(job.frame)}
+        try:
+            self.queue.put_control(Item(EventJob(rec, job.created_ns), 0))
+        except Closed:
+            pass
+
+    # -- background side --------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self.queue.get()
+            except Closed:
+                return
+            if item is None:
+                continue
+            try:
+                payload = item.payload
+                if isinstance(payload, FrameJob):
+                    self._write_frame(payload)
+                else:
+                    self.index.append(ordered(payload.record), payload.created_ns)
+            except BaseException as exc:
+                source = getattr(item.payload, "source", "")
+                self._fail(source, exc)
+            finally:
+                self.queue.done(item)
+
+    @staticmethod
+    def _frame_fields(frame: Frame) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "width": frame.width,
+            "height": frame.height,
+            "channels": frame.channels,
+            "dtype": frame.dtype,
+            "channel_order": frame.channel_order,
+        }
+        if frame.converted_from:
+            fields["converted_from"] = frame.converted_from
+        return fields
+
+    def _write_frame(self, job: FrameJob) -> None:
+        frame, rec = job.frame, job.record
+        image = rec["image"]
+        image.update(self._frame_fields(frame))
+        t0 = time.perf_counter()
+        if frame.encoded is not None:
+            fmt = frame.encoded_format or "jpeg"
+            ext, mime = extension_of(fmt)
+            image.update(format=fmt, lossless=fmt != "jpeg", encoder={"name": "passthrough"})
+            key = image_key(job.created_ns, job.source, image["seq"], self.writer, ext)
+            rec["file"] = {"path": key, "mime_type": mime, "extension": ext}
+            tags = exif.read(frame.encoded, fmt)
+            if tags:
+                rec["exif"] = tags
+                captured = exif.capture_time_ns(tags)
+                if captured is not None and not job.captured_given:
+                    rec["@timestamp"] = iso_utc(captured)
+            data, embedded = frame.encoded, False
+        else:
+            codec = job.codec
+            key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
+            image.update(
+                format=codec.name,
+                lossless=codec.is_lossless(job.params),
+                encoder={
+                    "name": codec.library or codec.name,
+                    "version": codec.version,
+                    "params": job.params,
+                },
+            )
+            rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
+            assert frame.pixels is not None
+            data, embedded = codec.encode_with_record(frame.pixels, job.params, dumps(ordered(rec)))
+        t1 = time.perf_counter()
+        sync = self.settings.fsync is Fsync.ALL
+        if not embedded:
+            sidecar = key + ".json"
+            self.store.put(sidecar, dumps(ordered(rec)).encode("utf-8"), sync=sync)
+            rec["imagelog"]["sidecar"] = sidecar
+        self.store.put(key, data, sync=sync)
+        rec["file"]["size"] = len(data)
+        if self.settings.hash:
+            rec["file"]["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
+        final = ordered(rec)
+        self.index.append(final, job.created_ns)
+        t2 = time.perf_counter()
+        with self.stats.lock:
+            self.stats.counts["written"] += 1
+            self.stats.counts["bytes_written"] += len(data)
+            self.stats.by_source[job.source]["written"] += 1
+            self.stats.by_source[job.source]["bytes_written"] += len(data)
+            self.stats.counts["encode_ns"] += int((t1 - t0) * 1e9)
+            self.stats.counts["write_ns"] += int((t2 - t1) * 1e9)
+        for hook in self.on_written:
+            hook(final)
+
+    def _fail(self, source: str, exc: BaseException) -> None:
+        reason = _reason(exc)
+        self.stats.add(source, "failed")
+        with self.stats.lock:
+            self.stats.failed_by_reason[reason] += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            if self.stats.first_error is None:
+                self.stats.first_error = exc
+        self.report(reason, exc)
+
+    def report(self, kind: str, exc: BaseException) -> None:
+        """Warn through the ``imagelog`` logger, at most once per kind per minute."""
+        now = time.monotonic()
+        if now - self._reported.get(kind, -_REPORT_EVERY) < _REPORT_EVERY:
+            return
+        self._reported[kind] = now
+        try:
+            logger.warning(
+                "imagelog: background %s in %s: %s: %s (counted in stats(); repeats muted for %ds)",
+                kind, self.store.url, type(exc).__name__, exc, int(_REPORT_EVERY),
+            )  # fmt: skip
+        except Exception:
+            pass
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        return {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only",
+                errno.EACCES: "permission", errno.EPERM: "permission", errno.ENOENT: "missing",
+                errno.EIO: "io_error"}[exc.errno]  # fmt: skip
+    if isinstance(exc, OSError):
+        return "storage"
+    return "encode"

@@ -1,0 +1,201 @@
+"""The command line: ``imagelog ls | stats | show``; one ``cmd_<verb>`` function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import codecs
+from .errors import ImageLogError
+from .frames import sniff_format
+from .run import Run, read
+
+__all__ = ["main"]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    """A table of the most recent records."""
+    from rich.table import Table
+
+    run = read(args.run)
+    recs = list(run.records(source=args.source, include_events=args.all))
+    shown = recs[-args.limit :] if args.limit else recs
+    if args.json:
+        for rec in shown:
+            print(json.dumps(rec))
+        return 0
+    table = Table(title=f"{run.url}: {len(shown)} of {len(recs)} records")
+    for col in ("id", "@timestamp", "source", "event", "size", "format", "bytes", "message"):
+        table.add_column(col, no_wrap=col in ("id", "@timestamp"))
+    for rec in shown:
+        image, file = rec.get("image", {}), rec.get("file", {})
+        table.add_row(
+            str(image.get("id", ""))[:13] + "…",
+            rec.get("@timestamp", ""),
+            image.get("source", ""),
+            rec.get("event", {}).get("action", ""),
+            f"{image.get('width', '?')}x{image.get('height', '?')}",
+            str(image.get("format", "")),
+            _human_bytes(file["size"]) if "size" in file else "",
+            rec.get("message", ""),
+        )
+    _console().print(table)
+    return 0
+
+
+def summarise(run: Run) -> dict[str, Any]:
+    """Counts and bytes by source, formats, time span and drops of a run."""
+    by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    formats: Counter[str] = Counter()
+    drops: Counter[str] = Counter()
+    first = last = None
+    for rec in run.records(include_events=True):
+        image = rec.get("image", {})
+        src = image.get("source", "?")
+        action = rec.get("event", {}).get("action")
+        if action == "logged":
+            by_source[src]["images"] += 1
+            by_source[src]["bytes"] += rec.get("file", {}).get("size", 0)
+            formats[image.get("format", "?")] += 1
+            ts = rec.get("@timestamp")
+            first = ts if first is None else min(first, ts)
+            last = ts if last is None else max(last, ts)
+        elif action == "dropped":
+            by_source[src]["dropped"] += 1
+            drops[rec.get("event", {}).get("reason", "?")] += 1
+    return {
+        "url": run.url,
+        "images": sum(c["images"] for c in by_source.values()),
+        "bytes": sum(c["bytes"] for c in by_source.values()),
+        "dropped": sum(drops.values()),
+        "first": first,
+        "last": last,
+        "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
+        "formats": dict(formats),
+        "drops_by_reason": dict(drops),
+        "writers": len({k.rsplit("_", 1)[-1] for k in run.segments()}),
+    }
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Counts and bytes by source, formats, time span, drops."""
+    from rich.table import Table
+
+    s = summarise(read(args.run))
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    con = _console()
+    con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
+              f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
+    con.print(f"time span: {s['first']} .. {s['last']}")
+    table = Table(title="by source")
+    for col in ("source", "images", "bytes", "dropped"):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for src, c in s["by_source"].items():
+        table.add_row(
+            src, str(c.get("images", 0)), _human_bytes(c.get("bytes", 0)), str(c.get("dropped", 0))
+        )
+    con.print(table)
+    con.print("formats: " + (", ".join(f"{k} {v}" for k, v in s["formats"].items()) or "none"))
+    if s["drops_by_reason"]:
+        con.print("drops: " + ", ".join(f"{k} {v}" for k, v in s["drops_by_reason"].items()))
+    return 0
+
+
+def embedded_record(path: Path) -> dict[str, Any] | None:
+    """The record embedded in an image file (or its ``.json`` sidecar), or None."""
+    sidecar = path.with_name(path.name + ".json")
+    if sidecar.exists():
+        data: dict[str, Any] = json.loads(sidecar.read_text(encoding="utf-8"))
+        return data
+    blob = path.read_bytes()
+    fmt = sniff_format(blob)
+    names = {"jpeg": "jpeg", "png": "png", "jxl": "jxl", "webp": "webp"}
+    name = names.get(fmt or "") or ("tiff" if blob[:2] in (b"II", b"MM") else None)
+    if name is None:
+        return None
+    text = codecs.get(name).extract(blob)
+    return json.loads(text) if text else None
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a record (by id in a run, or embedded in an image file); ``--open`` writes the image."""
+    target = Path(args.target)
+    if args.id is None and target.is_file():
+        rec = embedded_record(target)
+        if rec is None:
+            print(f"imagelog: {target} carries no imagelog record", file=sys.stderr)
+            return 1
+        print(json.dumps(rec, indent=2))
+        return 0
+    if args.id is None:
+        print("imagelog show: give RUN ID, or an image FILE", file=sys.stderr)
+        return 2
+    run = read(args.target)
+    rec = run.get(args.id)
+    print(json.dumps(rec, indent=2))
+    if args.open is not None:
+        data = run.read_bytes(rec)
+        out = Path(args.open)
+        if out.is_dir():
+            out = out / Path(rec["file"]["path"]).name
+        out.write_bytes(data)
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (one subparser per verb)."""
+    p = argparse.ArgumentParser(prog="imagelog", description="Inspect runs written by imagelog.")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    ls = sub.add_parser("ls", help="a table of recent records")
+    ls.add_argument("run")
+    ls.add_argument("-n", "--limit", type=int, default=20, help="how many (0 = all)")
+    ls.add_argument("--source")
+    ls.add_argument("--all", action="store_true", help="include drops and other events")
+    ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    ls.set_defaults(func=cmd_ls)
+
+    st = sub.add_parser("stats", help="counts and bytes by source, formats, time span, drops")
+    st.add_argument("run")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_stats)
+
+    sh = sub.add_parser("show", help="a record by id (RUN ID), or the record inside an image FILE")
+    sh.add_argument("target", help="a run folder/URL, or an image file")
+    sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
+    sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
+    sh.set_defaults(func=cmd_show)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (ImageLogError, KeyError, OSError) as exc:
+        print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
+        return 1

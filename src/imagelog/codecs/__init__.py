@@ -1,0 +1,123 @@
+"""The codec registry and the presets: which format stores which frame, with which parameters.
+
+A format is named by a spec string: a registered codec name with optional parameters
+(``"png"``, ``"png:level=1"``, ``"jpeg:quality=85"``, ``"jxl:effort=1"``) or a preset named for
+its use (``"lossless"``, ``"compact"``, ``"preview"``, ``"archive"``), which picks a codec per dtype.
+
+>>> codec, params = resolve("jpeg:quality=85", dtype="uint8", channels=3)
+>>> codec.name, params
+('jpeg', {'quality': 85})
+>>> resolve("lossless", dtype="uint16", channels=1)[0].name
+'jxl'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import UnknownFormat
+from .base import Codec
+from .jpeg import JPEG
+from .jxl import JPEGXL
+from .passthrough import Passthrough, decode_any
+from .png import PNG
+from .tiff import TIFF
+from .webp import WebP
+
+__all__ = ["PRESETS", "Codec", "decode_any", "get", "names", "parse_spec", "register", "resolve"]
+
+_REGISTRY: dict[str, Codec] = {}
+_ALIASES = {"jpg": "jpeg", "jpegxl": "jxl", "tif": "tiff"}
+
+#: preset -> dtype -> spec. Chosen by measurement (CODECS.md, ``make bench``).
+PRESETS: dict[str, dict[str, str]] = {
+    "lossless": {
+        "uint8": "jxl:effort=1",
+        "uint16": "jxl:effort=1",
+        "float32": "tiff",
+        "bool": "png",
+    },
+    "compact": {
+        "uint8": "jxl:effort=2",
+        "uint16": "jxl:effort=2",
+        "float32": "tiff",
+        "bool": "png",
+    },
+    "preview": {
+        "uint8": "jpeg:quality=90",
+        "uint16": "png:level=1",
+        "float32": "tiff",
+        "bool": "png",
+    },
+    "archive": {"uint8": "png:level=6", "uint16": "png:level=6", "float32": "tiff", "bool": "png"},
+}
+#: presets that fall back on a 4-channel uint8 frame (JPEG has no alpha).
+_RGBA_FALLBACK = {"preview": "jxl:effort=1"}
+
+
+def register(codec: Codec) -> None:
+    """Add a codec under its ``name`` (a new format is a new module plus this one call)."""
+    _REGISTRY[codec.name] = codec
+
+
+def get(name: str) -> Codec:
+    """Return the codec registered under ``name`` (or an alias such as ``jpg``)."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise UnknownFormat(
+            f"unknown format {name!r}; formats: {', '.join(names())}; presets: {', '.join(PRESETS)}"
+        ) from None
+
+
+def names() -> list[str]:
+    """Registered codec names, sorted."""
+    return sorted(n for n in _REGISTRY if n != "passthrough")
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """Split ``"png:level=1,strategy=3"`` into ``("png", {"level": 1, "strategy": 3})``."""
+    name, _, rest = spec.partition(":")
+    params: dict[str, Any] = {}
+    for item in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, val = item.partition("=")
+        if not eq or not key:
+            raise UnknownFormat(f"format {spec!r}: parameters are written name=value, got {item!r}")
+        params[key.strip()] = _value(val.strip())
+    return name.strip(), params
+
+
+def resolve(
+    spec: str, *, dtype: str, channels: int, options: Mapping[str, Any] | None = None
+) -> tuple[Codec, dict[str, Any]]:
+    """Choose the codec and full parameters for a frame of ``dtype``/``channels`` under ``spec``."""
+    name, params = parse_spec(spec)
+    preset = PRESETS.get(name.lower())
+    if preset is not None:
+        if dtype not in preset:
+            raise UnknownFormat(f"preset {name!r} has no format for {dtype} frames")
+        chosen = preset[dtype]
+        if channels == 4 and dtype == "uint8" and name.lower() in _RGBA_FALLBACK:
+            chosen = _RGBA_FALLBACK[name.lower()]
+        name, preset_params = parse_spec(chosen)
+        params = {**preset_params, **params}
+    codec = get(name)
+    return codec, codec.params({**params, **(options or {})})
+
+
+for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), Passthrough()):
+    register(_codec)

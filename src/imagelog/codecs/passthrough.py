@@ -1,0 +1,59 @@
+"""Already-encoded images (camera JPEGs, PNG/WebP/JPEG XL bytes), stored byte for byte."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .base import Codec, Pixels
+
+_EXT = {"jpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"),
+        "webp": ("webp", "image/webp"), "jxl": ("jxl", "image/jxl")}  # fmt: skip
+
+
+def extension_of(fmt: str) -> tuple[str, str]:
+    """File extension and MIME type of an encoded format name."""
+    return _EXT[fmt]
+
+
+def decode_any(data: bytes) -> Pixels:
+    """Decode bytes of any format imagelog writes, choosing the decoder by magic bytes."""
+    from ..frames import sniff_format
+
+    fmt = sniff_format(data)
+    if fmt == "jxl":
+        import imagecodecs
+
+        return np.asarray(imagecodecs.jpegxl_decode(data))
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode == "1":
+            return np.asarray(im, dtype=bool)
+        return np.asarray(im)
+
+
+class Passthrough(Codec):
+    """Bytes that are already an image: never re-encoded, the record goes to a sidecar."""
+
+    name = "passthrough"
+    extension = ""
+    mime_type = ""
+    lossless = True
+    dtypes = frozenset({"uint8", "uint16"})
+
+    def encode(self, pixels: Pixels, params: Mapping[str, Any]) -> bytes:
+        """Never called: passthrough frames carry their bytes."""
+        raise TypeError("passthrough stores encoded bytes; it does not encode pixels")
+
+    def decode(self, data: bytes) -> Pixels:
+        """Decode whatever format the bytes are."""
+        return decode_any(data)
+
+    @property
+    def version(self) -> str:
+        """Nothing encoded them here."""
+        return ""

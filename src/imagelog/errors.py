@@ -1,0 +1,83 @@
+"""Every exception imagelog raises, in one place.
+
+The tree::
+
+    ImageLogError(Exception)
+    ├── InvalidFrame(ImageLogError, ValueError)        bad shape, channel count, size vs byte count
+    ├── UnsupportedInput(ImageLogError, TypeError)     an input type or dtype imagelog cannot store
+    ├── MetadataNotJSON(ImageLogError, TypeError)      caller metadata that JSON cannot hold
+    ├── UnknownFormat(ImageLogError, ValueError)       a format or preset name that is not registered
+    ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
+    ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
+    ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
+    ├── CodecError(ImageLogError)                      an encoder or decoder failed
+    └── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
+
+Errors raised in the caller's thread subclass both the root and the builtin the API promises, so
+``except ValueError`` and ``except imagelog.ImageLogError`` both work. Errors in the background
+threads are never raised in the caller's thread: they are counted in ``ImageLog.stats()`` and
+reported through the ``imagelog`` logger (or re-raised by ``flush()``/``close()`` in strict mode).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CodecError",
+    "FormatMismatch",
+    "ImageLogError",
+    "InvalidFrame",
+    "InvalidSetting",
+    "MetadataNotJSON",
+    "RunNotFound",
+    "StoreError",
+    "UnknownFormat",
+    "UnsupportedInput",
+]
+
+
+class ImageLogError(Exception):
+    """The root of every imagelog exception."""
+
+
+class InvalidFrame(ImageLogError, ValueError):
+    """A frame whose shape, channel count or byte count cannot be an image."""
+
+
+class UnsupportedInput(ImageLogError, TypeError):
+    """An input type or dtype that imagelog cannot store."""
+
+
+class MetadataNotJSON(ImageLogError, TypeError):
+    """Caller metadata that JSON cannot hold."""
+
+
+class UnknownFormat(ImageLogError, ValueError):
+    """A format or preset name that no codec is registered under."""
+
+
+class FormatMismatch(ImageLogError, ValueError):
+    """A frame that the chosen format cannot store without silently changing it."""
+
+
+class InvalidSetting(ImageLogError, ValueError):
+    """A bad argument to ``imagelog.open()``."""
+
+
+class StoreError(ImageLogError, OSError):
+    """Storage that cannot be used: unwritable folder, bad credentials, missing bucket."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CodecError(ImageLogError):
+    """An encoder or decoder failed."""
+
+    def __init__(self, message: str, *, codec: str | None = None) -> None:
+        super().__init__(message)
+        self.codec = codec
+
+
+class RunNotFound(ImageLogError, FileNotFoundError):
+    """``imagelog.read()`` of a path or URL that holds no run."""

@@ -1,0 +1,281 @@
+"""Input normalisation, in the caller's thread: numpy / PIL / raw bytes / encoded bytes -> ``Frame``.
+
+Everything that can be wrong with an input is found here, where the caller can catch it, so the
+background threads only ever see frames they can store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
+
+from .errors import InvalidFrame, UnsupportedInput
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
+
+__all__ = ["ENCODED_MAGIC", "Frame", "FrameLike", "RawFrame", "normalise", "sniff_format"]
+
+FrameLike: TypeAlias = (
+    "np.ndarray[Any, Any] | PILImage.Image | bytes | bytearray | memoryview | RawFrame"
+)
+
+#: dtypes a frame may have once normalised.
+SUPPORTED_DTYPES = ("uint8", "uint16", "float32", "bool")
+
+#: (magic prefix test) -> format name, for already-encoded images that pass through untouched.
+ENCODED_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "jpeg"),
+    (b"\x89PNG\r\n\x1a\n", 0, "png"),
+    (b"WEBP", 8, "webp"),
+    (b"\xff\x0a", 0, "jxl"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", 0, "jxl"),
+)
+
+# Raw pixel modes (PIL names, plus BGR/BGRA) -> (channels, dtype, stored mode, reversed channels)
+_RAW_MODES: dict[str, tuple[int, str, bool]] = {
+    "L": (1, "uint8", False),
+    "RGB": (3, "uint8", False),
+    "RGBA": (4, "uint8", False),
+    "BGR": (3, "uint8", True),
+    "BGRA": (4, "uint8", True),
+    "I;16": (1, "uint16", False),
+    "F": (1, "float32", False),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawFrame:
+    """Raw pixel bytes with their declared size and mode (what ``Image.frombytes`` takes).
+
+    >>> RawFrame(bytes(12), size=(2, 2), mode="RGB").size
+    (2, 2)
+    """
+
+    data: bytes | bytearray | memoryview
+    size: tuple[int, int]
+    mode: str = "RGB"
+
+
+@dataclasses.dataclass(slots=True)
+class Frame:
+    """A validated frame: pixels (HxW or HxWxC numpy array) or already-encoded bytes."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    pixels: np.ndarray[Any, Any] | None = None
+    encoded: bytes | None = None
+    encoded_format: str | None = None
+    channel_order: str = "RGB"
+    converted_from: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this frame holds in memory (what the queue counts)."""
+        if self.encoded is not None:
+            return len(self.encoded)
+        assert self.pixels is not None
+        return int(self.pixels.nbytes)
+
+
+def sniff_format(data: bytes | bytearray | memoryview) -> str | None:
+    """Return the image format of already-encoded bytes, or None if they do not start like one.
+
+    >>> sniff_format(b"\\x89PNG\\r\\n\\x1a\\n...."), sniff_format(b"hello")
+    ('png', None)
+    """
+    head = bytes(data[:16])
+    for magic, offset, name in ENCODED_MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if name == "webp" and head[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+def _order_name(channels: int) -> str:
+    return {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+
+
+def _from_array(arr: np.ndarray[Any, Any], *, copy: bool, channel_order: str | None) -> Frame:
+    if arr.size == 0:
+        raise InvalidFrame(f"empty array of shape {arr.shape}: a frame needs at least one pixel")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3):
+        raise InvalidFrame(
+            f"array of shape {arr.shape} is not an image: expected HxW, HxWx1, HxWx3 or HxWx4"
+        )
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    if channels not in (1, 3, 4):
+        hint = (
+            " (is it channel-first? use arr.transpose(1, 2, 0))"
+            if arr.shape[0] in (1, 3, 4)
+            else ""
+        )
+        raise InvalidFrame(
+            f"array of shape {arr.shape} has {channels} channels; expected 1, 3 or 4{hint}"
+        )
+    dtype = arr.dtype
+    if dtype == np.float64:
+        raise UnsupportedInput(
+            "float64 frames are not supported: convert with arr.astype(np.float32) "
+            "(stored losslessly as TIFF or .npy)"
+        )
+    if dtype.name not in SUPPORTED_DTYPES:
+        raise UnsupportedInput(
+            f"dtype {dtype.name} is not supported; expected one of {', '.join(SUPPORTED_DTYPES)}"
+        )
+    converted_from = None
+    order = channel_order.upper() if channel_order else None
+    if order not in (None, "RGB", "RGBA", "BGR", "BGRA", "L"):
+        raise InvalidFrame(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+    if order in ("BGR", "BGRA") and channels in (3, 4):
+        arr = np.ascontiguousarray(arr[:, :, [2, 1, 0, 3][:channels]])  # a fresh array
+        converted_from = "BGRA" if channels == 4 else "BGR"
+    elif copy or not arr.flags.c_contiguous:
+        arr = np.array(arr, order="C", copy=True)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    return Frame(
+        width=w, height=h, channels=channels, dtype=arr.dtype.name, pixels=arr,
+        channel_order=_order_name(channels), converted_from=converted_from,
+    )  # fmt: skip
+
+
+def _from_pil(img: PILImage.Image, *, channel_order: str | None) -> Frame:
+    mode = img.mode
+    if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "RGBX"):
+        img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
+    elif mode.startswith("I;16"):
+        arr16 = np.asarray(img).astype(np.uint16)
+        return _from_array(arr16, copy=False, channel_order=None)
+    elif mode == "I":
+        arr32 = np.asarray(img)
+        if arr32.min() < 0 or arr32.max() > 0xFFFF:
+            raise UnsupportedInput(
+                "PIL mode 'I' image with values outside 0..65535 cannot be stored"
+            )
+        return _from_array(arr32.astype(np.uint16), copy=False, channel_order=None)
+    elif mode == "1":
+        return _from_array(np.asarray(img, dtype=bool), copy=True, channel_order=None)
+    arr = np.asarray(img)  # a fresh array owned by us
+    return _from_array(arr, copy=False, channel_order=channel_order)
+
+
+def _from_encoded(data: bytes, fmt: str) -> Frame:
+    from PIL import Image, UnidentifiedImageError
+
+    width = height = channels = 0
+    dtype = "uint8"
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # reads the header only
+            width, height = im.size
+            channels = len(im.getbands())
+            if im.mode.startswith("I;16"):
+                dtype = "uint16"
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        if fmt != "jxl":
+            raise InvalidFrame(
+                f"bytes look like {fmt.upper()} but the header cannot be read: {exc}"
+            ) from None
+        width, height, channels, dtype = _jxl_header(data)
+    if width <= 0 or height <= 0:
+        raise InvalidFrame(f"encoded {fmt.upper()} image has no pixels ({width}x{height})")
+    return Frame(
+        width=width, height=height, channels=channels, dtype=dtype, encoded=data,
+        encoded_format=fmt, channel_order=_order_name(channels) if channels in (1, 3, 4) else "RGB",
+    )  # fmt: skip
+
+
+def _jxl_header(data: bytes) -> tuple[int, int, int, str]:
+    import imagecodecs
+
+    try:
+        arr = imagecodecs.jpegxl_decode(data)
+    except Exception as exc:
+        raise InvalidFrame(f"bytes look like JPEG XL but do not decode: {exc}") from None
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    return int(arr.shape[1]), int(arr.shape[0]), channels, str(arr.dtype)
+
+
+def _from_raw(raw: RawFrame, *, channel_order: str | None) -> Frame:
+    mode = raw.mode.upper() if raw.mode.upper() in ("RGB", "RGBA", "BGR", "BGRA") else raw.mode
+    if mode not in _RAW_MODES:
+        raise InvalidFrame(
+            f"raw mode {raw.mode!r} is not supported; expected one of {', '.join(_RAW_MODES)}"
+        )
+    try:
+        w, h = (int(v) for v in raw.size)
+    except (TypeError, ValueError):
+        raise InvalidFrame(f"size must be (width, height), got {raw.size!r}") from None
+    if w <= 0 or h <= 0:
+        raise InvalidFrame(f"size must be positive, got {w}x{h}")
+    channels, dtype, reverse = _RAW_MODES[mode]
+    itemsize = np.dtype(dtype).itemsize
+    expected = w * h * channels * itemsize
+    if len(raw.data) != expected:
+        raise InvalidFrame(
+            f"raw {mode} {w}x{h} needs {expected} bytes ({w}x{h}x{channels}x{itemsize}), "
+            f"got {len(raw.data)}"
+        )
+    arr = np.frombuffer(raw.data, dtype=np.dtype(dtype).newbyteorder("<"))
+    arr = arr.reshape((h, w) if channels == 1 else (h, w, channels))
+    order = "BGR" if reverse else channel_order
+    return _from_array(arr, copy=True, channel_order=order)
+
+
+def normalise(
+    frame: object,
+    *,
+    copy: bool = True,
+    channel_order: str | None = None,
+    size: tuple[int, int] | None = None,
+    mode: str | None = None,
+) -> Frame:
+    """Validate and normalise one input into a ``Frame``; raise ``InvalidFrame``/``UnsupportedInput``.
+
+    >>> f = normalise(np.zeros((4, 6, 3), np.uint8))
+    >>> (f.width, f.height, f.channels, f.dtype)
+    (6, 4, 3, 'uint8')
+    """
+    if isinstance(frame, np.ndarray):
+        return _from_array(frame, copy=copy, channel_order=channel_order)
+    if isinstance(frame, RawFrame):
+        return _from_raw(frame, channel_order=channel_order)
+    if isinstance(frame, bytes | bytearray | memoryview):
+        if size is not None:
+            return _from_raw(
+                RawFrame(frame, size=size, mode=mode or "RGB"), channel_order=channel_order
+            )
+        fmt = sniff_format(frame)
+        if fmt is None:
+            raise InvalidFrame(
+                f"{len(frame)} bytes that are not a JPEG, PNG, WebP or JPEG XL image; for raw pixels "
+                "pass size=(width, height) and mode='RGB' (or 'L', 'RGBA', 'BGR', 'I;16')"
+            )
+        return _from_encoded(bytes(frame), fmt)
+    if _is_pil_image(frame):
+        return _from_pil(frame, channel_order=channel_order)  # type: ignore[arg-type]
+    if hasattr(frame, "__array__") and hasattr(frame, "shape"):
+        # torch / cupy / jax arrays: move to host memory through the array protocol
+        detach = getattr(frame, "detach", None)
+        obj = detach().cpu() if callable(detach) else frame
+        return _from_array(np.asarray(obj), copy=True, channel_order=channel_order)
+    raise UnsupportedInput(
+        f"cannot log an object of type {type(frame).__module__}.{type(frame).__qualname__}; expected "
+        "a numpy array, a PIL image, encoded JPEG/PNG/WebP/JPEG XL bytes, or raw bytes with size="
+    )
+
+
+def _is_pil_image(obj: object) -> bool:
+    import sys
+
+    mod = sys.modules.get("PIL.Image")  # if PIL was never imported, obj cannot be a PIL image
+    return mod is not None and isinstance(obj, mod.Image)

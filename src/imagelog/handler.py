@@ -1,0 +1,55 @@
+"""The standard logging bridge: ``logger.info("...", extra={"image": frame})`` writes an image."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .logger import ImageLog
+
+__all__ = ["Handler"]
+
+_EXTRA_KEYS = ("source", "labels", "meta", "channel_order", "format", "captured_at")
+
+
+class Handler(logging.Handler):
+    """A ``logging.Handler`` that logs ``extra={"image": frame}`` to an ``ImageLog``.
+
+    The record's ``message`` is the formatted log message, ``log.level`` the level name
+    (lower case), ``log.logger`` the logger name. ``extra`` may also carry ``source`` (default:
+    the logger name), ``labels``, ``meta`` (a dict), ``format``, ``channel_order`` and
+    ``captured_at``. Records without an image are ignored.
+
+    Example:
+        >>> import logging, numpy as np, imagelog, tempfile
+        >>> log = imagelog.open(tempfile.mkdtemp())
+        >>> lg = logging.getLogger("inspect"); lg.addHandler(imagelog.Handler(log))
+        >>> lg.warning("defect %s", 3, extra={"image": np.zeros((4, 4), np.uint8)})
+        >>> log.close(); [r["message"] for r in imagelog.read(log.url).records()]
+        ['defect 3']
+    """
+
+    def __init__(self, log: ImageLog, level: int | str = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.image_log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Log the record's image, if it has one."""
+        image = getattr(record, "image", None)
+        if image is None:
+            return
+        try:
+            message = self.format(record) if self.formatter else record.getMessage()
+            kw: dict[str, Any] = {k: getattr(record, k) for k in _EXTRA_KEYS if hasattr(record, k)}
+            meta = kw.pop("meta", None) or {}
+            kw.setdefault("source", record.name)
+            self.image_log.log(
+                image,
+                message=message,
+                level=record.levelname.lower(),
+                captured_at=kw.pop("captured_at", record.created),
+                **kw,
+                **meta,
+            )
+        except Exception:
+            self.handleError(record)

@@ -1,0 +1,15 @@
+"""The index: JSON Lines segments, one per writer per hour, and the reader that merges them."""
+
+from __future__ import annotations
+
+from .reader import iter_segment_lines, parse_segment, segment_keys
+from .segment import INDEX_PREFIX, IndexWriter, segment_key
+
+__all__ = [
+    "INDEX_PREFIX",
+    "IndexWriter",
+    "iter_segment_lines",
+    "parse_segment",
+    "segment_key",
+    "segment_keys",
+]

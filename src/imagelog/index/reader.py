@@ -1,0 +1,50 @@
+"""The stream reader: index segments to records, tolerating a torn last line."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from ..stores.base import Store
+from .segment import INDEX_PREFIX
+
+__all__ = ["iter_segment_lines", "parse_segment", "segment_keys"]
+
+logger = logging.getLogger("imagelog")
+
+
+def segment_keys(store: Store) -> list[str]:
+    """Every index segment of a run, sorted (by hour, then writer)."""
+    return sorted(o.key for o in store.list(INDEX_PREFIX) if o.key.endswith(".jsonl"))
+
+
+def iter_segment_lines(data: bytes) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+    """Yield ``(line number, raw line, record or None if torn/invalid)`` for each non-empty line."""
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            yield number, raw, None
+            continue
+        yield number, raw, rec if isinstance(rec, dict) else None
+
+
+def parse_segment(data: bytes, *, key: str = "", warn: bool = True) -> list[dict[str, Any]]:
+    """Parse one segment; invalid lines (a torn tail after a crash) are skipped with a warning."""
+    records = []
+    for number, raw, rec in iter_segment_lines(data):
+        if rec is None:
+            if warn:
+                logger.warning(
+                    "imagelog: skipping torn or invalid line %d of %s (%d bytes)",
+                    number,
+                    key,
+                    len(raw),
+                )
+            continue
+        records.append(rec)
+    return records

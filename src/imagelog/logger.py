@@ -1,0 +1,346 @@
+"""The public face: ``ImageLog`` and the module-level ``open``/``init``/``log`` conveniences."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import _lifecycle, codecs
+from ._pipeline import FrameJob, Pipeline
+from ._queue import Closed
+from .codecs.base import Codec
+from .errors import InvalidSetting
+from .frames import Frame, normalise
+from .ids import new_writer_id, uuid7
+from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
+from .settings import Settings
+from .stores import Store, make_store
+
+__all__ = ["ImageLog", "get_default", "init", "log", "open"]
+
+logger = logging.getLogger("imagelog")
+MANIFEST = "imagelog.json"
+_PASSTHROUGH = codecs.get("passthrough")
+
+
+class ImageLog:
+    """A log of images: ``log()`` returns at once; background threads encode and write.
+
+    Guarantees:
+
+    - ``log()`` validates the frame in the caller's thread (bad input raises ``ValueError`` or
+      ``TypeError`` there), copies it (unless ``copy=False``) and queues it; it never waits on a
+      codec or a disk, except with ``on_full="block"`` while the byte-bounded queue is full.
+    - Memory is bounded by ``max_queue_bytes``; frames dropped to honour it are counted in
+      ``stats()`` and written to the index as ``event.action == "dropped"`` records.
+    - An image file appears under its final name only when whole; its index line is written only
+      after that. ``flush()`` returns once everything logged before it is on storage.
+    - Background failures (disk full, permission lost) are counted in ``stats()`` and reported
+      through the ``imagelog`` logger; they never raise in the caller's thread, unless
+      ``strict=True`` (or ``IMAGELOG_STRICT=1``), where ``flush()``/``close()`` re-raise the first.
+
+    Environment: ``IMAGELOG_MAX_QUEUE_BYTES``, ``IMAGELOG_STRICT``, ``IMAGELOG_DIR`` (for ``init()``).
+
+    Example:
+        >>> import numpy as np, imagelog, tempfile
+        >>> with imagelog.open(tempfile.mkdtemp()) as log:
+        ...     rid = log.log(np.zeros((48, 64, 3), np.uint8), source="cam1", score=0.5)
+        >>> log.stats()["written"]
+        1
+    """
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self._store = store
+        self._settings = settings
+        self._state = "open"
+        self._close_lock = threading.Lock()
+        self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._reset_writer()
+        self._write_manifest()
+        _lifecycle.register(self)
+
+    def _reset_writer(self) -> None:
+        self._pid = os.getpid()
+        self._writer = new_writer_id()
+        self._seq = itertools.count(1)
+        self._pipeline = Pipeline(self._store, self._settings, self._writer)
+        self._pipeline.stats.counts["logged"] = 0
+
+    def _write_manifest(self) -> None:
+        if self._store.exists(MANIFEST):
+            return
+        from importlib.metadata import version
+
+        manifest = {
+            "schema": SCHEMA_VERSION,
+            "created": iso_utc(time.time_ns()),
+            "imagelog": version("imagelog"),
+            "layout": {
+                "index": "index/<YYYY-MM-DDTHH>_<writer>.jsonl",
+                "images": "images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>",
+            },
+            "format": self._settings.format,
+        }
+        self._store.put(MANIFEST, (dumps(manifest) + "\n").encode("utf-8"))
+
+    # -- public API -------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Where this log writes (folder path or URL)."""
+        return self._store.url
+
+    @property
+    def writer(self) -> str:
+        """This writer's id (one per process; a forked child gets a new one)."""
+        return self._writer
+
+    @property
+    def settings(self) -> Settings:
+        """The validated settings."""
+        return self._settings
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        return self._state != "open"
+
+    def log(
+        self,
+        frame: object,
+        /,
+        *,
+        source: str = "default",
+        message: str | None = None,
+        labels: Mapping[str, Any] | None = None,
+        captured_at: object = None,
+        format: str | None = None,
+        copy: bool = True,
+        channel_order: str | None = None,
+        size: tuple[int, int] | None = None,
+        mode: str | None = None,
+        level: str = "info",
+        **meta: Any,
+    ) -> str:
+        """Queue one image and return its record id (a UUIDv7 string that sorts by time).
+
+        Args:
+            frame: numpy array (HxW, HxWx1/3/4; uint8, uint16, float32, bool), PIL image,
+                encoded JPEG/PNG/WebP/JPEG XL bytes (stored untouched), or raw bytes with ``size``.
+            source: the camera or stream this frame comes from.
+            message: a human message for the record.
+            labels: ECS labels (str -> str), for filtering.
+            captured_at: capture time (datetime or Unix seconds); default: now, or EXIF.
+            format: a format or preset for this frame (default: per source, then the log's).
+            copy: copy the frame before returning (False hands the array over to imagelog).
+            channel_order: ``"BGR"`` for OpenCV frames (stored as RGB).
+            size: (width, height) of raw pixel bytes; ``mode`` their mode (``"RGB"``, ``"L"``...).
+            level: the record's ``log.level``.
+            **meta: anything JSON can hold; stored as the record's ``meta``.
+
+        Returns:
+            The record id.
+
+        Raises:
+            ValueError: a bad frame, format or value (``imagelog.InvalidFrame`` ...).
+            TypeError: an unsupported input type/dtype or metadata JSON cannot hold.
+            RuntimeError: the log is closed, or ``log()`` was called from an imagelog thread.
+        """
+        if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. os.fork in C code)
+            self._after_fork_child()
+        if self._state != "open":
+            raise RuntimeError(
+                "cannot log to a closed ImageLog; open a new one with imagelog.open()"
+            )
+        pipeline = self._pipeline
+        if pipeline.is_worker_thread():
+            raise RuntimeError("log() was called from an imagelog background thread")
+        created = time.time_ns()
+        if not source or not isinstance(source, str):
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        f = normalise(frame, copy=copy, channel_order=channel_order, size=size, mode=mode)
+        codec, params = self._codec_for(f, source, format)
+        meta_json = jsonable(meta) if meta else {}
+        labels_json = labels_of(labels)
+        if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
+            message = str(message)  # type: ignore[unreachable,unused-ignore]
+        captured = created if captured_at is None else parse_time_ns(captured_at)
+        seq = next(self._seq)
+        rid = uuid7(created)
+        record = base_record(
+            rid=rid, seq=seq, source=source, captured_ns=captured, created_ns=created,
+            message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
+        )  # fmt: skip
+        job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
+        pipeline.start()
+        pipeline.stats.add(source, "logged")
+        try:
+            pipeline.submit(job, self._settings.on_full)
+        except Closed:
+            raise RuntimeError("cannot log to a closed ImageLog") from None
+        return rid
+
+    def _codec_for(self, f: Frame, source: str, format: str | None) -> tuple[Codec, dict[str, Any]]:
+        if f.encoded is not None:
+            return _PASSTHROUGH, {}
+        spec = format or self._settings.formats.get(source) or self._settings.format
+        key = (spec, f.dtype, f.channels, format is None)
+        hit = self._resolved.get(key)
+        if hit is None:
+            options = self._settings.codec_options if format is None else None
+            hit = codecs.resolve(spec, dtype=f.dtype, channels=f.channels, options=options)
+            hit[0].check(f, hit[1])
+            self._resolved[key] = hit
+        return hit
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
+        if self._pipeline.is_worker_thread():
+            raise RuntimeError("flush() was called from an imagelog background thread")
+        ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
+        if ok and self._settings.fsync.value != "none":
+            self._pipeline.index.sync()
+        self._raise_if_strict()
+        return ok
+
+    def _raise_if_strict(self) -> None:
+        err = self._pipeline.stats.first_error
+        if self._settings.strict and err is not None:
+            self._pipeline.stats.first_error = None
+            raise err
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain the queue (up to ``timeout``, default ``close_timeout``) and stop; idempotent.
+
+        Frames still queued when the timeout runs out are counted as dropped
+        (reason ``close_timeout``) and reported.
+        """
+        with self._close_lock:
+            if self._state == "closed":
+                return
+            self._state = "closing"
+            limit = self._settings.close_timeout if timeout is None else timeout
+            left = self._pipeline.stop(limit)
+            if left:
+                with self._pipeline.stats.lock:
+                    self._pipeline.stats.counts["dropped"] += left
+                    self._pipeline.stats.dropped_by_reason["close_timeout"] += left
+                logger.warning(
+                    "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
+                    left, self.url, limit,
+                )  # fmt: skip
+            self._state = "closed"
+            _lifecycle.unregister(self)
+        self._raise_if_strict()
+
+    def _close_at_exit(self) -> None:
+        self.close()
+
+    def _after_fork_child(self) -> None:
+        """In a forked child: a fresh writer (new id, no inherited threads or queued frames)."""
+        self._close_lock = threading.Lock()
+        self._reset_writer()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: logged, written, dropped, failed, queue and byte figures, per source."""
+        p = self._pipeline
+        with p.stats.lock:
+            c = p.stats.counts
+            return {
+                "logged": c["logged"],
+                "written": c["written"],
+                "dropped": c["dropped"],
+                "failed": c["failed"],
+                "bytes_written": c["bytes_written"],
+                "queue_bytes": p.queue.bytes,
+                "queue_frames": len(p.queue),
+                "max_queue_bytes": p.queue.max_bytes,
+                "peak_queue_bytes": p.queue.peak_bytes,
+                "dropped_by_reason": dict(p.stats.dropped_by_reason),
+                "failed_by_reason": dict(p.stats.failed_by_reason),
+                "last_error": p.stats.last_error,
+                "encode_seconds": c["encode_ns"] / 1e9,
+                "write_seconds": c["write_ns"] / 1e9,
+                "by_source": {
+                    s: {
+                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                    }
+                    for s, v in p.stats.by_source.items()
+                },
+                "writer": self._writer,
+                "workers": p.workers,
+                "url": self.url,
+            }
+
+    def __enter__(self) -> ImageLog:
+        """Use as a context manager; closing drains."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Close (drain) on leaving the block."""
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
+
+
+def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
+    """Open (create or continue) a run at a folder path or URL and return its ``ImageLog``.
+
+    Settings (all keyword): ``format`` ("lossless", "preview", "compact", "archive", or a codec
+    spec such as "png:level=1"), ``formats`` (per source), ``codec_options``, ``on_full``
+    ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
+    ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
+    ``close_timeout``, ``strict``, ``storage_options``.
+
+    Raises:
+        imagelog.StoreError: the path cannot be created or written (an ``OSError``).
+        imagelog.InvalidSetting: a setting is out of range (a ``ValueError``).
+
+    Example:
+        >>> import imagelog, tempfile
+        >>> log = imagelog.open(tempfile.mkdtemp(), format="png:level=1", on_full="drop_oldest")
+        >>> log.close()
+    """
+    s = Settings.from_kwargs(**settings)
+    for spec in (s.format, *s.formats.values()):
+        name = codecs.parse_spec(spec)[0]
+        if name.lower() not in codecs.PRESETS:
+            codecs.get(name)
+    store = make_store(path, create=True, storage_options=s.storage_options)
+    return ImageLog(store, s)
+
+
+_default: ImageLog | None = None
+_default_lock = threading.Lock()
+
+
+def init(path: str | os.PathLike[str] | None = None, /, **settings: Any) -> ImageLog:
+    """Open the process-wide default log used by ``imagelog.log()`` (path: ``IMAGELOG_DIR``)."""
+    global _default
+    target = path if path is not None else os.environ.get("IMAGELOG_DIR")
+    if target is None:
+        raise InvalidSetting(
+            "imagelog.init() needs a path (or the IMAGELOG_DIR environment variable)"
+        )
+    with _default_lock:
+        if _default is not None and not _default.closed:
+            _default.close()
+        _default = open(target, **settings)
+        return _default
+
+
+def get_default() -> ImageLog:
+    """The log opened by ``imagelog.init()``."""
+    if _default is None or _default.closed:
+        raise RuntimeError("no default log: call imagelog.init(path) first")
+    return _default
+
+
+def log(frame: object, /, **kwargs: Any) -> str:
+    """``imagelog.init(path)`` once, then ``imagelog.log(frame, source=...)`` anywhere."""
+    return get_default().log(frame, **kwargs)

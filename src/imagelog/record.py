@@ -1,0 +1,209 @@
+"""The JSON record: one line per image, ECS field names, built in two halves.
+
+The caller's thread builds everything it knows (ids, times, source, caller metadata); the background
+fills in what the encoder and the store learn (``file.*``, ``image.format``, ``image.encoder``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import numpy as np
+
+from .errors import MetadataNotJSON
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Record",
+    "dumps",
+    "iso_utc",
+    "jsonable",
+    "parse_time_ns",
+]
+
+SCHEMA_VERSION = 1
+HOSTNAME = socket.gethostname()
+
+
+class FileFields(TypedDict, total=False):
+    """``file.*``: where the image is, relative to the run root."""
+
+    path: str
+    size: int
+    mime_type: str
+    extension: str
+    hash: dict[str, str]
+
+
+class ImageFields(TypedDict, total=False):
+    """``image.*``: what was logged and how it was encoded."""
+
+    id: str
+    seq: int
+    source: str
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    channel_order: str
+    format: str
+    lossless: bool
+    encoder: dict[str, Any]
+
+
+Record = TypedDict(
+    "Record",
+    {
+        "@timestamp": str,
+        "event": dict[str, Any],
+        "log": dict[str, Any],
+        "message": str,
+        "file": FileFields,
+        "image": ImageFields,
+        "labels": dict[str, str],
+        "meta": dict[str, Any],
+        "exif": dict[str, Any],
+        "host": dict[str, Any],
+        "process": dict[str, Any],
+        "imagelog": dict[str, Any],
+    },
+    total=False,
+)
+Record.__doc__ = "One index line, as ``Run.records()`` yields it (see docs/record.md)."
+
+
+def iso_utc(ns: int) -> str:
+    """Format Unix nanoseconds as ISO 8601 UTC with microseconds, as ECS ``@timestamp`` wants.
+
+    >>> iso_utc(1_764_000_000_123_456_789)
+    '2025-11-24T16:00:00.123456Z'
+    """
+    sec, rem = divmod(ns, 1_000_000_000)
+    t = _dt.datetime.fromtimestamp(sec, _dt.UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 1000:06d}Z"
+
+
+def parse_time_ns(value: object, *, name: str = "captured_at") -> int:
+    """Turn a datetime, Unix seconds (float) or nanoseconds (int > 1e15) into Unix nanoseconds."""
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            value = value.astimezone()  # naive = local time, as datetime.timestamp() assumes
+        return int(value.timestamp() * 1_000_000) * 1000
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a datetime or Unix seconds, not {type(value).__name__}")
+    if isinstance(value, int) and value > 10**15:
+        return value
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return round(value * 1_000_000) * 1000
+
+
+def jsonable(value: Any, where: str = "meta") -> Any:
+    """Return ``value`` as plain JSON types, or raise ``MetadataNotJSON`` naming the bad key.
+
+    numpy scalars and small arrays become Python numbers and lists; datetimes become ISO strings.
+
+    >>> jsonable({"score": np.float32(0.5), "box": np.array([1, 2])})
+    {'score': 0.5, 'box': [1, 2]}
+    """
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MetadataNotJSON(f"{where} is {value!r}, which JSON cannot hold")
+        return value
+    if isinstance(value, np.generic):
+        return jsonable(value.item(), where)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise MetadataNotJSON(
+                    f"{where} has a key {k!r} of type {type(k).__name__}; keys must be str"
+                )
+            out[k] = jsonable(v, f"{where}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        if value.size > 4096:
+            raise MetadataNotJSON(
+                f"{where} is an array of {value.size} values; log arrays as images"
+            )
+        return jsonable(value.tolist(), where)
+    if isinstance(value, _dt.datetime):
+        return value.isoformat()
+    raise MetadataNotJSON(
+        f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot hold; "
+        "use str, int, float, bool, None, lists or dicts"
+    )
+
+
+def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """Check ECS ``labels``: flat str keys with scalar values, stored as strings."""
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise MetadataNotJSON(f"labels must be a dict of str to str, not {type(labels).__name__}")
+    out = {}
+    for k, v in labels.items():
+        if not isinstance(k, str):
+            raise MetadataNotJSON(f"labels key {k!r} must be a str")
+        if isinstance(v, bool):
+            out[k] = "true" if v else "false"
+        elif isinstance(v, str | int | float):
+            out[k] = str(v)
+        else:
+            raise MetadataNotJSON(f"labels.{k} is a {type(v).__name__}; label values are strings")
+    return out
+
+
+def dumps(record: Mapping[str, Any]) -> str:
+    """Serialise a record as one compact JSON line (no newline), keys in schema order."""
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def base_record(
+    *,
+    rid: str,
+    seq: int,
+    source: str,
+    captured_ns: int,
+    created_ns: int,
+    message: str | None,
+    level: str,
+    labels: dict[str, str],
+    meta: dict[str, Any],
+    writer: str,
+    action: str = "logged",
+) -> dict[str, Any]:
+    """The caller-thread half of a record (everything but ``file.*`` and encoder fields)."""
+    rec: dict[str, Any] = {
+        "@timestamp": iso_utc(captured_ns),
+        "event": {
+            "kind": "event",
+            "action": action,
+            "dataset": "imagelog",
+            "created": iso_utc(created_ns),
+        },
+        "log": {"level": level},
+    }
+    if message is not None:
+        rec["message"] = message
+    rec["image"] = {"id": rid, "seq": seq, "source": source}
+    if labels:
+        rec["labels"] = labels
+    if meta:
+        rec["meta"] = meta
+    rec["host"] = {"name": HOSTNAME}
+    rec["process"] = {"pid": os.getpid()}
+    rec["imagelog"] = {"schema": SCHEMA_VERSION, "writer": writer}
+    return rec

@@ -1,0 +1,152 @@
+"""Reading a run: ``imagelog.read(path)`` -> ``Run`` with ``records()`` and ``load()``."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import codecs
+from .errors import RunNotFound
+from .index import parse_segment, segment_keys
+from .logger import MANIFEST
+from .stores import Store, make_store
+from .stores.local import LocalStore
+
+__all__ = ["Run", "read"]
+
+
+def _sort_key(rec: dict[str, Any]) -> tuple[str, int]:
+    image = rec.get("image") or {}
+    return str(image.get("id", "")), int(image.get("seq", 0))
+
+
+class Run:
+    """A run folder or bucket prefix, read with standard tools' eyes: index lines and image files.
+
+    Example:
+        >>> import numpy as np, imagelog, tempfile
+        >>> path = tempfile.mkdtemp()
+        >>> with imagelog.open(path, format="png") as log:
+        ...     _ = log.log(np.full((8, 8), 7, np.uint8), source="cam1")
+        >>> run = imagelog.read(path)
+        >>> [int(run.load(r)[0, 0]) for r in run.records()]
+        [7]
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def url(self) -> str:
+        """The run's folder path or URL."""
+        return self.store.url
+
+    def manifest(self) -> dict[str, Any]:
+        """The run manifest (``imagelog.json``), or {} if absent."""
+        try:
+            data: dict[str, Any] = json.loads(self.store.get(MANIFEST))
+        except (FileNotFoundError, ValueError):
+            return {}
+        return data
+
+    def segments(self) -> list[str]:
+        """Index segment keys, sorted."""
+        return segment_keys(self.store)
+
+    def records(
+        self,
+        *,
+        source: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        include_events: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield index records oldest first (by id), exactly as stored.
+
+        By default only records of stored images (``event.action == "logged"``); with
+        ``include_events=True`` also drops and other events. ``since``/``until`` compare with
+        ``@timestamp`` (ISO strings, UTC).
+        """
+        records: list[dict[str, Any]] = []
+        for key in self.segments():
+            try:
+                data = self.store.get(key)
+            except FileNotFoundError:
+                continue
+            records.extend(parse_segment(data, key=key))
+        records.sort(key=_sort_key)
+        for rec in records:
+            action = (rec.get("event") or {}).get("action")
+            if action != "logged" and not include_events:
+                continue
+            image = rec.get("image") or {}
+            if source is not None and image.get("source") != source:
+                continue
+            ts = str(rec.get("@timestamp", ""))
+            if since is not None and ts < since:
+                continue
+            if until is not None and ts >= until:
+                continue
+            yield rec
+
+    def get(self, record_id: str) -> dict[str, Any]:
+        """The record with this id (or a unique prefix of it)."""
+        matches = [r for r in self.records(include_events=True)
+                   if str((r.get("image") or {}).get("id", "")).startswith(record_id)]  # fmt: skip
+        if not matches:
+            raise KeyError(f"no record with id {record_id!r} in {self.url}")
+        if len({r["image"]["id"] for r in matches}) > 1:
+            raise KeyError(f"id prefix {record_id!r} is ambiguous in {self.url}")
+        return matches[-1]
+
+    def read_bytes(self, rec: dict[str, Any]) -> bytes:
+        """The stored (encoded) bytes of a record's image."""
+        path = (rec.get("file") or {}).get("path")
+        if not path:
+            action = (rec.get("event") or {}).get("action")
+            raise ValueError(
+                f"record {rec.get('image', {}).get('id')} has no image (event {action!r})"
+            )
+        return self.store.get(path)
+
+    def path(self, rec: dict[str, Any]) -> Path:
+        """The local file of a record's image (local runs only)."""
+        if not isinstance(self.store, LocalStore):
+            raise TypeError(f"{self.url} is not a local folder; use read_bytes()")
+        return self.store.root / str(rec["file"]["path"])
+
+    def load(self, rec: dict[str, Any]) -> np.ndarray[Any, Any]:
+        """Decode a record's image to a numpy array with the dtype and channels that were logged."""
+        data = self.read_bytes(rec)
+        image = rec.get("image") or {}
+        fmt = str(image.get("format", ""))
+        enc = (image.get("encoder") or {}).get("name")
+        if enc == "passthrough" or fmt not in codecs.names():
+            arr = codecs.decode_any(data)
+        else:
+            arr = codecs.get(fmt).decode(data)
+        if image.get("dtype") == "bool" and arr.dtype != np.bool_:
+            arr = arr > 0
+        channels = image.get("channels")
+        if channels == 4 and arr.ndim == 3 and arr.shape[2] == 3:  # libwebp drops an opaque alpha
+            alpha = np.full((*arr.shape[:2], 1), np.iinfo(arr.dtype).max, arr.dtype)
+            arr = np.concatenate([arr, alpha], axis=2)
+        if channels == 1 and arr.ndim == 3:
+            arr = arr[:, :, 0]
+        return arr
+
+
+def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:
+    """Open a run for reading (a folder path or URL written by ``imagelog.open``)."""
+    try:
+        store = make_store(path, create=False, storage_options=storage_options)
+    except FileNotFoundError:
+        raise RunNotFound(f"no imagelog run at {os.fspath(path)}") from None
+    if not store.exists(MANIFEST) and not any(True for _ in store.list("index/")):
+        raise RunNotFound(f"no imagelog run at {store.url} (no {MANIFEST} and no index/)")
+    return Run(store)

@@ -1,0 +1,207 @@
+"""Settings of one log: the frozen ``Settings`` dataclass, its enums and the size/duration parsers."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from .errors import InvalidSetting
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_FORMAT",
+    "DEFAULT_MAX_QUEUE_BYTES",
+    "Fsync",
+    "OnFull",
+    "Settings",
+    "parse_bytes",
+    "parse_duration",
+]
+
+DEFAULT_MAX_QUEUE_BYTES = 256 * 2**20
+DEFAULT_FORMAT = "lossless"
+DEFAULT_CLOSE_TIMEOUT = 30.0
+
+
+class OnFull(enum.StrEnum):
+    """What ``log()`` does when the byte-bounded queue is full."""
+
+    BLOCK = "block"
+    """Wait until the encoders have made room (the only case where ``log()`` waits)."""
+    DROP_OLDEST = "drop_oldest"
+    """Drop the oldest queued frames to make room: the newest frames survive."""
+    DROP_NEWEST = "drop_newest"
+    """Drop the frame being logged: what is already queued survives."""
+
+
+class Fsync(enum.StrEnum):
+    """How much imagelog asks the kernel to put on stable storage before a record counts as written."""
+
+    NONE = "none"
+    """No fsync: survives a crash or ``kill -9`` of the process, not a kernel crash or power loss."""
+    INDEX = "index"
+    """fsync each index segment after its lines are written (batched)."""
+    ALL = "all"
+    """fsync every image file before its rename, its folder, and the index: survives power loss."""
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_DURATION_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(min|s|m|h|d|w)")
+
+
+def parse_bytes(value: int | float | str, *, name: str = "size") -> int:
+    """Parse a byte count: an int, or a string such as ``"512 MiB"`` or ``"20GB"``.
+
+    >>> parse_bytes("512 MiB"), parse_bytes("1.5 GB"), parse_bytes(4096)
+    (536870912, 1500000000, 4096)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a string such as '512 MiB', not a bool")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise InvalidSetting(f"{name} must not be negative, got {value!r}")
+        return int(value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be an int or a string such as '512 MiB', not {type(value).__name__}"
+        )
+    m = _SIZE_RE.match(value)
+    unit = m.group(2).lower() if m else ""
+    if not m or unit not in _SIZE_UNITS:
+        raise InvalidSetting(f"{name}: cannot parse {value!r} as a size; try '500 MB' or '2 GiB'")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(value: float | int | str | timedelta, *, name: str = "duration") -> float:
+    """Parse a duration in seconds: a number, a ``timedelta`` or a string such as ``"7d"``, ``"1h30m"``.
+
+    >>> parse_duration("7d"), parse_duration("1h30m"), parse_duration(timedelta(minutes=2))
+    (604800.0, 5400.0, 120.0)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be seconds, a timedelta or a string such as '7d', not a bool")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        if value < 0:
+            raise InvalidSetting(f"{name} must not be negative, got {value!r}")
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{name} must be seconds, a timedelta or a string, not {type(value).__name__}"
+        )
+    text = value.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    for m in _DURATION_RE.finditer(text):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    if pos != len(text) or not text:
+        raise InvalidSetting(
+            f"{name}: cannot parse {value!r} as a duration; try '30s', '12h' or '7d'"
+        )
+    return total
+
+
+def _enum(cls: type[enum.StrEnum], value: object, name: str) -> Any:
+    try:
+        return cls(str(value))
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in cls)
+        raise InvalidSetting(f"{name} must be one of {choices}, got {value!r}") from None
+
+
+def _env_bytes(var: str, default: int) -> int:
+    raw = os.environ.get(var)
+    if raw is None:
+        return default
+    try:
+        return parse_bytes(raw, name=var)
+    except (InvalidSetting, TypeError) as exc:
+        raise InvalidSetting(f"environment variable {var}={raw!r}: {exc}") from None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything ``imagelog.open()`` accepts, validated once, at open.
+
+    Sizes accept ints or strings (``"512 MiB"``), durations seconds or strings (``"7d"``).
+    """
+
+    format: str = DEFAULT_FORMAT
+    codec_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    formats: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    on_full: OnFull = OnFull.BLOCK
+    max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
+    workers: int = 0
+    fsync: Fsync = Fsync.NONE
+    max_bytes: int | None = None
+    max_age: float | None = None
+    min_free_bytes: int | None = None
+    keep: Callable[[Mapping[str, Any]], bool] | None = None
+    verify: str | float = "off"
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    strict: bool = False
+    hash: bool = True
+    storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> Settings:
+        """Build settings from ``open()``'s keyword arguments, parsing human strings."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise TypeError(
+                f"imagelog.open() got unknown setting(s) {', '.join(unknown)}; "
+                f"known settings: {', '.join(sorted(known))}"
+            )
+        kw = dict(kwargs)
+        kw.setdefault(
+            "max_queue_bytes", _env_bytes("IMAGELOG_MAX_QUEUE_BYTES", DEFAULT_MAX_QUEUE_BYTES)
+        )
+        if "strict" not in kw:
+            kw["strict"] = os.environ.get("IMAGELOG_STRICT", "") not in ("", "0", "false", "no")
+        kw["max_queue_bytes"] = parse_bytes(kw["max_queue_bytes"], name="max_queue_bytes")
+        for key in ("max_bytes", "min_free_bytes"):
+            if kw.get(key) is not None:
+                kw[key] = parse_bytes(kw[key], name=key)
+        if kw.get("max_age") is not None:
+            kw["max_age"] = parse_duration(kw["max_age"], name="max_age")
+        if "close_timeout" in kw:
+            kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
+        kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
+        kw["fsync"] = _enum(Fsync, kw.get("fsync", Fsync.NONE), "fsync")
+        return cls(**kw)
+
+    def __post_init__(self) -> None:
+        """Check what the parsers cannot."""
+        if self.max_queue_bytes <= 0:
+            raise InvalidSetting(f"max_queue_bytes must be positive, got {self.max_queue_bytes}")
+        if isinstance(self.workers, bool) or self.workers < 0:
+            raise InvalidSetting(
+                f"workers must be an int >= 0 (0 = one per core), got {self.workers!r}"
+            )
+        if self.keep is not None and not callable(self.keep):
+            raise TypeError("keep must be a callable taking a record dict and returning a bool")
+        if not isinstance(self.format, str):
+            raise TypeError(
+                f"format must be a string such as 'lossless' or 'png', not {self.format!r}"
+            )
+        v = self.verify
+        ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
+        if not ok:
+            raise InvalidSetting(
+                f"verify must be 'off', 'sample', 'all' or a fraction 0..1, got {v!r}"
+            )

@@ -1,0 +1,65 @@
+"""The storage protocol: what the pipeline needs from a local folder or an object store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ObjectInfo", "Segment", "Store"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """One stored object: its key (relative to the run root), size in bytes and mtime (Unix s)."""
+
+    key: str
+    size: int
+    mtime: float
+
+
+@runtime_checkable
+class Segment(Protocol):
+    """An append-only index segment owned by one writer."""
+
+    def append(self, data: bytes) -> None:
+        """Append whole lines; a line is either written whole or detected as torn by the reader."""
+
+    def sync(self) -> None:
+        """Make what was appended durable (fsync, or upload the tail)."""
+
+    def close(self) -> None:
+        """Sync and release."""
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where a run lives. Keys are ``/``-separated paths relative to the run root."""
+
+    url: str
+    concurrency: int
+    """How many puts the pipeline should keep in flight (local disk: one per core)."""
+
+    def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
+        """Store ``data`` under ``key`` atomically: readers see all of it or nothing."""
+
+    def get(self, key: str) -> bytes:
+        """Return the bytes under ``key`` (``FileNotFoundError`` if absent)."""
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` exists."""
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (no temporary files)."""
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Delete keys; missing keys are not an error."""
+
+    def open_segment(self, key: str) -> Segment:
+        """Open (create or continue) an append-only segment."""
+
+    def free_bytes(self) -> int | None:
+        """Free space where the images go, or None if the store has no such limit."""
+
+    def close(self) -> None:
+        """Release connections and file handles."""

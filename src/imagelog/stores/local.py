@@ -1,0 +1,203 @@
+"""A run in a local folder: files appear whole by write-to-temp-then-rename."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import StoreError
+from .base import ObjectInfo
+
+__all__ = ["LocalSegment", "LocalStore"]
+
+TMP_MARK = ".tmp-"
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalSegment:
+    """An index segment: one ``O_APPEND`` file descriptor, one ``write()`` per batch of lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._torn = False
+        # A segment continued after a crash may end in a torn line: start ours on a fresh line.
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(path, "rb") as fh:
+                fh.seek(size - 1)
+                self._torn = fh.read(1) != b"\n"
+
+    def append(self, data: bytes) -> None:
+        """Append lines; after a failed write, the next one starts on a new line."""
+        if self._torn:
+            data = b"\n" + data
+        try:
+            _write_all(self._fd, data)
+        except OSError:
+            self._torn = True
+            raise
+        self._torn = False
+
+    def sync(self) -> None:
+        """fsync the segment."""
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+class LocalStore:
+    """A run folder on a local filesystem (the embedded default)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+        self.concurrency = max(2, os.cpu_count() or 2)
+        self._dirs: set[Path] = set()
+        self._lock = threading.Lock()
+        if create:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create run folder {self.root}: {exc.strerror}", path=str(self.root)
+                ) from None
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise StoreError(f"run folder {self.root} is not writable", path=str(self.root))
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def _ensure_dir(self, parent: Path) -> None:
+        if parent not in self._dirs:
+            parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._dirs.add(parent)
+
+    def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
+        """Write to ``.name.tmp-<pid>-<thread>``, optionally fsync, then rename into place."""
+        path = self._path(key)
+        parent = path.parent
+        tmp = parent / f".{path.name}{TMP_MARK}{os.getpid()}-{threading.get_ident()}"
+        for attempt in (0, 1):
+            self._ensure_dir(parent)
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                break
+            except FileNotFoundError:
+                # the folder was removed under us (retention, an operator): make it again once
+                with self._lock:
+                    self._dirs.discard(parent)
+                if attempt:
+                    raise
+        try:
+            _write_all(fd, data)
+            if sync:
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if sync:
+            _fsync_dir(parent)
+
+    def get(self, key: str) -> bytes:
+        """Read a whole file."""
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        """Whether the file exists."""
+        return self._path(key).exists()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key."""
+        base = (
+            self._path(prefix) if prefix.endswith("/") or not prefix else self._path(prefix).parent
+        )
+        if not base.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                if TMP_MARK in name:
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if not key.startswith(prefix):
+                    continue
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue
+                yield ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def delete(self, keys: Iterable[str]) -> None:
+        """Unlink files, then remove folders left empty."""
+        parents = set()
+        for key in keys:
+            path = self._path(key)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            parents.add(path.parent)
+        for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+            self._prune(parent)
+
+    def _prune(self, folder: Path) -> None:
+        while folder != self.root and self.root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    if exc.errno != errno.ENOENT:
+                        return
+                else:
+                    return
+            with self._lock:
+                self._dirs.discard(folder)
+            folder = folder.parent
+
+    def open_segment(self, key: str) -> LocalSegment:
+        """Open an append-only segment file."""
+        return LocalSegment(self._path(key))
+
+    def free_bytes(self) -> int | None:
+        """Free bytes on the filesystem that holds the run (for unprivileged users)."""
+        try:
+            return shutil.disk_usage(self.root).free
+        except OSError:
+            return None
+
+    def close(self) -> None:
+        """Nothing to release."""
