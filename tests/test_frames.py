@@ -31,7 +31,8 @@ class TestInputs:
         arr = np.zeros((4, 4, 3), np.uint8)
         f = normalise(arr)
         arr[:] = 255
-        assert f.pixels is not None and int(f.pixels.max()) == 0
+        assert f.pixels is not None
+        assert int(f.pixels.max()) == 0
 
     def test_copy_false_keeps_the_array(self) -> None:
         """copy=False hands the array over without a copy."""
@@ -61,7 +62,8 @@ class TestInputs:
         """Raw bytes with a declared size and mode, as the seed's Image.frombytes took them."""
         data = bytes(range(24))
         f = normalise(data, size=(4, 2), mode="RGB")
-        assert f.pixels is not None and f.pixels.shape == (2, 4, 3)
+        assert f.pixels is not None
+        assert f.pixels.shape == (2, 4, 3)
         f16 = normalise(RawFrame(bytes(16), size=(4, 2), mode="I;16"))
         assert f16.dtype == "uint16"
 

@@ -108,7 +108,8 @@ class TestRoundTrip:
         assert run.read_bytes(rec) == data
         assert rec["image"]["encoder"]["name"] == "passthrough"
         assert (rec["image"]["width"], rec["image"]["height"]) == (rgb.shape[1], rgb.shape[0])
-        assert rec["exif"]["Make"] == "ACME" and rec["exif"]["Model"] == "Cam-3000"
+        assert rec["exif"]["Make"] == "ACME"
+        assert rec["exif"]["Model"] == "Cam-3000"
         assert rec["@timestamp"].startswith("2024-05-0")  # capture time from EXIF
         assert rec["event"]["created"] > rec["@timestamp"]
 
@@ -144,7 +145,7 @@ class TestRecord:
         with imagelog.open(run_dir, format="lossless", on_full="block") as log:
             rid = log.log(rgb, source="cam1", message="defect on belt", labels={"line": "3"},
                           score=0.93, defect=True)  # fmt: skip
-        run, rec = _only(run_dir)
+        _run, rec = _only(run_dir)
         assert rec["image"]["id"] == rid
         assert rec["message"] == "defect on belt"
         assert rec["labels"] == {"line": "3"}
@@ -171,10 +172,8 @@ class TestRecord:
             out: dict[str, Any] = {}
             for k, v in d.items():
                 name = prefix + k
-                if (
-                    isinstance(v, dict)
-                    and name not in ecs
-                    or (name in ecs and ecs[name]["type"] == "object" and name != "labels")
+                if (isinstance(v, dict) and name not in ecs) or (
+                    name in ecs and ecs[name]["type"] == "object" and name != "labels"
                 ):
                     out.update(flat(v, name + "."))
                 else:
@@ -294,7 +293,9 @@ class TestLifecycle:
         assert log.flush(timeout=60)
         assert len(list(imagelog.read(run_dir).records())) == 20
         st = log.stats()
-        assert st["written"] == 20 and st["queue_bytes"] == 0 and st["queue_frames"] == 0
+        assert st["written"] == 20
+        assert st["queue_bytes"] == 0
+        assert st["queue_frames"] == 0
         log.close()
 
     def test_module_level_init_and_log(self, run_dir: Path, rgb: np.ndarray[Any, Any]) -> None:
@@ -348,4 +349,5 @@ class TestHandler:
             ("hello world", "info", "test.bridge"),
             ("bad part", "error", "cam9"),
         ]
-        assert recs[0]["labels"] == {"k": "v"} and recs[0]["meta"] == {"x": 1}
+        assert recs[0]["labels"] == {"k": "v"}
+        assert recs[0]["meta"] == {"x": 1}
