@@ -17,7 +17,7 @@ from . import exif
 from ._queue import ByteQueue, Closed, Item
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
-from .frames import Frame
+from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .record import dumps, iso_utc
 from .settings import Fsync, OnFull, Settings
@@ -128,6 +128,7 @@ class Pipeline:
         self._reported: dict[str, float] = {}
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
+        self.pool = BufferPool(min(settings.max_queue_bytes // 4, 48 * 2**20))
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,8 +159,8 @@ class Pipeline:
         """Drain for up to ``timeout`` seconds, stop the threads; return how many items were left."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.queue.wait_done(self.queue.mark(), timeout)
-        self.queue.close()
         left = self.queue.drain()
+        self.queue.close(len(self._threads))
         for t in self._threads:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
@@ -179,7 +180,16 @@ class Pipeline:
         for old in dropped:
             queued = queued and old is not item
             self.record_drop(old.payload, "queue_full")
+            self.recycle(old.payload)
+            old.payload = None
         return queued
+
+    def recycle(self, job: FrameJob) -> None:
+        """Give a finished (or dropped) frame's buffer back to the pool."""
+        frame = job.frame
+        if frame.pooled and frame.pixels is not None:
+            self.pool.give(frame.pixels)
+            frame.pixels = None
 
     def record_drop(self, job: FrameJob, reason: str) -> None:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
@@ -213,6 +223,8 @@ class Pipeline:
                 source = getattr(item.payload, "source", "")
                 self._fail(source, exc)
             finally:
+                if isinstance(item.payload, FrameJob):
+                    self.recycle(item.payload)
                 self.queue.done(item)
 
     @staticmethod

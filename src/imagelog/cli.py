@@ -21,7 +21,8 @@ __all__ = ["main"]
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # a pipe or a file gets full rows rather than columns squeezed to 80 characters
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _human_bytes(n: float) -> str:

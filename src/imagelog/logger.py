@@ -162,7 +162,9 @@ class ImageLog:
         created = time.time_ns()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
-        f = normalise(frame, copy=copy, channel_order=channel_order, size=size, mode=mode)
+        f = normalise(
+            frame, copy=copy, channel_order=channel_order, size=size, mode=mode, pool=pipeline.pool
+        )
         codec, params = self._codec_for(f, source, format)
         meta_json = jsonable(meta) if meta else {}
         labels_json = labels_of(labels)
