@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -206,6 +207,7 @@ class Pipeline:
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_priority(self.settings.worker_nice)
         while True:
             try:
                 item = self.queue.get()
@@ -319,6 +321,21 @@ class Pipeline:
             )  # fmt: skip
         except Exception:
             pass
+
+
+def _lower_priority(nice: int) -> None:
+    """Give this worker thread a lower CPU priority than the caller's threads (Linux: per thread).
+
+    When the encoders saturate the cores, the scheduler then runs the caller's thread first, so
+    ``log()`` keeps its latency and the encoders use what is left.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError:
+        pass
 
 
 def _reason(exc: BaseException) -> str:

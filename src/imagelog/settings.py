@@ -155,6 +155,7 @@ class Settings:
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     strict: bool = False
     hash: bool = True
+    worker_nice: int = 5
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
