@@ -114,3 +114,18 @@ def test_forked_child_gets_a_fresh_writer(run_dir: Path, rgb: np.ndarray[Any, An
     assert sorted(r["image"]["source"] for r in recs) == ["child", "parent", "parent"]
     assert writers["parent"] == parent_writer
     assert writers["child"] != parent_writer
+
+
+def test_exit_drains_without_close(run_dir: Path) -> None:
+    """A script that logs and exits without close() still writes every frame (the atexit drain)."""
+    code = (
+        "import sys, imagelog\n"
+        "from imagelog.samples import CameraSimulator\n"
+        "cam = CameraSimulator(320, 240)\n"
+        "log = imagelog.open(sys.argv[1])\n"
+        "for i in range(60):\n"
+        "    log.log(cam.frame(), i=i)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(run_dir)], check=True, timeout=120)
+    recs = list(imagelog.read(run_dir).records())
+    assert [r["meta"]["i"] for r in recs] == list(range(60))

@@ -129,7 +129,8 @@ class Pipeline:
         self._reported: dict[str, float] = {}
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
-        self.pool = BufferPool(min(settings.max_queue_bytes // 4, 48 * 2**20))
+        # recycled frame buffers count against max_queue_bytes together with the queued frames
+        self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,7 +190,8 @@ class Pipeline:
         """Give a finished (or dropped) frame's buffer back to the pool."""
         frame = job.frame
         if frame.pooled and frame.pixels is not None:
-            self.pool.give(frame.pixels)
+            in_flight = max(0, self.queue.bytes - frame.pixels.nbytes)
+            self.pool.give(frame.pixels, limit=self.queue.max_bytes - in_flight)
             frame.pixels = None
 
     def record_drop(self, job: FrameJob, reason: str) -> None:

@@ -139,10 +139,12 @@ class BufferPool:
                 return arr
         return np.empty(shape, dtype)
 
-    def give(self, arr: np.ndarray[Any, Any]) -> None:
-        """Return a buffer nobody uses any more (kept only while the pool is under its bound)."""
+    def give(self, arr: np.ndarray[Any, Any], limit: int | None = None) -> None:
+        """Return a buffer nobody uses any more; kept only while the pool stays under its bound
+        and under ``limit`` (the room the caller's own memory bound leaves)."""
         with self._lock:
-            if self._bytes + arr.nbytes > self.max_bytes:
+            kept = self._bytes + arr.nbytes
+            if kept > self.max_bytes or (limit is not None and kept > limit):
                 return
             self._free.setdefault((arr.shape, arr.dtype), []).append(arr)
             self._bytes += arr.nbytes

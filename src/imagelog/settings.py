@@ -194,6 +194,8 @@ class Settings:
             raise InvalidSetting(
                 f"workers must be an int >= 0 (0 = one per core), got {self.workers!r}"
             )
+        if isinstance(self.worker_nice, bool) or not 0 <= self.worker_nice <= 19:
+            raise InvalidSetting(f"worker_nice must be an int 0..19, got {self.worker_nice!r}")
         if self.keep is not None and not callable(self.keep):
             raise TypeError("keep must be a callable taking a record dict and returning a bool")
         if not isinstance(self.format, str):
