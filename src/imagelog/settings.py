@@ -80,7 +80,9 @@ def parse_bytes(value: int | float | str, *, name: str = "size") -> int:
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:
         raise InvalidSetting(f"{name}: cannot parse {value!r} as a size; try '500 MB' or '2 GiB'")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    number = m.group(1)
+    factor = _SIZE_UNITS[unit]
+    return int(number) * factor if number.isdigit() else int(float(number) * factor)
 
 
 def parse_duration(value: float | int | str | timedelta, *, name: str = "duration") -> float:

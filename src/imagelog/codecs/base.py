@@ -26,7 +26,7 @@ _XMP_HEAD = (
 _XMP_TAIL = '</imagelog:record></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def imagecodecs_version(lib: str) -> str:
     """Return ``imagecodecs X (libfoo Y)`` for the record's ``image.encoder.version``."""
     import imagecodecs
