@@ -107,6 +107,9 @@ def test_close_timeout_counts_what_was_left(run_dir: Path, gate: threading.Event
     st = log.stats()
     assert st["dropped_by_reason"].get("close_timeout", 0) >= 3
     gate.set()
+    drops = [r for r in imagelog.read(run_dir).records(include_events=True)
+             if r["event"].get("reason") == "close_timeout"]  # fmt: skip
+    assert len(drops) == st["dropped_by_reason"]["close_timeout"]
 
 
 def test_queue_memory_is_bounded_by_bytes() -> None:

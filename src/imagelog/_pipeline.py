@@ -158,7 +158,8 @@ class Pipeline:
         return threading.current_thread() in self._threads
 
     def stop(self, timeout: float | None) -> int:
-        """Drain for up to ``timeout`` seconds, stop the threads; return how many items were left."""
+        """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
+        left unwritten (each counted and indexed as dropped, reason ``close_timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.queue.wait_done(self.queue.mark(), timeout)
         left = self.queue.drain()
@@ -167,11 +168,21 @@ class Pipeline:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        frames = 0
+        events = []
+        for item in left:
+            if isinstance(item.payload, FrameJob):
+                frames += 1
+                events.append(self._drop_record(item.payload, "close_timeout"))
+            elif isinstance(item.payload, EventJob):
+                events.append(item.payload)
         try:
+            if events:
+                self.index.append_many([(e.record, e.created_ns) for e in events])
             self.index.close()
         except OSError as exc:
             self.report("index-close", exc)
-        return len(left)
+        return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
     def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> bool:
@@ -196,16 +207,19 @@ class Pipeline:
 
     def record_drop(self, job: FrameJob, reason: str) -> None:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
+        try:
+            self.queue.put_control(Item(self._drop_record(job, reason), 0))
+        except Closed:
+            pass
+
+    def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
         self.stats.add(job.source, "dropped")
         with self.stats.lock:
             self.stats.dropped_by_reason[reason] += 1
         rec = dict(job.record)
         rec["event"] = {**rec["event"], "action": "dropped", "reason": reason, "outcome": "failure"}
         rec["image"] = {**rec["image"], **self._frame_fields(job.frame)}
-        try:
-            self.queue.put_control(Item(EventJob(rec, job.created_ns), 0))
-        except Closed:
-            pass
+        return EventJob(ordered(rec), job.created_ns)
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:

@@ -228,9 +228,6 @@ class ImageLog:
             limit = self._settings.close_timeout if timeout is None else timeout
             left = self._pipeline.stop(limit)
             if left:
-                with self._pipeline.stats.lock:
-                    self._pipeline.stats.counts["dropped"] += left
-                    self._pipeline.stats.dropped_by_reason["close_timeout"] += left
                 logger.warning(
                     "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
                     left, self.url, limit,
