@@ -203,7 +203,12 @@ def _from_array(
         converted_from = "BGRA" if channels == 4 else "BGR"
     elif copy or not arr.flags.c_contiguous:
         out = pool.take(arr.shape, dtype) if pool else np.empty(arr.shape, dtype)
-        np.copyto(out, arr)
+        if arr.flags.c_contiguous:
+            # memoryview assignment is a memcpy that keeps the GIL: numpy's copy would release it
+            # and then wait, behind the encoder threads, to get it back
+            memoryview(out).cast("B")[:] = memoryview(arr).cast("B")
+        else:
+            np.copyto(out, arr)
         arr, pooled = out, pool is not None
     return Frame(
         width=int(arr.shape[1]), height=int(arr.shape[0]), channels=channels, dtype=name,
