@@ -23,13 +23,18 @@ __all__ = ["run", "table"]
 
 BUCKET = "bench"
 CASES = (("640x480 JPEG", 640, 480, "preview"), ("1080p lossless", 1920, 1080, "lossless"))
-INFLIGHT = (1, 4, 16)
+INFLIGHT: tuple[int | None, ...] = (
+    1,
+    4,
+    16,
+    None,
+)  # None: the defaults (local: 1 per core; S3: 16)
 
 
 def _one(
-    url: str, frames: list[Any], fmt: str, workers: int, options: dict[str, Any] | None
+    url: str, frames: list[Any], fmt: str, workers: int | None, options: dict[str, Any] | None
 ) -> dict[str, float]:
-    kwargs: dict[str, Any] = {"format": fmt, "workers": workers, "max_queue_bytes": "1 GiB"}
+    kwargs: dict[str, Any] = {"format": fmt, "workers": workers or 0, "max_queue_bytes": "1 GiB"}
     if options is not None:
         kwargs["storage_options"] = options
     log = imagelog.open(url, **kwargs)
@@ -45,6 +50,7 @@ def _one(
         "fps": stats["written"] / seconds,
         "mbps": stats["bytes_written"] / seconds / 1e6,
         "spooled": float(stats.get("store", {}).get("spooled", 0)),
+        "workers": float(stats["workers"]),
     }
 
 
@@ -97,8 +103,9 @@ def table(results: dict[str, Any]) -> str:
     ]
     for r in rows:
         ratio = r["fps"] / local[(r["case"], r["inflight"])]
+        inflight = r["inflight"] or f"default ({r['workers']:.0f})"
         lines.append(
-            f"| {r['case']} | {r['inflight']} | {r['target']} | {r['frames']:.0f} | "
+            f"| {r['case']} | {inflight} | {r['target']} | {r['frames']:.0f} | "
             f"{r['fps']:.1f} | {r['mbps']:.1f} | {ratio:.2f} |"
         )
     return "\n".join(lines) + "\n"

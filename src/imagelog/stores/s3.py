@@ -93,8 +93,8 @@ class S3Options:
     connect_timeout: float = 5.0
     max_retries: int | None = None
     retry_timeout: float = 10.0
-    index_interval: float = 2.0
-    index_max_lines: int = 1000
+    index_interval: float = 5.0
+    index_max_lines: int = 5000
     spool: bool = True
     spool_dir: str | None = None
     spool_max_bytes: int = 2**30
