@@ -18,6 +18,7 @@ from . import exif
 from ._queue import ByteQueue, Closed, Item
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
+from .errors import SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .record import dumps, iso_utc
@@ -237,6 +238,11 @@ class Pipeline:
                     self._write_frame(payload)
                 else:
                     self.index.append(ordered(payload.record), payload.created_ns)
+            except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
+                if isinstance(item.payload, FrameJob):
+                    self.record_drop(item.payload, "spool_full")
+                else:
+                    self._fail("", exc)
             except BaseException as exc:
                 source = getattr(item.payload, "source", "")
                 self._fail(source, exc)

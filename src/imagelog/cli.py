@@ -13,6 +13,7 @@ from typing import Any
 from . import codecs
 from .errors import ImageLogError
 from .frames import sniff_format
+from .index import writer_of
 from .run import Run, read
 
 __all__ = ["main"]
@@ -93,7 +94,7 @@ def summarise(run: Run) -> dict[str, Any]:
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
-        "writers": len({k.rsplit("_", 1)[-1] for k in run.segments()}),
+        "writers": len({writer_of(k) for k in run.segments()}),
     }
 
 

@@ -206,7 +206,7 @@ def _from_array(
         if arr.flags.c_contiguous:
             # memoryview assignment is a memcpy that keeps the GIL: numpy's copy would release it
             # and then wait, behind the encoder threads, to get it back
-            memoryview(out).cast("B")[:] = memoryview(arr).cast("B")
+            out.data.cast("B")[:] = arr.data.cast("B")
         else:
             np.copyto(out, arr)
         arr, pooled = out, pool is not None

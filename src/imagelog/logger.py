@@ -204,8 +204,10 @@ class ImageLog:
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
         ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
-        if ok and self._settings.fsync.value != "none":
-            self._pipeline.index.sync()
+        if ok:
+            self._pipeline.index.flush()  # object stores: upload the open index part
+            if self._settings.fsync.value != "none":
+                self._pipeline.index.sync()
         self._raise_if_strict()
         return ok
 
@@ -227,6 +229,10 @@ class ImageLog:
             self._state = "closing"
             limit = self._settings.close_timeout if timeout is None else timeout
             left = self._pipeline.stop(limit)
+            try:
+                self._store.close()  # object stores: stop their threads, upload the spool
+            except Exception as exc:
+                self._pipeline.report("store-close", exc)
             if left:
                 logger.warning(
                     "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
@@ -272,6 +278,7 @@ class ImageLog:
                 },
                 "writer": self._writer,
                 "workers": p.workers,
+                "store": _store_stats(self._store),
                 "url": self.url,
             }
 
@@ -285,6 +292,12 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
+
+
+def _store_stats(store: Store) -> dict[str, Any]:
+    """A store's own counters (the S3 spool's pending, uploaded, network errors...), or {}."""
+    stats = getattr(store, "stats", None)
+    return dict(stats()) if callable(stats) else {}
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
