@@ -58,6 +58,7 @@ _RGBA_FALLBACK = {"preview": "jxl:effort=1"}
 
 def register(codec: Codec) -> None:
     """Add a codec under its ``name`` (a new format is a new module plus this one call)."""
+    _ = codec.version  # probe once, now, in the importing thread (loads the codec's module)
     _REGISTRY[codec.name] = codec
 
 

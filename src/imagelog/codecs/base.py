@@ -26,15 +26,28 @@ _XMP_HEAD = (
 _XMP_TAIL = '</imagelog:record></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
 
 
+#: library name -> the imagecodecs module whose ``<name>_version()`` reports it
+_IMAGECODECS_MODULES = {
+    "libjxl": "jpegxl", "libpng": "png", "libjpeg_turbo": "jpeg8", "libwebp": "webp",
+    "libtiff": "tiff", "qoi": "qoi", "libavif": "avif", "zstd": "zstd", "lz4": "lz4",
+}  # fmt: skip
+
+
 @functools.cache
 def imagecodecs_version(lib: str) -> str:
-    """Return ``imagecodecs X (libfoo Y)`` for the record's ``image.encoder.version``."""
+    """Return ``imagecodecs X (libfoo Y)`` for the record's ``image.encoder.version``.
+
+    Asks only the one codec module (``imagecodecs.version()`` would import every extension
+    module imagecodecs has); ``register()`` calls this at import, in the importing thread, so
+    worker threads never import extension modules (an import racing a ``fork()`` can crash).
+    """
     import imagecodecs
 
-    for part in imagecodecs.version().split(", "):
-        if part.startswith(lib + "-"):
-            return f"imagecodecs {imagecodecs.__version__} ({part.replace('-', ' ', 1)})"
-    return f"imagecodecs {imagecodecs.__version__}"
+    module = _IMAGECODECS_MODULES.get(lib)
+    func = getattr(imagecodecs, f"{module}_version", None) if module else None
+    if func is None:
+        return f"imagecodecs {imagecodecs.__version__}"
+    return f"imagecodecs {imagecodecs.__version__} ({func()})"
 
 
 def xmp_packet(record_json: str) -> bytes:
