@@ -13,7 +13,9 @@ Purging:
   not deleted and their index lines move to ``index/<hour>_kept.jsonl``.
 - The current hour (still being written) is purged in part, oldest files first, when nothing
   older is left: a ``purged`` index event that lists the record ids (a tombstone) is written
-  first, then the files are deleted; ``Run.records()`` leaves out tombstoned records.
+  first, then the files are deleted; ``Run.records()`` leaves out tombstoned records. Their
+  index lines stay until the hour is closed and purged whole, so a quota smaller than one
+  hour's index cannot be met.
 - Every purge writes a ``purged`` event (what, when, why, how many files and bytes) to the
   purging writer's index segment; ``Run.records(include_events=True)`` shows them.
 
@@ -42,6 +44,7 @@ from .ids import uuid7
 from .index.segment import INDEX_PREFIX, IndexWriter, hour_of
 from .record import HOSTNAME, SCHEMA_VERSION, dumps, iso_utc
 from .stores.base import ObjectInfo, Store
+from .stores.local import LocalStore
 
 __all__ = [
     "FreeSpaceGuard",
@@ -141,6 +144,7 @@ class Retention:
         report: where background errors go (rate-limited warnings).
         pending: the log time (ns) of this writer's oldest frame in flight, or None: an hour
             with frames in flight is not closed yet.
+        keep_label: honour the label ``keep: "1"``.
     """
 
     def __init__(
@@ -155,7 +159,9 @@ class Retention:
         clock: Callable[[], int] = time.time_ns,
         report: Callable[[str, BaseException], None] | None = None,
         pending: Callable[[], int | None] = lambda: None,
+        keep_label: bool = True,
     ) -> None:
+        self.keep_label = keep_label
         self.store = store
         self.pending = pending
         self.max_bytes = max_bytes
@@ -361,7 +367,7 @@ class Retention:
         return files, segments
 
     def _keeps(self, rec: Mapping[str, Any]) -> bool:
-        if keeps_by_label(rec):
+        if self.keep_label and keeps_by_label(rec):
             return True
         if self.keep is None:
             return False
@@ -420,6 +426,8 @@ class Retention:
             result.bytes -= len(kept_data)
         self.store.delete(o.key for o in segments if not (kept_data and o.key == kept_key))
         self.store.delete(o.key for o in doomed)
+        if isinstance(self.store, LocalStore):  # temporary files of writers killed mid-write
+            self.store.remove_temp(images_prefix(hour))
         left = sum(o.size for o in files if o.key in kept_paths) + len(kept_data)
         self._set(hour, left)
         if left:
@@ -458,9 +466,9 @@ class Retention:
                 result.bytes += sizes[path + ".json"]
             result.ids.append(rid)
         if not keys:
-            self._warn(
-                "quota", RuntimeError(f"cannot purge {hour}: every record left there is kept")
-            )
+            msg = (f"nothing left to purge in {hour}: kept records, and the index lines of "
+                   "purged ones, stay until the hour is closed")  # fmt: skip
+            self._warn("quota", RuntimeError(msg))
             return None
         result.files = result.records = len(result.ids)
         if dry_run:

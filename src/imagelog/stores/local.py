@@ -204,6 +204,22 @@ class LocalStore:
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
             self._prune(parent)
 
+    def remove_temp(self, prefix: str) -> int:
+        """Delete temporary files (left by writers that died mid-write) under a folder prefix."""
+        removed = 0
+        base = self._path(prefix)
+        folders = set()
+        for dirpath, _, filenames in os.walk(base):
+            for name in filenames:
+                if TMP_MARK in name:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    folders.add(Path(dirpath))
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            self._prune(folder)
+        return removed
+
     def _prune(self, folder: Path) -> None:
         while folder != self.root and self.root in folder.parents:
             try:
