@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -124,7 +125,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     run = read(args.run)
     if args.repair:
         for fixed in repair(run.store):
-            print(f"repaired {fixed.key}: {fixed.lines} torn line(s) moved to {fixed.quarantine}")
+            print(f"repaired {fixed.key}: {fixed.lines} torn line(s) moved to {fixed.quarantine}",
+                  file=sys.stderr)  # fmt: skip
     sample = 1.0 if args.all else args.sample
     with _progress("verifying", args.json) as update:
         report = verify(run, sample=sample, hashes=not args.no_hash, progress=update)
@@ -187,6 +189,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         "segments": report.segments,
         "removed_segments": report.removed,
         "unrecoverable": report.unrecoverable,
+        "lone_sidecars_quarantined": report.lone_sidecars,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if args.json:

@@ -42,12 +42,12 @@ class TestQuota:
         self, run_dir: Path, open_log: OpenLog, clock: Any, tiny: CameraSimulator,
         run_bytes: Callable[[Path], int],
     ) -> None:  # fmt: skip
-        """3,000 frames over 50 hours under max_bytes: the run stays within one hour of the
+        """2,400 frames over 40 hours under max_bytes: the run stays within one hour of the
         quota at every flush and within 5% of it at the end; the oldest frames went first."""
         limit = 1_000_000
         log = open_log(run_dir, format="png", max_bytes=limit)
         largest_hour = 0
-        for i in range(3000):
+        for i in range(2400):
             clock.tick(60)  # 60 frames an hour
             log.log(tiny.frame(), source="cam", i=i)
             if i % 100 == 99:
@@ -55,12 +55,12 @@ class TestQuota:
                 largest_hour = max([largest_hour, *_hour_sizes(run_dir).values()])
                 assert run_bytes(run_dir) <= limit + largest_hour
         log.close()
-        assert log.stats()["written"] == 3000
+        assert log.stats()["written"] == 2400
         assert run_bytes(run_dir) <= limit * 1.05
         assert run_bytes(run_dir) >= limit - 2 * largest_hour
         kept = [r["meta"]["i"] for r in imagelog.read(run_dir).records()]
-        assert kept == list(range(kept[0], 3000))  # a contiguous tail: oldest purged first
-        assert kept[0] > 2000
+        assert kept == list(range(kept[0], 2400))  # a contiguous tail: oldest purged first
+        assert kept[0] > 1400
         report = verify(imagelog.read(run_dir), sample=1.0)
         assert not report.damaged, report.findings[:5]
 

@@ -10,7 +10,7 @@ lines in the background; ``imagelog verify --repair`` repairs every torn line.
 Reindex. Every image carries its own record (PNG iTXt, XMP, a TIFF tag, or a ``.json`` sidecar),
 so the index can be rebuilt from the images alone: ``file.path``, ``file.size`` and ``file.hash``
 are recomputed from the file; event lines (drops, purges) that are still readable in the old
-index are kept.
+index are kept; a sidecar whose image was never written goes to ``quarantine/``.
 """
 
 from __future__ import annotations
@@ -293,7 +293,7 @@ def verify(
     logged = [r for r in logged if (r.get("image") or {}).get("id") not in gone]
     report.records = len(logged)
     listing = {o.key: o.size for o in store.list("images/")}
-    report.files = sum(1 for k in listing if not (k.endswith(".json") and k[:-5] in listing))
+    report.files = sum(1 for k in listing if not k.endswith(".json"))
     indexed: set[str] = set()
     for i, rec in enumerate(logged):
         if progress is not None:
@@ -338,9 +338,13 @@ def verify(
     if progress is not None:
         progress(len(logged), len(logged))
     for key in listing:
-        if key in indexed or (key.endswith(".json") and key[:-5] in listing):
+        if key in indexed:
             continue
-        report.findings.append(Finding("orphan", key, "no index line (reindex adopts it)"))
+        if not key.endswith(".json"):
+            report.findings.append(Finding("orphan", key, "no index line (reindex adopts it)"))
+        elif key[:-5] not in listing:
+            detail = "a sidecar without its image (a crash before the image was written)"
+            report.findings.append(Finding("orphan", key, detail))
     return report
 
 
@@ -355,6 +359,8 @@ class ReindexReport:
     segments: int = 0
     removed: int = 0
     unrecoverable: list[str] = dataclasses.field(default_factory=list)
+    lone_sidecars: list[str] = dataclasses.field(default_factory=list)
+    """Sidecars whose image was never written (a crash in between): moved to quarantine/."""
 
 
 def live_writers(store: Store, own: Iterable[str] = ()) -> list[str]:
@@ -370,7 +376,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     """
     report = ReindexReport()
     listing = {o.key: o for o in store.list("images/")}
-    images = [k for k in listing if not (k.endswith(".json") and k[:-5] in listing)]
+    images = [k for k in listing if not k.endswith(".json")]  # lone sidecars: never acknowledged
     lines: dict[str, list[tuple[str, str]]] = {}
     for i, key in enumerate(images):
         if progress is not None:
@@ -405,6 +411,11 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         report.records += 1
     if progress is not None:
         progress(len(images), len(images))
+    for key in listing:
+        if key.endswith(".json") and key[:-5] not in listing:
+            store.put(QUARANTINE + key, store.get(key))
+            store.delete([key])
+            report.lone_sidecars.append(key)
     old = segment_keys(store)
     for key in old:  # keep the event lines (drops, purges) the old index still holds
         try:

@@ -1,0 +1,146 @@
+"""Storage benchmark: the fsync policies side by side, group commit, and the cost of retention.
+
+Run standalone with ``python -m bench.storage [--quick] [--dir DIR]`` (DIR: the filesystem to
+measure; default: a temporary folder). Never asserts timings: it measures and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+import imagelog
+from imagelog.samples import CameraSimulator
+
+__all__ = ["run", "table"]
+
+SIZES = {"640x480": (640, 480), "1080p": (1920, 1080)}
+
+
+def _frames(width: int, height: int, n: int) -> list[np.ndarray[Any, Any]]:
+    cam = CameraSimulator(width, height, seed=42)
+    bank = [cam.frame() for _ in range(min(n, 8))]
+    return [bank[i % len(bank)] for i in range(n)]
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _measure(
+    base: str, frames: list[np.ndarray[Any, Any]], *, per_line_sync: bool = False, **settings: Any
+) -> dict[str, Any]:
+    """Log every frame as fast as the log takes them (on_full=block), close, and time it."""
+    folder = tempfile.mkdtemp(prefix="bench-storage-", dir=base)
+    try:
+        latencies: list[float] = []
+        log = imagelog.open(folder, format="lossless", **settings)
+        if per_line_sync:
+            log._pipeline.index._sync_every = 0.0  # the naive policy: one fsync per line
+        t0 = time.perf_counter()
+        for frame in frames:
+            t = time.perf_counter()
+            log.log(frame, source="cam")
+            latencies.append(time.perf_counter() - t)
+        log.close()
+        seconds = time.perf_counter() - t0
+        stats = log.stats()
+        return {
+            "frames": len(frames),
+            "written": stats["written"],
+            "seconds": seconds,
+            "fps": stats["written"] / seconds,
+            "log_p50_ms": statistics.median(latencies) * 1e3,
+            "log_p99_ms": _p99(latencies) * 1e3,
+            "index_fsyncs": log._pipeline.index.syncs,
+            "mb_written": stats["bytes_written"] / 1e6,
+            "purged": len(log._pipeline.retention.purged),
+        }
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(quick: bool, *, base: str | None = None) -> dict[str, Any]:
+    """Measure; ``quick`` uses fewer frames. Returns a JSON-able dict for ``table()``."""
+    base = base or tempfile.gettempdir()
+    counts = {"640x480": 40 if quick else 300, "1080p": 12 if quick else 80}
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "filesystem": base,
+        "fsync": {},
+        "group_commit": {},
+        "retention": {},
+    }
+    for label, (w, h) in SIZES.items():
+        frames = _frames(w, h, counts[label])
+        results["fsync"][label] = {
+            policy: _measure(base, frames, fsync=policy) for policy in ("none", "index", "all")
+        }
+    frames = _frames(640, 480, counts["640x480"])
+    results["group_commit"]["640x480"] = {
+        "per line": _measure(base, frames, fsync="index", per_line_sync=True),
+        "group commit": _measure(base, frames, fsync="index"),
+    }
+    unlimited = _measure(base, frames)
+    quota = int(unlimited["mb_written"] * 1e6 / 2)  # half of what is logged: purges all along
+    results["retention"]["640x480"] = {
+        "no limit": unlimited,
+        f"max_bytes={quota // 10**6} MB": _measure(base, frames, max_bytes=quota),
+    }
+    return results
+
+
+def table(results: dict[str, Any]) -> str:
+    """The results as Markdown tables."""
+    lines = [
+        f"Storage ({results['machine']}; files in {results['filesystem']}; lossless preset)",
+        "",
+    ]
+    lines += [
+        "| frame | fsync | frames/s | log() p50 ms | log() p99 ms | index fsyncs |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for label, by_policy in results["fsync"].items():
+        for policy, r in by_policy.items():
+            lines.append(
+                f"| {label} | {policy} | {r['fps']:.1f} | {r['log_p50_ms']:.2f} | "
+                f"{r['log_p99_ms']:.2f} | {r['index_fsyncs']} |"
+            )
+    lines += [
+        "",
+        "| frame | fsync=index | frames/s | index fsyncs |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for label, by_mode in results["group_commit"].items():
+        for mode, r in by_mode.items():
+            lines.append(f"| {label} | {mode} | {r['fps']:.1f} | {r['index_fsyncs']} |")
+    lines += ["", "| frame | retention | frames/s | log() p99 ms | purges |",
+              "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+    for label, by_mode in results["retention"].items():
+        for mode, r in by_mode.items():
+            lines.append(
+                f"| {label} | {mode} | {r['fps']:.1f} | {r['log_p99_ms']:.2f} | {r['purged']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """``python -m bench.storage [--quick] [--dir DIR]``."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--dir", help="where to write (the filesystem to measure)")
+    args = p.parse_args()
+    print(table(run(args.quick, base=args.dir)))
+
+
+if __name__ == "__main__":
+    main()
