@@ -23,6 +23,8 @@ from imagelog.samples import CameraSimulator
 __all__ = ["run", "table"]
 
 SIZES = {"640x480": (640, 480), "1080p": (1920, 1080)}
+#: Small PNG frames: the codec costs little, so the disk (and fsync) sets the pace.
+SMALL = ("64x48 png", (64, 48), "png:level=1")
 
 
 def _frames(width: int, height: int, n: int) -> list[np.ndarray[Any, Any]]:
@@ -37,13 +39,18 @@ def _p99(values: list[float]) -> float:
 
 
 def _measure(
-    base: str, frames: list[np.ndarray[Any, Any]], *, per_line_sync: bool = False, **settings: Any
+    base: str,
+    frames: list[np.ndarray[Any, Any]],
+    *,
+    per_line_sync: bool = False,
+    format: str = "lossless",
+    **settings: Any,
 ) -> dict[str, Any]:
     """Log every frame as fast as the log takes them (on_full=block), close, and time it."""
     folder = tempfile.mkdtemp(prefix="bench-storage-", dir=base)
     try:
         latencies: list[float] = []
-        log = imagelog.open(folder, format="lossless", **settings)
+        log = imagelog.open(folder, format=format, **settings)
         if per_line_sync:
             log._pipeline.index._sync_every = 0.0  # the naive policy: one fsync per line
         t0 = time.perf_counter()
@@ -69,40 +76,59 @@ def _measure(
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _best_of(repeat: int, configs: dict[str, dict[str, Any]], base: str,
+             frames: list[np.ndarray[Any, Any]]) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Run the configurations interleaved ``repeat`` times; keep each one's fastest run (a busy
+    machine only ever makes a run slower)."""
+    best: dict[str, dict[str, Any]] = {}
+    for _ in range(repeat):
+        for name, kwargs in configs.items():
+            r = _measure(base, frames, **kwargs)
+            if name not in best or r["fps"] > best[name]["fps"]:
+                best[name] = r
+    return best
+
+
 def run(quick: bool, *, base: str | None = None) -> dict[str, Any]:
-    """Measure; ``quick`` uses fewer frames. Returns a JSON-able dict for ``table()``."""
+    """Measure; ``quick`` uses fewer frames and one repetition. Returns a dict for ``table()``."""
     base = base or tempfile.gettempdir()
-    counts = {"640x480": 40 if quick else 300, "1080p": 12 if quick else 80}
+    repeat = 1 if quick else 3
+    counts = {"640x480": 40 if quick else 200, "1080p": 12 if quick else 60}
     results: dict[str, Any] = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "filesystem": base,
+        "repeat": repeat,
         "fsync": {},
         "group_commit": {},
         "retention": {},
     }
+    policies = {p: {"fsync": p} for p in ("none", "index", "all")}
     for label, (w, h) in SIZES.items():
-        frames = _frames(w, h, counts[label])
-        results["fsync"][label] = {
-            policy: _measure(base, frames, fsync=policy) for policy in ("none", "index", "all")
-        }
+        results["fsync"][label] = _best_of(repeat, policies, base, _frames(w, h, counts[label]))
+    label, (w, h), fmt = SMALL
+    small = _frames(w, h, 300 if quick else 2000)
+    results["fsync"][label] = _best_of(
+        repeat, {p: {"fsync": p, "format": fmt} for p in policies}, base, small
+    )
+    results["group_commit"][label] = _best_of(repeat, {
+        "per line": {"fsync": "index", "per_line_sync": True, "format": fmt},
+        "group commit": {"fsync": "index", "format": fmt},
+    }, base, small)  # fmt: skip
     frames = _frames(640, 480, counts["640x480"])
-    results["group_commit"]["640x480"] = {
-        "per line": _measure(base, frames, fsync="index", per_line_sync=True),
-        "group commit": _measure(base, frames, fsync="index"),
-    }
-    unlimited = _measure(base, frames)
-    quota = int(unlimited["mb_written"] * 1e6 / 2)  # half of what is logged: purges all along
-    results["retention"]["640x480"] = {
-        "no limit": unlimited,
-        f"max_bytes={quota // 10**6} MB": _measure(base, frames, max_bytes=quota),
-    }
+    probe = _measure(base, frames)
+    quota = int(probe["mb_written"] * 1e6 / 2)  # half of what is logged: purges all along
+    results["retention"]["640x480"] = _best_of(repeat, {
+        "no limit": {},
+        f"max_bytes={quota // 10**6} MB": {"max_bytes": quota},
+    }, base, frames)  # fmt: skip
     return results
 
 
 def table(results: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     lines = [
-        f"Storage ({results['machine']}; files in {results['filesystem']}; lossless preset)",
+        f"Storage ({results['machine']}; files in {results['filesystem']}; lossless preset "
+        f"unless named; best of {results['repeat']} interleaved runs)",
         "",
     ]
     lines += [
