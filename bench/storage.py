@@ -44,17 +44,32 @@ def _measure(
     *,
     per_line_sync: bool = False,
     format: str = "lossless",
+    minutes_per_frame: float = 0.0,
     **settings: Any,
 ) -> dict[str, Any]:
-    """Log every frame as fast as the log takes them (on_full=block), close, and time it."""
+    """Log every frame as fast as the log takes them (on_full=block), close, and time it.
+
+    ``minutes_per_frame`` > 0 runs the log on an injected clock that moves that much per frame,
+    so hour partitions close (and retention purges whole hours) within the benchmark.
+    """
     folder = tempfile.mkdtemp(prefix="bench-storage-", dir=base)
     try:
         latencies: list[float] = []
-        log = imagelog.open(folder, format=format, **settings)
+        now = [time.time_ns() - len(frames) * int(minutes_per_frame * 60e9)]
+        if minutes_per_frame:
+            from imagelog.logger import ImageLog
+            from imagelog.settings import Settings
+            from imagelog.stores import make_store
+
+            settings = Settings.from_kwargs(format=format, **settings)
+            log = ImageLog(make_store(folder), settings, clock=lambda: now[0])
+        else:
+            log = imagelog.open(folder, format=format, **settings)
         if per_line_sync:
             log._pipeline.index._sync_every = 0.0  # the naive policy: one fsync per line
         t0 = time.perf_counter()
         for frame in frames:
+            now[0] += int(minutes_per_frame * 60e9)
             t = time.perf_counter()
             log.log(frame, source="cam")
             latencies.append(time.perf_counter() - t)
@@ -117,9 +132,12 @@ def run(quick: bool, *, base: str | None = None) -> dict[str, Any]:
     frames = _frames(640, 480, counts["640x480"])
     probe = _measure(base, frames)
     quota = int(probe["mb_written"] * 1e6 / 2)  # half of what is logged: purges all along
+    mb = quota // 10**6
     results["retention"]["640x480"] = _best_of(repeat, {
         "no limit": {},
-        f"max_bytes={quota // 10**6} MB": {"max_bytes": quota},
+        f"max_bytes={mb} MB, all in one hour (partial purges)": {"max_bytes": quota},
+        "no limit, 1 frame/min": {"minutes_per_frame": 1.0},
+        f"max_bytes={mb} MB, 1 frame/min (whole hours)": {"max_bytes": quota, "minutes_per_frame": 1.0},
     }, base, frames)  # fmt: skip
     return results
 

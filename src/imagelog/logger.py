@@ -80,7 +80,10 @@ class ImageLog:
     def _repair(self) -> None:
         """Quarantine torn last lines that dead writers left in the index (on open, background)."""
         from .index.recover import repair, writer_alive
+        from .stores.local import LocalStore
 
+        if not isinstance(self._store, LocalStore):  # object stores: no cheap tail check
+            return
         own = _lifecycle.open_writers()
         for fixed in repair(self._store, tails_only=True, is_live=lambda w: writer_alive(w, own)):
             logger.warning(

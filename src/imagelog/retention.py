@@ -65,6 +65,9 @@ SLACK = 0.05
 RESCAN_EVERY = 30.0
 #: The maintenance thread's longest sleep between retention checks (seconds).
 CHECK_EVERY = 1.0
+#: Retention passes asked for by writes run at most this often (seconds): while over quota every
+#: frame asks for one, and a pass lists and reads part of the run.
+MIN_PASS_EVERY = 0.1
 #: An hour is closed (purged whole, not file by file) this long after it ended, so that frames
 #: still in flight in any writer have their files and index lines in place.
 GRACE_NS = 120 * 10**9
@@ -648,13 +651,18 @@ class Maintenance:
                 self._cond.notify_all()
             return
         last_hour = ""
-        last_rescan = time.monotonic()
+        last_rescan = last_pass = time.monotonic()
         while True:
             with self._cond:
                 if not self._stop and self._completed >= self._requested:
                     self._cond.wait(tick)
+                if self.retention is not None and not self._stop:  # bound the passes' cost
+                    self._cond.wait_for(
+                        lambda: self._stop, last_pass + MIN_PASS_EVERY - time.monotonic()
+                    )
                 stopping = self._stop
                 token = self._requested
+            last_pass = time.monotonic()
             try:
                 if self.index is not None:
                     self.index.sync_if_due()
