@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
-from .index.segment import INDEX_PREFIX, IndexWriter, hour_of
+from .index.segment import INDEX_PREFIX, IndexWriter, hour_of, writer_of
 from .record import HOSTNAME, SCHEMA_VERSION, dumps, iso_utc
 from .stores.base import ObjectInfo, Store
 from .stores.local import LocalStore
@@ -218,8 +218,7 @@ class Retention:
     def others_writing(self, hour: str, writer: str) -> bool:
         """Whether segments of other writers exist for ``hour``."""
         for info in self.store.list(f"{INDEX_PREFIX}{hour}_"):
-            m = _SEGMENT_RE.match(info.key)
-            if m and m[2] not in (writer, KEPT_WRITER):
+            if _SEGMENT_RE.match(info.key) and writer_of(info.key) not in (writer, KEPT_WRITER):
                 return True
         return False
 

@@ -27,7 +27,7 @@ from ..record import HOSTNAME, dumps
 from ..stores.base import Store
 from ..stores.local import LocalStore
 from .reader import iter_segment_lines, segment_keys
-from .segment import INDEX_PREFIX, segment_key
+from .segment import INDEX_PREFIX, segment_key, writer_of
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -44,17 +44,10 @@ __all__ = [
     "repair",
     "verify",
     "writer_alive",
-    "writer_of",
 ]
 
 QUARANTINE = "quarantine/"
 Progress = Callable[[int, int], None]
-
-
-def writer_of(key: str) -> str:
-    """The writer id in a segment key ``index/<YYYY-MM-DDTHH>_<writer>.jsonl``."""
-    name = key.rsplit("/", 1)[-1]
-    return name[14:].removesuffix(".jsonl")
 
 
 def pid_alive(pid: int) -> bool:

@@ -85,6 +85,9 @@ class LocalSegment:
         self._torn = False
         self._size += len(data)
 
+    def flush(self) -> None:
+        """Nothing to do: appended lines are visible to readers at once."""
+
     def sync(self) -> None:
         """fsync the segment (a closed segment has nothing left to sync)."""
         if self._fd >= 0:
