@@ -11,7 +11,7 @@ from typing import Protocol
 
 from . import ids
 
-__all__ = ["register", "unregister"]
+__all__ = ["open_writers", "register", "unregister"]
 
 logger = logging.getLogger("imagelog")
 
@@ -35,6 +35,12 @@ def unregister(log: _Drainable) -> None:
     """Forget a closed log."""
     with _lock:
         _open.discard(log)
+
+
+def open_writers() -> set[str]:
+    """Writer ids of the logs open in this process (their segments are live)."""
+    with _lock:
+        return {str(getattr(log, "writer", "")) for log in _open}
 
 
 def _drain_all() -> None:

@@ -21,11 +21,13 @@ from .codecs.passthrough import extension_of
 from .errors import SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
+from .index.segment import SYNC_EVERY
 from .record import dumps, iso_utc
+from .retention import FreeSpaceGuard, Maintenance, Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
 
-__all__ = ["EventJob", "FrameJob", "Pipeline"]
+__all__ = ["Backoff", "EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
@@ -107,6 +109,69 @@ class Stats:
             self.by_source[source][key] += n
 
 
+class Backoff:
+    """Writing paused by a storage error (disk full, read-only, folder gone) until a probe succeeds.
+
+    While paused, frames fail at once without being encoded (so the queue keeps moving and
+    ``log()`` never waits on a dead disk); one frame at a time is tried again after a delay that
+    doubles from ``first`` up to ``longest`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        first: float = 0.05,
+        longest: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.first = first
+        self.longest = longest
+        self.clock = clock
+        self.reason: str | None = None
+        self.skipped = 0
+        self._delay = 0.0
+        self._next = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    def blocked(self) -> str | None:
+        """The reason writing is paused, or None if this thread may write (or probe)."""
+        if self.reason is None:  # the common case, without the lock
+            return None
+        return self._blocked()
+
+    def _blocked(self) -> str | None:
+        with self._lock:
+            reason = self.reason
+            if reason is None or (not self._probing and self.clock() >= self._next):
+                self._probing = reason is not None
+                return None
+            self.skipped += 1
+            return reason
+
+    def failed(self, reason: str) -> bool:
+        """Pause (or stay paused) after a storage error; True if this starts a pause."""
+        with self._lock:
+            started = self.reason is None
+            if started:
+                self.skipped = 0
+            self._delay = self.first if started else min(self._delay * 2, self.longest)
+            self._next = self.clock() + self._delay
+            self.reason = reason
+            self._probing = False
+            return started
+
+    def succeeded(self) -> bool:
+        """A write went through: resume; True if writing was paused."""
+        if self.reason is None:
+            return False
+        with self._lock:
+            was = self.reason is not None
+            self.reason = None
+            self._probing = False
+            return was
+
+
 class Pipeline:
     """The queue, the worker threads and the index writer of one writer (one process)."""
 
@@ -117,6 +182,7 @@ class Pipeline:
         writer: str,
         *,
         clock: Callable[[], int] = time.time_ns,
+        repair: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -124,7 +190,8 @@ class Pipeline:
         self.clock = clock
         self.queue = ByteQueue(settings.max_queue_bytes)
         self.stats = Stats()
-        self.index = IndexWriter(store, writer, sync=settings.fsync is not Fsync.NONE)
+        syncing = settings.fsync is not Fsync.NONE
+        self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._reported: dict[str, float] = {}
@@ -132,6 +199,29 @@ class Pipeline:
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
         self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
+        self.backoff = Backoff()
+        self.retention = Retention(
+            store, max_bytes=settings.max_bytes, max_age=settings.max_age,
+            min_free_bytes=settings.min_free_bytes, keep=settings.keep, index=self.index,
+            clock=clock, report=self.report, pending=self.oldest_pending,
+        )  # fmt: skip
+        if self.retention.enabled:
+            self.on_written.append(self.retention.add)
+        self.guard = (
+            None
+            if settings.min_free_bytes is None
+            else FreeSpaceGuard(store, settings.min_free_bytes)
+        )
+        self.maintenance = Maintenance(
+            retention=self.retention, index=self.index if syncing else None,
+            sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
+        )  # fmt: skip
+
+    def oldest_pending(self) -> int | None:
+        """The log time (ns) of the oldest frame queued or being written, or None."""
+        item = self.queue.oldest()
+        payload = None if item is None else item.payload
+        return payload.created_ns if isinstance(payload, FrameJob | EventJob) else None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -148,6 +238,7 @@ class Pipeline:
             for t in threads:
                 t.start()
             self._threads = threads
+        self.maintenance.start()
 
     @property
     def started(self) -> bool:
@@ -169,6 +260,8 @@ class Pipeline:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        self.maintenance.stop(remaining)
         frames = 0
         events = []
         for item in left:
@@ -235,7 +328,7 @@ class Pipeline:
             try:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
-                    self._write_frame(payload)
+                    self._write_guarded(payload)
                 else:
                     self.index.append(ordered(payload.record), payload.created_ns)
             except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
@@ -244,12 +337,45 @@ class Pipeline:
                 else:
                     self._fail("", exc)
             except BaseException as exc:
-                source = getattr(item.payload, "source", "")
-                self._fail(source, exc)
+                if isinstance(item.payload, FrameJob):
+                    self._fail(item.payload.source, exc)
+                else:  # an event line (a drop record) that could not be written: no frame failed
+                    self.report(_reason(exc), exc)
             finally:
                 if isinstance(item.payload, FrameJob):
                     self.recycle(item.payload)
                 self.queue.done(item)
+
+    def _write_guarded(self, job: FrameJob) -> None:
+        """Write a frame unless storage is paused (fail fast) or below ``min_free_bytes`` (drop)."""
+        reason = self.backoff.blocked()
+        if reason is not None:
+            self.stats.add(job.source, "failed")
+            with self.stats.lock:
+                self.stats.failed_by_reason[reason] += 1
+            return
+        if self.guard is not None and not self.guard.ok():
+            self.maintenance.wake()
+            self.record_drop(job, "low_disk")
+            self.report("low_disk", OSError(errno.ENOSPC, "free space below min_free_bytes"))
+            return
+        try:
+            self._write_frame(job)
+        except OSError as exc:
+            if exc.errno in _STORAGE_ERRNOS:
+                if self.backoff.failed(_reason(exc)):
+                    self.maintenance.wake()  # a full disk: let retention free what it may
+            else:
+                self.backoff.succeeded()
+            raise
+        if self.backoff.succeeded():
+            try:
+                logger.warning(
+                    "imagelog: writing to %s resumed (%d frame(s) failed while paused)",
+                    self.store.url, self.backoff.skipped,
+                )  # fmt: skip
+            except Exception:
+                pass
 
     @staticmethod
     def _frame_fields(frame: Frame) -> dict[str, Any]:
@@ -308,7 +434,16 @@ class Pipeline:
         if self.settings.hash:
             rec["file"]["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
         final = ordered(rec)
-        self.index.append(final, job.created_ns)
+        try:
+            self.index.append(final, job.created_ns)
+        except (
+            BaseException
+        ):  # no index line: take the file away too, so a failed frame leaves nothing
+            try:
+                self.store.delete([key, *([key + ".json"] if not embedded else [])])
+            except Exception:
+                pass
+            raise
         t2 = time.perf_counter()
         with self.stats.lock:
             self.stats.counts["written"] += 1

@@ -159,6 +159,11 @@ class ByteQueue:
         with self._lock:
             self._release(item)
 
+    def oldest(self) -> Item | None:
+        """The oldest item queued or in processing, or None."""
+        with self._cond:
+            return next(iter(self._pending.values()), None)
+
     def mark(self) -> int:
         """The sequence number of the last item admitted so far (for ``wait_done``)."""
         with self._lock:

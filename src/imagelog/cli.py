@@ -1,4 +1,7 @@
-"""The command line: ``imagelog ls | stats | show``; one ``cmd_<verb>`` function per subcommand."""
+"""The command line: ``imagelog ls | stats | show``; one ``cmd_<verb>`` function per subcommand.
+
+``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``.
+"""
 
 from __future__ import annotations
 
@@ -189,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
     sh.set_defaults(func=cmd_show)
+
+    from ._cli_storage import add_storage_commands
+
+    add_storage_commands(sub)  # purge, verify, reindex
     return p
 
 

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _lifecycle, codecs
@@ -54,22 +54,42 @@ class ImageLog:
         1
     """
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, *, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self._store = store
         self._settings = settings
+        self._clock = clock
         self._state = "open"
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
+        self._pipeline.maintenance.start()  # repairs torn tails, scans for retention: background
 
     def _reset_writer(self) -> None:
         self._pid = os.getpid()
         self._writer = new_writer_id()
         self._seq = itertools.count(1)
-        self._pipeline = Pipeline(self._store, self._settings, self._writer)
+        self._pipeline = Pipeline(
+            self._store, self._settings, self._writer, clock=self._clock, repair=self._repair
+        )
         self._pipeline.stats.counts["logged"] = 0
+
+    def _repair(self) -> None:
+        """Quarantine torn last lines that dead writers left in the index (on open, background)."""
+        from .index.recover import repair, writer_alive
+        from .stores.local import LocalStore
+
+        if not isinstance(self._store, LocalStore):  # object stores: no cheap tail check
+            return
+        own = _lifecycle.open_writers()
+        for fixed in repair(self._store, tails_only=True, is_live=lambda w: writer_alive(w, own)):
+            logger.warning(
+                "imagelog: repaired %s: moved %d torn line(s) (%d bytes) to %s",
+                fixed.key, fixed.lines, fixed.bytes, fixed.quarantine,
+            )  # fmt: skip
 
     def _write_manifest(self) -> None:
         if self._store.exists(MANIFEST):
@@ -159,7 +179,7 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
-        created = time.time_ns()
+        created = self._clock()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
         f = normalise(
@@ -203,7 +223,11 @@ class ImageLog:
         """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
+        deadline = None if timeout is None else time.monotonic() + timeout
         ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
+        if ok and self._pipeline.retention.enabled:  # and the quota kept (a background pass)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = self._pipeline.maintenance.settle(left)
         if ok:
             self._pipeline.index.flush()  # object stores: upload the open index part
             if self._settings.fsync.value != "none":
@@ -268,6 +292,7 @@ class ImageLog:
                 "dropped_by_reason": dict(p.stats.dropped_by_reason),
                 "failed_by_reason": dict(p.stats.failed_by_reason),
                 "last_error": p.stats.last_error,
+                "paused": p.backoff.reason,
                 "encode_seconds": c["encode_ns"] / 1e9,
                 "write_seconds": c["write_ns"] / 1e9,
                 "by_source": {

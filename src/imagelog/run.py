@@ -13,6 +13,7 @@ import numpy as np
 from . import codecs
 from .errors import RunNotFound
 from .index import parse_segment, segment_keys
+from .index.recover import purged_ids
 from .logger import MANIFEST
 from .stores import Store, make_store
 from .stores.local import LocalStore
@@ -22,7 +23,8 @@ __all__ = ["Run", "read"]
 
 def _sort_key(rec: dict[str, Any]) -> tuple[str, int]:
     image = rec.get("image") or {}
-    return str(image.get("id", "")), int(image.get("seq", 0))
+    rid = image.get("id") or (rec.get("event") or {}).get("id", "")  # events without an image
+    return str(rid), int(image.get("seq", 0))
 
 
 class Run:
@@ -69,8 +71,10 @@ class Run:
         """Yield index records oldest first (by id), exactly as stored.
 
         By default only records of stored images (``event.action == "logged"``); with
-        ``include_events=True`` also drops and other events. ``since``/``until`` compare with
-        ``@timestamp`` (ISO strings, UTC).
+        ``include_events=True`` also drops, purges and other events. Records whose images
+        retention purged are left out (whole hours lose their index lines with their files;
+        partial purges leave a ``purged`` event listing the ids). ``since``/``until`` compare
+        with ``@timestamp`` (ISO strings, UTC).
         """
         records: list[dict[str, Any]] = []
         for key in self.segments():
@@ -80,11 +84,14 @@ class Run:
                 continue
             records.extend(parse_segment(data, key=key))
         records.sort(key=_sort_key)
+        purged = purged_ids(records)
         for rec in records:
             action = (rec.get("event") or {}).get("action")
             if action != "logged" and not include_events:
                 continue
             image = rec.get("image") or {}
+            if action == "logged" and purged and image.get("id") in purged:
+                continue
             if source is not None and image.get("source") != source:
                 continue
             ts = str(rec.get("@timestamp", ""))

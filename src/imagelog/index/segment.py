@@ -10,7 +10,7 @@ from typing import Any
 from ..record import dumps
 from ..stores.base import Segment, Store
 
-__all__ = ["INDEX_PREFIX", "IndexWriter", "segment_key", "writer_of"]
+__all__ = ["INDEX_PREFIX", "SYNC_EVERY", "IndexWriter", "hour_of", "segment_key", "writer_of"]
 
 INDEX_PREFIX = "index/"
 
@@ -35,10 +35,17 @@ def hour_of(created_ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H", time.gmtime(created_ns // 1_000_000_000))
 
 
+#: With syncing on, appended lines reach stable storage within this many seconds (group commit).
+SYNC_EVERY = 0.05
+
+
 class IndexWriter:
     """Appends records to this writer's current hourly segment; thread-safe.
 
-    ``sync_every`` (seconds) bounds how long appended lines stay un-synced when syncing is on.
+    With ``sync=True`` the segment is fsynced as a group commit: at most once every ``sync_every``
+    seconds, by the thread whose append finds the interval passed, outside the append lock (so
+    the other threads keep appending), plus ``sync_if_due()`` from a timer and ``sync()`` on
+    ``flush()``/``close()``. ``sync_every=0`` fsyncs after every append.
     """
 
     def __init__(
@@ -47,16 +54,27 @@ class IndexWriter:
         writer: str,
         *,
         sync: bool = False,
+        sync_every: float = SYNC_EVERY,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._writer = writer
         self._sync = sync
+        self._sync_every = sync_every
         self._clock = clock
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._hour = ""
         self._segment: Segment | None = None
+        self._dirty = False
+        self._last_sync = clock()
         self.lines = 0
+        self.syncs = 0
+
+    @property
+    def writer(self) -> str:
+        """The writer id in the segment names."""
+        return self._writer
 
     @property
     def current_key(self) -> str | None:
@@ -74,19 +92,44 @@ class IndexWriter:
             by_hour.setdefault(hour_of(created_ns), []).append(dumps(record) + "\n")
         with self._lock:
             for hour, lines in by_hour.items():
-                segment = self._segment_for(hour)
-                segment.append("".join(lines).encode("utf-8"))
-                if self._sync:
-                    segment.sync()
+                data = "".join(lines).encode("utf-8")
+                if self._segment is not None and hour < self._hour:
+                    self._append_late(hour, data)
+                else:
+                    self._segment_for(hour).append(data)
+                    self._dirty = True
                 self.lines += len(lines)
+        if self._sync:
+            self.sync_if_due()
 
     def _segment_for(self, hour: str) -> Segment:
         if self._segment is None or hour > self._hour:
             if self._segment is not None:
-                self._segment.close()
+                with self._sync_lock:
+                    if self._sync and self._dirty:
+                        self._segment.sync()
+                        self.syncs += 1
+                    self._segment.close()
+                    self._dirty = False
             self._segment = self._store.open_segment(segment_key(hour, self._writer))
             self._hour = hour
         return self._segment
+
+    def _append_late(self, hour: str, data: bytes) -> None:
+        """A record of an hour already rolled over: to that hour's segment, so each hour's lines
+        stay in its own segments (retention deletes an hour's files and lines together)."""
+        late = self._store.open_segment(segment_key(hour, self._writer))
+        try:
+            late.append(data)
+            if self._sync:
+                late.sync()
+        finally:
+            late.close()
+
+    def sync_if_due(self) -> None:
+        """Group commit: fsync if lines are waiting and ``sync_every`` has passed since the last."""
+        if self._dirty and self._clock() - self._last_sync >= self._sync_every:
+            self.sync()
 
     def flush(self) -> None:
         """Make every appended line visible to readers (object stores upload the pending part)."""
@@ -95,14 +138,30 @@ class IndexWriter:
                 self._segment.flush()
 
     def sync(self) -> None:
-        """Make every appended line durable."""
+        """Make every line appended so far durable (one fsync covers every thread's lines)."""
         with self._lock:
-            if self._segment is not None:
-                self._segment.sync()
+            segment, dirty = self._segment, self._dirty
+            self._dirty = False
+        with self._sync_lock:  # also waits for an fsync in flight that covers our lines
+            if segment is None or not dirty:
+                return
+            self._last_sync = self._clock()
+            try:
+                segment.sync()  # a no-op if the hour rolled over and closed it (it was synced then)
+            except BaseException:
+                self._dirty = True
+                raise
+            self.syncs += 1
 
     def close(self) -> None:
-        """Close the open segment."""
-        with self._lock:
+        """Sync (when syncing is on) and close the open segment."""
+        with self._lock, self._sync_lock:
             if self._segment is not None:
-                self._segment.close()
-                self._segment = None
+                try:
+                    if self._sync and self._dirty:
+                        self._segment.sync()
+                        self.syncs += 1
+                finally:
+                    self._segment.close()
+                    self._segment = None
+                    self._dirty = False

@@ -34,37 +34,64 @@ def _fsync_dir(path: Path) -> None:
 
 
 class LocalSegment:
-    """An index segment: one ``O_APPEND`` file descriptor, one ``write()`` per batch of lines."""
+    """An index segment: one ``O_APPEND`` file descriptor, one ``write()`` per batch of lines.
+
+    A failed write (disk full, I/O error) is cut off again with ``ftruncate`` so the segment never
+    keeps half a line; where even that fails, the next write starts on a new line, so the torn
+    fragment stays a line of its own that readers skip. A segment deleted under an open descriptor
+    (an operator, or retention in another process) is created again and the lines written again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = -1
         self._torn = False
+        self._size = 0
+        self._open()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size
         # A segment continued after a crash may end in a torn line: start ours on a fresh line.
-        size = os.fstat(self._fd).st_size
-        if size:
-            with open(path, "rb") as fh:
-                fh.seek(size - 1)
+        self._torn = False
+        if self._size:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._size - 1)
                 self._torn = fh.read(1) != b"\n"
 
     def append(self, data: bytes) -> None:
-        """Append lines; after a failed write, the next one starts on a new line."""
+        """Append lines: whole, or not at all (truncated back), or torn on a line of its own."""
+        if self._fd < 0:
+            raise ValueError(f"index segment {self.path} is closed")
+        self._write(data)
+        if os.fstat(self._fd).st_nlink == 0:  # deleted under us: those lines went nowhere
+            os.close(self._fd)
+            self._fd = -1
+            self._open()
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self._torn:
             data = b"\n" + data
         try:
             _write_all(self._fd, data)
         except OSError:
-            self._torn = True
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                self._torn = True
             raise
         self._torn = False
+        self._size += len(data)
 
     def flush(self) -> None:
         """Nothing to do: appended lines are visible to readers at once."""
 
     def sync(self) -> None:
-        """fsync the segment."""
-        os.fsync(self._fd)
+        """fsync the segment (a closed segment has nothing left to sync)."""
+        if self._fd >= 0:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         """Close the descriptor (idempotent)."""
@@ -97,7 +124,10 @@ class LocalStore:
 
     def _ensure_dir(self, parent: Path) -> None:
         if parent not in self._dirs:
-            parent.mkdir(parents=True, exist_ok=True)
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except FileExistsError:  # removed again while we made it (retention pruning): retry
+                parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._dirs.add(parent)
 
@@ -176,6 +206,22 @@ class LocalStore:
             parents.add(path.parent)
         for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
             self._prune(parent)
+
+    def remove_temp(self, prefix: str) -> int:
+        """Delete temporary files (left by writers that died mid-write) under a folder prefix."""
+        removed = 0
+        base = self._path(prefix)
+        folders = set()
+        for dirpath, _, filenames in os.walk(base):
+            for name in filenames:
+                if TMP_MARK in name:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, name))
+                        removed += 1
+                    folders.add(Path(dirpath))
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            self._prune(folder)
+        return removed
 
     def _prune(self, folder: Path) -> None:
         while folder != self.root and self.root in folder.parents:
