@@ -17,15 +17,29 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UnknownFormat
+from .avif import AVIF
 from .base import Codec
 from .jpeg import JPEG
 from .jxl import JPEGXL
+from .npy import LZ4_MAGIC, NPY_MAGIC, ZSTD_MAGIC, Npy
 from .passthrough import Passthrough, decode_any
 from .png import PNG
+from .qoi import MAGIC as QOI_MAGIC
+from .qoi import QOI
 from .tiff import TIFF
 from .webp import WebP
 
-__all__ = ["PRESETS", "Codec", "decode_any", "get", "names", "parse_spec", "register", "resolve"]
+__all__ = [
+    "PRESETS",
+    "Codec",
+    "decode_any",
+    "get",
+    "names",
+    "parse_spec",
+    "register",
+    "resolve",
+    "sniff",
+]
 
 _REGISTRY: dict[str, Codec] = {}
 _ALIASES = {"jpg": "jpeg", "jpegxl": "jxl", "tif": "tiff"}
@@ -119,5 +133,27 @@ def resolve(
     return codec, codec.params({**params, **(options or {})})
 
 
-for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), Passthrough()):
+def sniff(data: bytes) -> Codec | None:
+    """The registered codec that wrote ``data``, told by its first bytes, or None.
+
+    >>> sniff(b"qoif" + bytes(10)).name, sniff(b"hello")
+    ('qoi', None)
+    """
+    from ..frames import sniff_format
+
+    head = bytes(data[:16])
+    name = sniff_format(head)
+    if name is None:
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            name = "tiff"
+        elif head[:4] == QOI_MAGIC:
+            name = "qoi"
+        elif head[4:12] in (b"ftypavif", b"ftypavis"):
+            name = "avif"
+        elif head[:6] == NPY_MAGIC or head[:4] in (ZSTD_MAGIC, LZ4_MAGIC):
+            name = "npy"
+    return None if name is None else _REGISTRY.get(name)
+
+
+for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), QOI(), Npy(), AVIF(), Passthrough()):
     register(_codec)
