@@ -44,27 +44,47 @@ __all__ = [
 _REGISTRY: dict[str, Codec] = {}
 _ALIASES = {"jpg": "jpeg", "jpegxl": "jxl", "tif": "tiff"}
 
-#: preset -> dtype -> spec. Chosen by measurement (CODECS.md, ``make bench``).
+#: preset -> dtype -> spec. Chosen by measurement on the 2-core reference machine (1080p, one
+#: core; docs/formats.md has the figures, ``imagelog bench`` measures yours):
+#:
+#: - ``lossless``: the fastest lossless format not larger than Pillow's default PNG. JPEG XL
+#:   effort 1 (RGB 50% of raw vs PNG 56%; 16-bit depth 37% vs 50%). QOI is 2x faster but 67%.
+#: - ``compact``: the smallest lossless format at >= 30 frames/s on one core. No JPEG XL setting
+#:   reaches 30 fps/core for 8-bit RGB here (effort 1: 19, effort 2: 8), and the formats that
+#:   do (QOI 67%, zstd'd npy 92%) are larger than ``lossless``; so the compromise is JPEG XL
+#:   effort 1 again, the smallest that keeps up with a 30 fps camera on the machine's 2 cores.
+#:   For 16-bit depth effort 1 qualifies outright (43 fps/core).
+#: - ``preview``: JPEG quality 90 (PSNR 38 dB, 6% of raw); what JPEG cannot hold stays lossless.
+#: - ``archive``: PNG at zlib level 6, what every viewer and library opens.
+#:
+#: float32 goes to TIFF with zstd and the floating-point predictor (30 fps, 57%; TIFF deflate
+#: does 6 fps), except in ``archive`` (deflate: opens in more TIFF readers). bool masks go to
+#: 1-bit PNG (115 fps, 2% of raw).
 PRESETS: dict[str, dict[str, str]] = {
     "lossless": {
         "uint8": "jxl:effort=1",
         "uint16": "jxl:effort=1",
-        "float32": "tiff",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
     "compact": {
-        "uint8": "jxl:effort=2",
-        "uint16": "jxl:effort=2",
-        "float32": "tiff",
+        "uint8": "jxl:effort=1",
+        "uint16": "jxl:effort=1",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
     "preview": {
         "uint8": "jpeg:quality=90",
-        "uint16": "png:level=1",
-        "float32": "tiff",
+        "uint16": "jxl:effort=1",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
-    "archive": {"uint8": "png:level=6", "uint16": "png:level=6", "float32": "tiff", "bool": "png"},
+    "archive": {
+        "uint8": "png:level=6",
+        "uint16": "png:level=6",
+        "float32": "tiff",
+        "bool": "png:level=6",
+    },
 }
 #: presets that fall back on a 4-channel uint8 frame (JPEG has no alpha).
 _RGBA_FALLBACK = {"preview": "jxl:effort=1"}
