@@ -15,8 +15,10 @@ from typing import Any
 
 from . import exif
 from ._queue import ByteQueue, Closed, Item
+from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
+from .errors import CodecError
 from .frames import Frame
 from .index import IndexWriter
 from .record import dumps, iso_utc
@@ -128,6 +130,7 @@ class Pipeline:
         self._reported: dict[str, float] = {}
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
+        self.verifier = Verifier(settings.verify)
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -261,6 +264,14 @@ class Pipeline:
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
             data, embedded = codec.encode_with_record(frame.pixels, job.params, dumps(ordered(rec)))
+            if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
+                problem = self.verifier.check(codec, frame.pixels, data)
+                self.stats.add(job.source, "verified")
+                if problem is not None:
+                    self.stats.add(job.source, "verify_failed")
+                    self.report(
+                        "verify", CodecError(f"{codec.name} {job.params}: {key}: {problem}")
+                    )
         t1 = time.perf_counter()
         sync = self.settings.fsync is Fsync.ALL
         if not embedded:
