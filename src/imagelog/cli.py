@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
     sh.set_defaults(func=cmd_show)
+
+    from .codec_bench import add_parser as add_bench  # imagelog bench: codec speeds on this machine
+
+    add_bench(sub)
     return p
 
 
