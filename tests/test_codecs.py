@@ -18,9 +18,11 @@ from PIL import Image
 import imagelog
 from imagelog import cli, codecs
 from imagelog.codecs.base import as_logged, record_from_xmp, xmp_packet
-from imagelog.codecs.jxl import to_container
+from imagelog.codecs.jxl import add_box_before_codestream, to_container
 from imagelog.codecs.webp import add_xmp, riff_chunks
 from imagelog.frames import SUPPORTED_DTYPES
+
+from .conftest import require
 
 LAYOUTS: dict[str, tuple[tuple[int, ...], str]] = {
     "gray8": ((37, 53), "uint8"),
@@ -122,6 +124,31 @@ class TestRoundTrip:
                         1 if frame.ndim == 2 else frame.shape[2])  # fmt: skip
         assert out.dtype == frame.dtype
         assert np.array_equal(out, frame)
+
+    @pytest.mark.parametrize("layout", ["gray8", "rgb8", "rgba8", "gray16", "rgb16"])
+    @pytest.mark.parametrize("encoder", ["imagecodecs", "pyjpegxl"])
+    def test_jxl_fast_lossless_encoders_agree(
+        self, rgb: np.ndarray[Any, Any], encoder: str, layout: str
+    ) -> None:
+        """Both JPEG XL effort-1 encoders give codestreams that decode exactly, with our record."""
+        from imagelog.codecs.jxl import fast_lossless_module
+
+        require(encoder != "pyjpegxl" or fast_lossless_module() is not None, "pyjpegxl missing")
+        codec = codecs.get("jxl")
+        frame = make_frame(layout, rgb)
+        data, embedded = codec.encode_with_record(frame, codec.params({"encoder": encoder}), "{}")
+        assert embedded
+        assert codec.extract(data) == "{}"
+        out = as_logged(
+            codec.decode(data), frame.dtype.name, 1 if frame.ndim == 2 else frame.shape[2]
+        )
+        assert out.dtype == frame.dtype
+        assert np.array_equal(out, frame)
+
+    def test_jxl_refuses_an_unknown_encoder(self) -> None:
+        """An encoder name JPEG XL does not know is an error naming the ones it does."""
+        with pytest.raises(imagelog.FormatMismatch, match="auto, imagecodecs, pyjpegxl"):
+            codecs.get("jxl").params({"encoder": "libjxl-git"})
 
     @pytest.mark.parametrize("compression", ["none", "zstd", "lz4"])
     def test_npy_keeps_every_float_bit(self, compression: str) -> None:
@@ -268,18 +295,46 @@ class TestWebPExtended:
             assert b"imagelog:record" in im.info["xmp"]
 
 
+def _pillow_jxl_plugin() -> bool:
+    """Register a Pillow JPEG XL plugin if one is installed; whether one is."""
+    if importlib.util.find_spec("pyjpegxl") is not None:
+        import pyjpegxl.pillow
+
+        pyjpegxl.pillow.register()
+        return True
+    if importlib.util.find_spec("pillow_jxl") is not None:
+        import pillow_jxl  # noqa: F401
+
+        return True
+    return False
+
+
 class TestJpegXLContainer:
-    def test_container_with_xml_box_still_decodes(self, rgb: np.ndarray[Any, Any]) -> None:
-        """The container holding the XMP box decodes to the same pixels as the bare codestream."""
+    @pytest.mark.parametrize("layout", ["rgb8", "gray16"])
+    def test_container_with_xml_box_still_decodes(
+        self, rgb: np.ndarray[Any, Any], layout: str
+    ) -> None:
+        """The container with our XMP box decodes to the logged pixels (imagecodecs, Pillow)."""
         codec = codecs.get("jxl")
-        frame = make_frame("rgb8", rgb)
-        bare = codec.encode(frame, codec.params({}))
-        boxed = to_container(bare, xmp_packet('{"id": 1}'))
+        frame = make_frame(layout, rgb)
+        boxed, embedded = codec.encode_with_record(frame, codec.params({}), '{"id": 1}')
+        assert embedded
         assert boxed[4:8] == b"JXL "
+        assert (b"jxll" in boxed[:64]) is (frame.dtype == np.uint16)  # level 10 for > 12 bits
         assert np.array_equal(imagecodecs.jpegxl_decode(boxed), frame)
         assert codec.extract(boxed) == '{"id": 1}'
-        if importlib.util.find_spec("pillow_jxl") is not None:  # a Pillow JPEG XL plugin
-            import pillow_jxl  # noqa: F401
-
+        if _pillow_jxl_plugin():  # Pillow has no JPEG XL support of its own
             with Image.open(io.BytesIO(boxed)) as im:
-                assert np.array_equal(np.asarray(im), frame)
+                assert im.size == (frame.shape[1], frame.shape[0])
+                if frame.dtype == np.uint8:  # pyjpegxl's plugin reads 16-bit gray as 8-bit "L"
+                    assert np.array_equal(np.asarray(im), frame)
+
+    def test_box_goes_before_the_codestream_of_a_container(self) -> None:
+        """A container input keeps its boxes; the xml box lands before jxlc."""
+        codestream = bytes(imagecodecs.jpegxl_encode(np.zeros((8, 8), np.uint8), lossless=True))
+        container = to_container(codestream, b"<x/>", level=10)
+        out = add_box_before_codestream(container, b"\x00\x00\x00\x0bxml abc")
+        assert out is not None
+        assert out.index(b"xml abc") < out.index(b"jxlc")
+        assert out.index(b"jxll") < out.index(b"xml abc")
+        assert np.array_equal(imagecodecs.jpegxl_decode(out), np.zeros((8, 8), np.uint8))
