@@ -43,6 +43,7 @@ __all__ = [
 #: Specs measured by default: the presets' choices and their nearest rivals.
 CANDIDATES: tuple[str, ...] = (
     "jxl:effort=1",
+    "jxl:effort=1,encoder=imagecodecs",
     "jxl:effort=2",
     "qoi",
     "png:level=1",

@@ -45,16 +45,18 @@ _REGISTRY: dict[str, Codec] = {}
 _ALIASES = {"jpg": "jpeg", "jpegxl": "jxl", "tif": "tiff"}
 
 #: preset -> dtype -> spec. Chosen by measurement on the 2-core reference machine (1080p, one
-#: core; docs/formats.md has the figures, ``imagelog bench`` measures yours):
+#: core, camera-like frames; docs/formats.md has the tables, ``imagelog bench`` measures yours):
 #:
-#: - ``lossless``: the fastest lossless format not larger than Pillow's default PNG. JPEG XL
-#:   effort 1 (RGB 50% of raw vs PNG 56%; 16-bit depth 37% vs 50%). QOI is 2x faster but 67%.
-#: - ``compact``: the smallest lossless format at >= 30 frames/s on one core. No JPEG XL setting
-#:   reaches 30 fps/core for 8-bit RGB here (effort 1: 19, effort 2: 8), and the formats that
-#:   do (QOI 67%, zstd'd npy 92%) are larger than ``lossless``; so the compromise is JPEG XL
-#:   effort 1 again, the smallest that keeps up with a 30 fps camera on the machine's 2 cores.
-#:   For 16-bit depth effort 1 qualifies outright (43 fps/core).
-#: - ``preview``: JPEG quality 90 (PSNR 38 dB, 6% of raw); what JPEG cannot hold stays lossless.
+#: - ``lossless``: the fastest lossless format not larger than PNG. JPEG XL effort 1: RGB 60
+#:   fps at 50% of raw (PNG level 6: 1.4 fps, 56%); 16-bit depth 104 fps at 37% (PNG 2 fps,
+#:   50%). Only raw npy is faster (92%); QOI is slower here, 67%. (Without the ``fast-jxl``
+#:   extra, JPEG XL effort 1 runs through imagecodecs at 13-20 fps on AVX2-only CPUs:
+#:   docs/formats.md explains why.)
+#: - ``compact``: the smallest lossless format at >= 30 fps on one core: JPEG XL effort 1 again;
+#:   effort 2 saves 2 points (48%) at 8 fps. Without ``fast-jxl`` nothing compact reaches 30
+#:   fps/core for 8-bit RGB; effort 1 stays the compromise (keeps up with 30 fps on 2 cores).
+#: - ``preview``: JPEG quality 90 (150 fps, 6% of raw, PSNR 38 dB); what JPEG cannot hold
+#:   (16-bit, RGBA) goes to JPEG XL effort 1, lossless, rather than PNG level 1 (slower, larger).
 #: - ``archive``: PNG at zlib level 6, what every viewer and library opens.
 #:
 #: float32 goes to TIFF with zstd and the floating-point predictor (30 fps, 57%; TIFF deflate

@@ -26,11 +26,18 @@ _ENCODERS = ("auto", "imagecodecs", "pyjpegxl")
 
 @functools.cache
 def fast_lossless_module() -> Any | None:
-    """The ``pyjpegxl`` module if installed, else None."""
+    """The ``pyjpegxl`` module if installed, else None.
+
+    pyjpegxl encodes each frame on a pool of threads unless told otherwise; imagelog already
+    runs one frame per core, so on first use it sets pyjpegxl to one thread, unless the program
+    has chosen a count itself (``pyjpegxl.set_num_threads``).
+    """
     try:
         import pyjpegxl
     except ImportError:
         return None
+    if pyjpegxl.get_num_threads() == 0:  # 0: pyjpegxl's default, "as many as it likes"
+        pyjpegxl.set_num_threads(1)
     return pyjpegxl
 
 
