@@ -42,6 +42,15 @@ SETS: tuple[tuple[str, str, int, int, str], ...] = (
 )
 
 
+def _dist_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def _machine() -> dict[str, Any]:
     import imagecodecs
     import numpy as np
@@ -60,6 +69,7 @@ def _machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "imagecodecs": imagecodecs.__version__,
+        "pyjpegxl": _dist_version("pyjpegxl"),
         "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()) + " UTC",
     }
 
@@ -106,10 +116,13 @@ def table(results: dict[str, Any]) -> str:
     """The results as Markdown: one table per frame set, fastest first."""
     m = results["machine"]
     out = [
+        "## Codecs: frames/s per core and size of every available codec",
+        "",
         f"Measured {m['date']} on {m['cores']} core(s), {m['cpu']}; Python {m['python']}, "
-        f"imagecodecs {m['imagecodecs']}. fps = frames/s on one core (median, single thread); "
+        f"imagecodecs {m['imagecodecs']}, pyjpegxl {m.get('pyjpegxl') or 'not installed'}. "
+        "fps = frames/s on one core (median, single thread); "
         "GIL = the codec's declaration and the measured 2-thread speed-up (about 2x on 2 cores "
-        "means it runs in parallel)."
+        "means it runs in parallel).",
     ]
     for data in results["sets"].values():
         out += ["", f"### {data['title']}", ""]

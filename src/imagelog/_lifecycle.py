@@ -51,7 +51,7 @@ def _drain_all() -> None:
 def _after_fork_child() -> None:
     global _lock
     _lock = threading.Lock()
-    ids._lock = threading.Lock()
+    ids.reseed()
     for log in list(_open):
         log._after_fork_child()
 

@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
@@ -18,8 +19,8 @@ from ._queue import ByteQueue, Closed, Item
 from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
-from .errors import CodecError
-from .frames import Frame
+from .errors import CodecError, SpoolFull
+from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .record import dumps, iso_utc
 from .settings import Fsync, OnFull, Settings
@@ -130,6 +131,8 @@ class Pipeline:
         self._reported: dict[str, float] = {}
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
+        # recycled frame buffers count against max_queue_bytes together with the queued frames
+        self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
         self.verifier = Verifier(settings.verify)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -158,20 +161,31 @@ class Pipeline:
         return threading.current_thread() in self._threads
 
     def stop(self, timeout: float | None) -> int:
-        """Drain for up to ``timeout`` seconds, stop the threads; return how many items were left."""
+        """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
+        left unwritten (each counted and indexed as dropped, reason ``close_timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         self.queue.wait_done(self.queue.mark(), timeout)
-        self.queue.close()
         left = self.queue.drain()
+        self.queue.close(len(self._threads))
         for t in self._threads:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        frames = 0
+        events = []
+        for item in left:
+            if isinstance(item.payload, FrameJob):
+                frames += 1
+                events.append(self._drop_record(item.payload, "close_timeout"))
+            elif isinstance(item.payload, EventJob):
+                events.append(item.payload)
         try:
+            if events:
+                self.index.append_many([(e.record, e.created_ns) for e in events])
             self.index.close()
         except OSError as exc:
             self.report("index-close", exc)
-        return len(left)
+        return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
     def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> bool:
@@ -182,23 +196,37 @@ class Pipeline:
         for old in dropped:
             queued = queued and old is not item
             self.record_drop(old.payload, "queue_full")
+            self.recycle(old.payload)
+            old.payload = None
         return queued
+
+    def recycle(self, job: FrameJob) -> None:
+        """Give a finished (or dropped) frame's buffer back to the pool."""
+        frame = job.frame
+        if frame.pooled and frame.pixels is not None:
+            in_flight = max(0, self.queue.bytes - frame.pixels.nbytes)
+            self.pool.give(frame.pixels, limit=self.queue.max_bytes - in_flight)
+            frame.pixels = None
 
     def record_drop(self, job: FrameJob, reason: str) -> None:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
+        try:
+            self.queue.put_control(Item(self._drop_record(job, reason), 0))
+        except Closed:
+            pass
+
+    def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
         self.stats.add(job.source, "dropped")
         with self.stats.lock:
             self.stats.dropped_by_reason[reason] += 1
         rec = dict(job.record)
         rec["event"] = {**rec["event"], "action": "dropped", "reason": reason, "outcome": "failure"}
         rec["image"] = {**rec["image"], **self._frame_fields(job.frame)}
-        try:
-            self.queue.put_control(Item(EventJob(rec, job.created_ns), 0))
-        except Closed:
-            pass
+        return EventJob(ordered(rec), job.created_ns)
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
+        _lower_priority(self.settings.worker_nice)
         while True:
             try:
                 item = self.queue.get()
@@ -212,10 +240,17 @@ class Pipeline:
                     self._write_frame(payload)
                 else:
                     self.index.append(ordered(payload.record), payload.created_ns)
+            except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
+                if isinstance(item.payload, FrameJob):
+                    self.record_drop(item.payload, "spool_full")
+                else:
+                    self._fail("", exc)
             except BaseException as exc:
                 source = getattr(item.payload, "source", "")
                 self._fail(source, exc)
             finally:
+                if isinstance(item.payload, FrameJob):
+                    self.recycle(item.payload)
                 self.queue.done(item)
 
     @staticmethod
@@ -318,6 +353,21 @@ class Pipeline:
             )  # fmt: skip
         except Exception:
             pass
+
+
+def _lower_priority(nice: int) -> None:
+    """Give this worker thread a lower CPU priority than the caller's threads (Linux: per thread).
+
+    When the encoders saturate the cores, the scheduler then runs the caller's thread first, so
+    ``log()`` keeps its latency and the encoders use what is left.
+    """
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
+    except OSError:
+        pass
 
 
 def _reason(exc: BaseException) -> str:

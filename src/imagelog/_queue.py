@@ -1,8 +1,14 @@
-"""The byte-bounded queue between ``log()`` and the encoders, with the on-full policies and flush."""
+"""The byte-bounded queue between ``log()`` and the encoders, with the on-full policies and flush.
+
+Items travel through a ``queue.SimpleQueue`` (implemented in C: a put costs well under a
+microsecond); a lock guards only the byte accounting. Dropping the oldest frame marks it cancelled
+where it stands in the queue; the worker that takes it skips it.
+"""
 
 from __future__ import annotations
 
 import collections
+import queue
 import threading
 import time
 from typing import Any
@@ -10,6 +16,8 @@ from typing import Any
 from .settings import OnFull
 
 __all__ = ["ByteQueue", "Closed", "Item"]
+
+_STOP = object()
 
 
 class Closed(Exception):
@@ -19,12 +27,14 @@ class Closed(Exception):
 class Item:
     """One unit of background work and its byte cost (counted until ``done``)."""
 
-    __slots__ = ("nbytes", "payload", "seq")
+    __slots__ = ("cancelled", "nbytes", "payload", "seq", "taken")
 
     def __init__(self, payload: Any, nbytes: int) -> None:
         self.payload = payload
         self.nbytes = nbytes
         self.seq = 0
+        self.cancelled = False
+        self.taken = False
 
 
 class ByteQueue:
@@ -37,8 +47,11 @@ class ByteQueue:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._items: collections.deque[Item] = collections.deque()
-        self._cond = threading.Condition(threading.Lock())
+        self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._order: collections.deque[Item] = collections.deque()  # queued, oldest first
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0
         self._bytes = 0
         self._seq = 0
         self._pending: dict[int, Item] = {}
@@ -61,10 +74,12 @@ class ByteQueue:
         self._seq += 1
         item.seq = self._seq
         self._pending[item.seq] = item
-        self._items.append(item)
         self._bytes += item.nbytes
-        self.peak_bytes = max(self.peak_bytes, self._bytes)
-        self._cond.notify_all()
+        if self._bytes > self.peak_bytes:
+            self.peak_bytes = self._bytes
+        if item.nbytes:
+            self._order.append(item)
+        self._q.put(item)
 
     def put(self, item: Item, policy: OnFull, timeout: float | None = None) -> list[Item]:
         """Enqueue ``item`` under ``policy``; return the items dropped to honour the bound.
@@ -72,7 +87,7 @@ class ByteQueue:
         ``BLOCK`` waits for room (``timeout`` None = forever; on timeout the item itself is
         returned as dropped). Raises ``Closed`` if the queue is closed.
         """
-        with self._cond:
+        with self._lock:
             if self._closed:
                 raise Closed
             if self._fits(item.nbytes):
@@ -82,86 +97,103 @@ class ByteQueue:
                 return [item]
             if policy is OnFull.DROP_OLDEST:
                 dropped: list[Item] = []
-                kept: list[Item] = []
-                while self._items and not self._fits(item.nbytes):
-                    old = self._items.popleft()
-                    if old.nbytes == 0:  # control items (drop records) are never dropped
-                        kept.append(old)
+                while self._order and not self._fits(item.nbytes):
+                    old = self._order.popleft()
+                    if old.taken or old.cancelled:
                         continue
+                    old.cancelled = True
                     self._release(old)
                     dropped.append(old)
-                self._items.extendleft(reversed(kept))
                 if self._fits(item.nbytes):
                     self._admit(item)
                 else:  # everything left is being encoded right now: the newest gives way
                     dropped.append(item)
                 return dropped
             deadline = None if timeout is None else time.monotonic() + timeout
-            while not self._fits(item.nbytes):
-                if self._closed:
-                    raise Closed
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return [item]
-                self._cond.wait(remaining)
+            self._waiting += 1
+            try:
+                while not self._fits(item.nbytes):
+                    if self._closed:
+                        raise Closed
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return [item]
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
             self._admit(item)
             return []
 
     def put_control(self, item: Item) -> None:
-        """Enqueue a zero-cost item (a drop record) that bypasses the bound; allowed while closing."""
-        with self._cond:
+        """Enqueue a zero-byte item (a drop record) that bypasses the bound; allowed while closing."""
+        with self._lock:
             self._admit(item)
 
     def get(self, timeout: float | None = None) -> Item | None:
-        """Take the next item; None on timeout. Raises ``Closed`` once closed and empty."""
-        with self._cond:
-            deadline = None if timeout is None else time.monotonic() + timeout
-            while not self._items:
-                if self._closed:
-                    raise Closed
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return None
-                self._cond.wait(remaining)
-            return self._items.popleft()
+        """Take the next live item; None on timeout. Raises ``Closed`` at the stop marker."""
+        while True:
+            try:
+                obj = self._q.get(timeout=timeout)
+            except queue.Empty:
+                return None
+            if obj is _STOP:
+                raise Closed
+            item: Item = obj
+            with self._lock:
+                if item.cancelled:
+                    continue
+                item.taken = True
+                order = self._order
+                while order and (order[0].taken or order[0].cancelled):
+                    order.popleft()
+            return item
 
     def _release(self, item: Item) -> None:
         if self._pending.pop(item.seq, None) is not None:
             self._bytes -= item.nbytes
-        self._cond.notify_all()
+        if self._waiting:
+            self._cond.notify_all()
 
     def done(self, item: Item) -> None:
         """Mark an item finished (written or failed): its bytes are free again."""
-        with self._cond:
+        with self._lock:
             self._release(item)
 
     def mark(self) -> int:
         """The sequence number of the last item admitted so far (for ``wait_done``)."""
-        with self._cond:
+        with self._lock:
             return self._seq
 
     def wait_done(self, upto: int, timeout: float | None) -> bool:
         """Wait until every item admitted up to ``upto`` is done; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._pending and next(iter(self._pending)) <= upto:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
+        with self._lock:
+            self._waiting += 1
+            try:
+                while self._pending and next(iter(self._pending)) <= upto:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            finally:
+                self._waiting -= 1
             return True
 
-    def close(self) -> None:
-        """No more puts; ``get`` raises ``Closed`` once the queue is empty."""
-        with self._cond:
+    def close(self, workers: int) -> None:
+        """No more puts; each of ``workers`` consumers gets a stop marker after what is queued."""
+        with self._lock:
             self._closed = True
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
+        for _ in range(workers):
+            self._q.put(_STOP)
 
     def drain(self) -> list[Item]:
-        """Remove and return every queued (not yet taken) item, releasing its bytes."""
-        with self._cond:
-            items = list(self._items)
-            self._items.clear()
+        """Cancel every queued (not yet taken) item, releasing its bytes; return them."""
+        with self._lock:
+            items = [i for i in self._pending.values() if not i.taken and not i.cancelled]
             for item in items:
+                item.cancelled = True
                 self._release(item)
+            self._order.clear()
             return items

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import codecs
 from .errors import ImageLogError
+from .index import writer_of
 from .run import Run, read
 
 __all__ = ["main"]
@@ -20,7 +21,8 @@ __all__ = ["main"]
 def _console() -> Any:
     from rich.console import Console
 
-    return Console()
+    # a pipe or a file gets full rows rather than columns squeezed to 80 characters
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _human_bytes(n: float) -> str:
@@ -91,7 +93,7 @@ def summarise(run: Run) -> dict[str, Any]:
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
-        "writers": len({k.rsplit("_", 1)[-1] for k in run.segments()}),
+        "writers": len({writer_of(k) for k in run.segments()}),
     }
 
 

@@ -10,6 +10,7 @@ The tree::
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
     ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
+    │   └── SpoolFull(StoreError)                      the local spool has no room while the store is down
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     └── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
 
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidSetting",
     "MetadataNotJSON",
     "RunNotFound",
+    "SpoolFull",
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
@@ -69,6 +71,10 @@ class StoreError(ImageLogError, OSError):
     def __init__(self, message: str, *, path: str | None = None) -> None:
         super().__init__(message)
         self.path = path
+
+
+class SpoolFull(StoreError):
+    """The local spool of an object store has no room for an image (recorded as a drop)."""
 
 
 class CodecError(ImageLogError):

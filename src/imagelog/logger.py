@@ -162,7 +162,9 @@ class ImageLog:
         created = time.time_ns()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
-        f = normalise(frame, copy=copy, channel_order=channel_order, size=size, mode=mode)
+        f = normalise(
+            frame, copy=copy, channel_order=channel_order, size=size, mode=mode, pool=pipeline.pool
+        )
         codec, params = self._codec_for(f, source, format)
         meta_json = jsonable(meta) if meta else {}
         labels_json = labels_of(labels)
@@ -202,8 +204,10 @@ class ImageLog:
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
         ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
-        if ok and self._settings.fsync.value != "none":
-            self._pipeline.index.sync()
+        if ok:
+            self._pipeline.index.flush()  # object stores: upload the open index part
+            if self._settings.fsync.value != "none":
+                self._pipeline.index.sync()
         self._raise_if_strict()
         return ok
 
@@ -225,10 +229,11 @@ class ImageLog:
             self._state = "closing"
             limit = self._settings.close_timeout if timeout is None else timeout
             left = self._pipeline.stop(limit)
+            try:
+                self._store.close()  # object stores: stop their threads, upload the spool
+            except Exception as exc:
+                self._pipeline.report("store-close", exc)
             if left:
-                with self._pipeline.stats.lock:
-                    self._pipeline.stats.counts["dropped"] += left
-                    self._pipeline.stats.dropped_by_reason["close_timeout"] += left
                 logger.warning(
                     "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
                     left, self.url, limit,
@@ -275,6 +280,7 @@ class ImageLog:
                 },
                 "writer": self._writer,
                 "workers": p.workers,
+                "store": _store_stats(self._store),
                 "url": self.url,
             }
 
@@ -288,6 +294,12 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
+
+
+def _store_stats(store: Store) -> dict[str, Any]:
+    """A store's own counters (the S3 spool's pending, uploaded, network errors...), or {}."""
+    stats = getattr(store, "stats", None)
+    return dict(stats()) if callable(stats) else {}
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:

@@ -7,6 +7,7 @@ fills in what the encoder and the store learn (``file.*``, ``image.format``, ``i
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -85,8 +86,13 @@ def iso_utc(ns: int) -> str:
     '2025-11-24T16:00:00.123456Z'
     """
     sec, rem = divmod(ns, 1_000_000_000)
-    t = _dt.datetime.fromtimestamp(sec, _dt.UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{rem // 1000:06d}Z"
+    prefix = _second_prefix(sec)
+    return f"{prefix}.{rem // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=64)
+def _second_prefix(sec: int) -> str:
+    return _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def parse_time_ns(value: object, *, name: str = "captured_at") -> int:

@@ -80,7 +80,9 @@ def parse_bytes(value: int | float | str, *, name: str = "size") -> int:
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _SIZE_UNITS:
         raise InvalidSetting(f"{name}: cannot parse {value!r} as a size; try '500 MB' or '2 GiB'")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    number = m.group(1)
+    factor = _SIZE_UNITS[unit]
+    return int(number) * factor if number.isdigit() else int(float(number) * factor)
 
 
 def parse_duration(value: float | int | str | timedelta, *, name: str = "duration") -> float:
@@ -155,6 +157,7 @@ class Settings:
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     strict: bool = False
     hash: bool = True
+    worker_nice: int = 5
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -193,6 +196,8 @@ class Settings:
             raise InvalidSetting(
                 f"workers must be an int >= 0 (0 = one per core), got {self.workers!r}"
             )
+        if isinstance(self.worker_nice, bool) or not 0 <= self.worker_nice <= 19:
+            raise InvalidSetting(f"worker_nice must be an int 0..19, got {self.worker_nice!r}")
         if self.keep is not None and not callable(self.keep):
             raise TypeError("keep must be a callable taking a record dict and returning a bool")
         if not isinstance(self.format, str):

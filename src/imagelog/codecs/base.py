@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -25,6 +26,7 @@ _XMP_HEAD = (
 _XMP_TAIL = '</imagelog:record></rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
 
 
+@functools.cache
 def imagecodecs_version(lib: str) -> str:
     """Return ``imagecodecs X (libfoo Y)`` for the record's ``image.encoder.version``."""
     import imagecodecs

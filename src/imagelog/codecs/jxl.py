@@ -76,6 +76,16 @@ def add_box_before_codestream(container: bytes, box: bytes) -> bytes | None:
     return None
 
 
+@functools.cache
+def _version() -> str:
+    base = imagecodecs_version("libjxl")
+    if fast_lossless_module() is None:
+        return base
+    from importlib.metadata import version
+
+    return f"{base}; pyjpegxl {version('pyjpegxl')} for lossless effort 1"
+
+
 class JPEGXL(Codec):
     """JPEG XL; lossless at effort 1 by default, lossy with ``distance`` > 0."""
 
@@ -91,12 +101,7 @@ class JPEGXL(Codec):
     @property
     def version(self) -> str:
         """imagecodecs' libjxl, and pyjpegxl when it encodes lossless effort 1."""
-        base = imagecodecs_version(self.library)
-        if fast_lossless_module() is None:
-            return base
-        from importlib.metadata import version
-
-        return f"{base}; pyjpegxl {version('pyjpegxl')} for lossless effort 1"
+        return _version()
 
     def params(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults updated with ``overrides``; ``encoder`` is auto, imagecodecs or pyjpegxl."""

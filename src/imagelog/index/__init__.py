@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .reader import iter_segment_lines, parse_segment, segment_keys
-from .segment import INDEX_PREFIX, IndexWriter, segment_key
+from .segment import INDEX_PREFIX, IndexWriter, segment_key, writer_of
 
 __all__ = [
     "INDEX_PREFIX",
@@ -12,4 +12,5 @@ __all__ = [
     "parse_segment",
     "segment_key",
     "segment_keys",
+    "writer_of",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 from ..record import dumps
 from ..stores.base import Segment, Store
 
-__all__ = ["INDEX_PREFIX", "IndexWriter", "segment_key"]
+__all__ = ["INDEX_PREFIX", "IndexWriter", "segment_key", "writer_of"]
 
 INDEX_PREFIX = "index/"
 
@@ -18,6 +18,16 @@ INDEX_PREFIX = "index/"
 def segment_key(hour: str, writer: str) -> str:
     """``index/2026-11-24T19_<writer>.jsonl``: sorts by hour, one file per writer per hour."""
     return f"{INDEX_PREFIX}{hour}_{writer}.jsonl"
+
+
+def writer_of(key: str) -> str:
+    """The writer of a segment key, with or without a part number (object stores).
+
+    >>> writer_of("index/2026-11-24T19_ab12cd34-77.jsonl"), writer_of("index/2026-11-24T19_ab12cd34-77.000003.jsonl")
+    ('ab12cd34-77', 'ab12cd34-77')
+    """
+    name = key.rsplit("/", 1)[-1].removesuffix(".jsonl")
+    return name.split("_", 1)[-1].split(".", 1)[0]
 
 
 def hour_of(created_ns: int) -> str:
@@ -77,6 +87,12 @@ class IndexWriter:
             self._segment = self._store.open_segment(segment_key(hour, self._writer))
             self._hour = hour
         return self._segment
+
+    def flush(self) -> None:
+        """Make every appended line visible to readers (object stores upload the pending part)."""
+        with self._lock:
+            if self._segment is not None:
+                self._segment.flush()
 
     def sync(self) -> None:
         """Make every appended line durable."""

@@ -25,6 +25,9 @@ class Segment(Protocol):
     def append(self, data: bytes) -> None:
         """Append whole lines; a line is either written whole or detected as torn by the reader."""
 
+    def flush(self) -> None:
+        """Make appended lines visible to readers (a no-op for files; uploads a part on S3)."""
+
     def sync(self) -> None:
         """Make what was appended durable (fsync, or upload the tail)."""
 

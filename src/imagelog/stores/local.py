@@ -59,6 +59,9 @@ class LocalSegment:
             raise
         self._torn = False
 
+    def flush(self) -> None:
+        """Nothing to do: appended lines are visible to readers at once."""
+
     def sync(self) -> None:
         """fsync the segment."""
         os.fsync(self._fd)

@@ -25,6 +25,9 @@ class MemorySegment:
             old = self._store._objects.get(self._key, (b"", 0.0))[0]
             self._store._objects[self._key] = (old + data, time.time())
 
+    def flush(self) -> None:
+        """Nothing to flush."""
+
     def sync(self) -> None:
         """Nothing to sync."""
 

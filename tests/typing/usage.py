@@ -1,0 +1,25 @@
+"""The public API as users write it; checked by mypy (make typecheck), never run by pytest."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+import imagelog
+
+
+def example(path: str) -> int:
+    """Log, read back and count, with every public name typed."""
+    frame = np.zeros((480, 640, 3), np.uint8)
+    with imagelog.open(path, format="lossless", on_full=imagelog.OnFull.DROP_OLDEST) as log:
+        rid: str = log.log(frame, source="cam1", message="hello", labels={"line": "3"}, score=0.5)
+        ok: bool = log.flush(timeout=5.0)
+        stats: dict[str, object] = log.stats()
+    logging.getLogger("x").addHandler(imagelog.Handler(log))
+    run: imagelog.Run = imagelog.read(path)
+    n = 0
+    for rec in run.records(source="cam1"):
+        pixels = run.load(rec)
+        n += int(pixels.size > 0)
+    return n + len(rid) + int(ok) + len(stats)
