@@ -16,9 +16,10 @@ from typing import Any
 
 from . import exif
 from ._queue import ByteQueue, Closed, Item
+from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
-from .errors import SpoolFull
+from .errors import CodecError, SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
@@ -199,6 +200,7 @@ class Pipeline:
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
         self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
+        self.verifier = Verifier(settings.verify)
         self.backoff = Backoff()
         self.retention = Retention(
             store, max_bytes=settings.max_bytes, max_age=settings.max_age,
@@ -423,6 +425,14 @@ class Pipeline:
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
             data, embedded = codec.encode_with_record(frame.pixels, job.params, dumps(ordered(rec)))
+            if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
+                problem = self.verifier.check(codec, frame.pixels, data)
+                self.stats.add(job.source, "verified")
+                if problem is not None:
+                    self.stats.add(job.source, "verify_failed")
+                    self.report(
+                        "verify", CodecError(f"{codec.name} {job.params}: {key}: {problem}")
+                    )
         t1 = time.perf_counter()
         sync = self.settings.fsync is Fsync.ALL
         if not embedded:

@@ -15,7 +15,6 @@ from typing import Any
 
 from . import codecs
 from .errors import ImageLogError
-from .frames import sniff_format
 from .index import writer_of
 from .run import Run, read
 
@@ -134,12 +133,8 @@ def embedded_record(path: Path) -> dict[str, Any] | None:
         data: dict[str, Any] = json.loads(sidecar.read_text(encoding="utf-8"))
         return data
     blob = path.read_bytes()
-    fmt = sniff_format(blob)
-    names = {"jpeg": "jpeg", "png": "png", "jxl": "jxl", "webp": "webp"}
-    name = names.get(fmt or "") or ("tiff" if blob[:2] in (b"II", b"MM") else None)
-    if name is None:
-        return None
-    text = codecs.get(name).extract(blob)
+    codec = codecs.sniff(blob)  # any registered format, by its magic bytes
+    text = codec.extract(blob) if codec is not None else None
     return json.loads(text) if text else None
 
 
@@ -194,8 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_show)
 
     from ._cli_storage import add_storage_commands
+    from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
+    add_bench(sub)  # imagelog bench: codec speeds on this machine
     return p
 
 

@@ -284,6 +284,8 @@ class ImageLog:
                 "written": c["written"],
                 "dropped": c["dropped"],
                 "failed": c["failed"],
+                "verified": c["verified"],
+                "verify_failed": c["verify_failed"],
                 "bytes_written": c["bytes_written"],
                 "queue_bytes": p.queue.bytes,
                 "queue_frames": len(p.queue),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import codecs
+from .codecs.base import as_logged
 from .errors import RunNotFound
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
@@ -137,15 +138,7 @@ class Run:
             arr = codecs.decode_any(data)
         else:
             arr = codecs.get(fmt).decode(data)
-        if image.get("dtype") == "bool" and arr.dtype != np.bool_:
-            arr = arr > 0
-        channels = image.get("channels")
-        if channels == 4 and arr.ndim == 3 and arr.shape[2] == 3:  # libwebp drops an opaque alpha
-            alpha = np.full((*arr.shape[:2], 1), np.iinfo(arr.dtype).max, arr.dtype)
-            arr = np.concatenate([arr, alpha], axis=2)
-        if channels == 1 and arr.ndim == 3:
-            arr = arr[:, :, 0]
-        return arr
+        return as_logged(arr, str(image.get("dtype", "")), int(image.get("channels") or 0))
 
 
 def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:

@@ -17,40 +17,76 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UnknownFormat
+from .avif import AVIF
 from .base import Codec
 from .jpeg import JPEG
 from .jxl import JPEGXL
+from .npy import LZ4_MAGIC, NPY_MAGIC, ZSTD_MAGIC, Npy
 from .passthrough import Passthrough, decode_any
 from .png import PNG
+from .qoi import MAGIC as QOI_MAGIC
+from .qoi import QOI
 from .tiff import TIFF
 from .webp import WebP
 
-__all__ = ["PRESETS", "Codec", "decode_any", "get", "names", "parse_spec", "register", "resolve"]
+__all__ = [
+    "PRESETS",
+    "Codec",
+    "decode_any",
+    "get",
+    "names",
+    "parse_spec",
+    "register",
+    "resolve",
+    "sniff",
+]
 
 _REGISTRY: dict[str, Codec] = {}
 _ALIASES = {"jpg": "jpeg", "jpegxl": "jxl", "tif": "tiff"}
 
-#: preset -> dtype -> spec. Chosen by measurement (CODECS.md, ``make bench``).
+#: preset -> dtype -> spec. Chosen by measurement on the 2-core reference machine (1080p, one
+#: core, camera-like frames; docs/formats.md has the tables, ``imagelog bench`` measures yours):
+#:
+#: - ``lossless``: the fastest lossless format not larger than PNG. JPEG XL effort 1: RGB 60
+#:   fps at 50% of raw (PNG level 6: 1.4 fps, 56%); 16-bit depth 104 fps at 37% (PNG 2 fps,
+#:   50%). Only raw npy is faster (92%); QOI is slower here, 67%. (Without the ``fast-jxl``
+#:   extra, JPEG XL effort 1 runs through imagecodecs at 13-20 fps on AVX2-only CPUs:
+#:   docs/formats.md explains why.)
+#: - ``compact``: the smallest lossless format at >= 30 fps on one core: JPEG XL effort 1 again;
+#:   effort 2 saves 2 points (48%) at 8 fps. Without ``fast-jxl`` nothing compact reaches 30
+#:   fps/core for 8-bit RGB; effort 1 stays the compromise (keeps up with 30 fps on 2 cores).
+#: - ``preview``: JPEG quality 90 (150 fps, 6% of raw, PSNR 38 dB); what JPEG cannot hold
+#:   (16-bit, RGBA) goes to JPEG XL effort 1, lossless, rather than PNG level 1 (slower, larger).
+#: - ``archive``: PNG at zlib level 6, what every viewer and library opens.
+#:
+#: float32 goes to TIFF with zstd and the floating-point predictor (30 fps, 57%; TIFF deflate
+#: does 6 fps), except in ``archive`` (deflate: opens in more TIFF readers). bool masks go to
+#: 1-bit PNG (115 fps, 2% of raw).
 PRESETS: dict[str, dict[str, str]] = {
     "lossless": {
         "uint8": "jxl:effort=1",
         "uint16": "jxl:effort=1",
-        "float32": "tiff",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
     "compact": {
-        "uint8": "jxl:effort=2",
-        "uint16": "jxl:effort=2",
-        "float32": "tiff",
+        "uint8": "jxl:effort=1",
+        "uint16": "jxl:effort=1",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
     "preview": {
         "uint8": "jpeg:quality=90",
-        "uint16": "png:level=1",
-        "float32": "tiff",
+        "uint16": "jxl:effort=1",
+        "float32": "tiff:compression=zstd",
         "bool": "png",
     },
-    "archive": {"uint8": "png:level=6", "uint16": "png:level=6", "float32": "tiff", "bool": "png"},
+    "archive": {
+        "uint8": "png:level=6",
+        "uint16": "png:level=6",
+        "float32": "tiff",
+        "bool": "png:level=6",
+    },
 }
 #: presets that fall back on a 4-channel uint8 frame (JPEG has no alpha).
 _RGBA_FALLBACK = {"preview": "jxl:effort=1"}
@@ -120,5 +156,27 @@ def resolve(
     return codec, codec.params({**params, **(options or {})})
 
 
-for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), Passthrough()):
+def sniff(data: bytes) -> Codec | None:
+    """The registered codec that wrote ``data``, told by its first bytes, or None.
+
+    >>> sniff(b"qoif" + bytes(10)).name, sniff(b"hello")
+    ('qoi', None)
+    """
+    from ..frames import sniff_format
+
+    head = bytes(data[:16])
+    name = sniff_format(head)
+    if name is None:
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            name = "tiff"
+        elif head[:4] == QOI_MAGIC:
+            name = "qoi"
+        elif head[4:12] in (b"ftypavif", b"ftypavis"):
+            name = "avif"
+        elif head[:6] == NPY_MAGIC or head[:4] in (ZSTD_MAGIC, LZ4_MAGIC):
+            name = "npy"
+    return None if name is None else _REGISTRY.get(name)
+
+
+for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), QOI(), Npy(), AVIF(), Passthrough()):
     register(_codec)

@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import FormatMismatch
 from ..frames import Frame
 
-__all__ = ["Codec", "Pixels", "imagecodecs_version"]
+__all__ = ["Codec", "Pixels", "as_logged", "imagecodecs_version"]
 
 Pixels = np.ndarray[Any, Any]
 
@@ -48,6 +48,22 @@ def imagecodecs_version(lib: str) -> str:
     if func is None:
         return f"imagecodecs {imagecodecs.__version__}"
     return f"imagecodecs {imagecodecs.__version__} ({func()})"
+
+
+def as_logged(arr: Pixels, dtype: str, channels: int) -> Pixels:
+    """A decoded array in the dtype and channel count that were logged.
+
+    Undoes what decoders legitimately change: 1-bit PNG read as uint8, an opaque alpha channel
+    that libwebp drops, a gray image read as HxWx1.
+    """
+    if dtype == "bool" and arr.dtype != np.bool_:
+        arr = arr > 0
+    if channels == 4 and arr.ndim == 3 and arr.shape[2] == 3:  # libwebp drops an opaque alpha
+        alpha = np.full((*arr.shape[:2], 1), np.iinfo(arr.dtype).max, arr.dtype)
+        arr = np.concatenate([arr, alpha], axis=2)
+    if channels == 1 and arr.ndim == 3:
+        arr = arr[:, :, 0]
+    return arr
 
 
 def xmp_packet(record_json: str) -> bytes:
