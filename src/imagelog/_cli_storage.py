@@ -10,20 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .cli import _human_bytes
 from .index.recover import live_writers, reindex, repair, verify
 from .retention import Retention, Step
 from .run import read
 from .settings import parse_bytes, parse_duration
 
 __all__ = ["add_storage_commands", "cmd_purge", "cmd_reindex", "cmd_verify"]
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _console() -> Any:
@@ -107,15 +100,15 @@ def cmd_purge(args: argparse.Namespace) -> int:
         )
     for r in results:
         scope = "whole hour" if r.whole else "oldest files"
-        table.add_row(r.hour, r.reason, scope, str(r.files), _human(r.bytes), str(r.kept))
+        table.add_row(r.hour, r.reason, scope, str(r.files), _human_bytes(r.bytes), str(r.kept))
     from rich.console import Console
 
     out = Console()
     if results:
         out.print(table)
     out.print(
-        f"{verb} {summary['purged_files']} image(s), {_human(freed)}; "
-        f"run: {_human(before)} -> {_human(summary['bytes_after'])}"
+        f"{verb} {summary['purged_files']} image(s), {_human_bytes(freed)}; "
+        f"run: {_human_bytes(before)} -> {_human_bytes(summary['bytes_after'])}"
     )
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import exif
 from ._queue import ByteQueue, Closed, Item
+from ._report import RateLimitedReporter
 from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
@@ -35,7 +36,6 @@ logger = logging.getLogger("imagelog")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RECORD_ORDER = ("@timestamp", "event", "log", "message", "file", "image", "labels", "meta",
                  "exif", "host", "process", "imagelog")  # fmt: skip
-_REPORT_EVERY = 60.0
 _STORAGE_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
@@ -195,7 +195,7 @@ class Pipeline:
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self._reported: dict[str, float] = {}
+        self._reporter = RateLimitedReporter()
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
@@ -477,17 +477,7 @@ class Pipeline:
 
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
-        now = time.monotonic()
-        if now - self._reported.get(kind, -_REPORT_EVERY) < _REPORT_EVERY:
-            return
-        self._reported[kind] = now
-        try:
-            logger.warning(
-                "imagelog: background %s in %s: %s: %s (counted in stats(); repeats muted for %ds)",
-                kind, self.store.url, type(exc).__name__, exc, int(_REPORT_EVERY),
-            )  # fmt: skip
-        except Exception:
-            pass
+        self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
 
 
 def _lower_priority(nice: int) -> None:

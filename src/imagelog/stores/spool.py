@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .._report import RateLimitedReporter
 from ..errors import SpoolFull
 from .base import ObjectInfo, Store
 from .parts import PartFlusher, PartSegment
@@ -52,7 +53,6 @@ __all__ = ["SpoolStore"]
 
 logger = logging.getLogger("imagelog")
 
-_REPORT_EVERY = 60.0
 _BATCH = 64
 
 
@@ -168,7 +168,7 @@ class SpoolStore:
         self._counts: collections.Counter[str] = collections.Counter()
         self._last_error: str | None = None
         self._last_failure = 0.0
-        self._reported: dict[str, float] = {}
+        self._reporter = RateLimitedReporter()
         self._flusher = PartFlusher(name="imagelog-spool-parts")
         self._parts: dict[str, PartSegment] = {}
         self._thread: threading.Thread | None = None
@@ -452,17 +452,7 @@ class SpoolStore:
 
     def _report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
-        now = time.monotonic()
-        if now - self._reported.get(kind, -_REPORT_EVERY) < _REPORT_EVERY:
-            return
-        self._reported[kind] = now
-        try:
-            logger.warning(
-                "imagelog: %s %s: %s: %s (spool %s; counted in stats(); repeats muted for %ds)",
-                self.url, kind, type(exc).__name__, exc, self._own.path, int(_REPORT_EVERY),
-            )  # fmt: skip
-        except Exception:
-            pass
+        self._reporter.warn(kind, self.url, exc, f"spool {self._own.path}")
 
     # -- state -----------------------------------------------------------------------------------------
     @property
