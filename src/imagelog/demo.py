@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         f".venv/bin/imagelog stats {run}",
         f".venv/bin/imagelog ls {run} -n 10",
         f".venv/bin/imagelog show {run} <id> --open /tmp",
+        f".venv/bin/imagelog verify {run}",
+        f".venv/bin/imagelog bench --size {a.size} --fps {a.fps:g}",
         f"jq -c '{{id: .image.id, source: .image.source, path: .file.path}}' {run}/index/*.jsonl | head",
         f"ls {run}/images/*/*/*/*/",
     ):
