@@ -281,17 +281,12 @@ class Pipeline:
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> bool:
-        """Queue a frame; drops made to honour the bound become ``dropped`` records. True if queued."""
-        item = Item(job, job.frame.nbytes)
-        dropped = self.queue.put(item, policy, timeout)
-        queued = True
-        for old in dropped:
-            queued = queued and old is not item
+    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
+        """Queue a frame; drops made to honour the bound become ``dropped`` records."""
+        for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)
             old.payload = None
-        return queued
 
     def recycle(self, job: FrameJob) -> None:
         """Give a finished (or dropped) frame's buffer back to the pool."""

