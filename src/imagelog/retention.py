@@ -541,14 +541,18 @@ class FreeSpaceGuard:
         self.clock = clock
         self._at = -every
         self._free: int | None = None
+        self._lock = threading.Lock()
 
     def ok(self) -> bool:
         """Whether there is at least ``min_free_bytes`` free (or the store has no such limit)."""
-        now = self.clock()
-        if now - self._at >= self.every:
-            self._at = now
-            self._free = self.store.free_bytes()
-        return self._free is None or self._free >= self.min_free_bytes
+        # every worker thread asks: none may see the time updated before the answer is stored
+        with self._lock:
+            now = self.clock()
+            if now - self._at >= self.every:
+                self._free = self.store.free_bytes()
+                self._at = now
+            free = self._free
+        return free is None or free >= self.min_free_bytes
 
 
 class Maintenance:
