@@ -451,7 +451,9 @@ class LiveIndex:
         """Frame counts per source in ``buckets`` equal time slices, and events (drops, purges)."""
         cond, params = self._where(dataclasses.replace(filters, sources=(), since=None, until=None))
         span = self._fetch(
-            f"SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM frames WHERE {cond}", params
+            f"""SELECT epoch_us(min(ts)), epoch_us(max(ts)) FROM frames
+                WHERE ({cond}) OR (action <> 'logged' AND seg >= 0)""",
+            params,
         )[0]
         if span[0] is None:
             return {"t0": None, "t1": None, "step": 0, "series": {}, "events": []}

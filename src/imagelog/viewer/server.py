@@ -220,7 +220,9 @@ class Viewer:
             Route("/run/{path:path}", self._file),
             Mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
         ]
-        app = Starlette(routes=routes, exception_handlers={ValueError: _bad_request})
+        app = Starlette(
+            routes=routes, exception_handlers={ValueError: _bad_request, _Refused: _refused}
+        )
         return _TokenGate(app, self.token)
 
     def _page(self, request: Request) -> Response:
@@ -328,6 +330,8 @@ class Viewer:
         target = self.thumbs.key(self.run.url, str(row["path"]), int(row["bytes"] or 0))
         try:
             path = await asyncio.wrap_future(self.thumbs.get(target, lambda: self._make_thumb(row)))
+        except _Refused:
+            return PlainTextResponse("404: not a file of this run", 404)
         except Exception as exc:  # undecodable file: say so in the grid, keep serving
             return PlainTextResponse(f"422: cannot make a thumbnail: {exc}", 422)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
@@ -393,6 +397,10 @@ class _Refused(LookupError):
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"400: {exc}", 400)
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("404: not a file of this run", 404)
 
 
 def _isnan(arr: Any) -> Any:

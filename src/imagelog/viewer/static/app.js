@@ -560,8 +560,12 @@ addEventListener("keydown", (e) => {
   const pane = panes[active];
   if (e.key === "Escape") closeFrame();
   else if ((e.key === "ArrowRight" || e.key === "ArrowLeft") && pane?.rec) {
-    const id = pane.rec.neighbours[e.key === "ArrowRight" ? "next" : "prev"];
-    if (id) loadPane(active, id).catch(showError);
+    // presses queue up: each step starts from the frame the previous one reached
+    const dir = e.key === "ArrowRight" ? "next" : "prev", i = active;
+    pane.nav = (pane.nav || Promise.resolve()).then(() => {
+      const id = pane.rec.neighbours[dir];
+      return id ? loadPane(i, id) : null;
+    }).catch(showError);
     e.preventDefault();
   } else if (e.key === "Tab" && panes.length > 1) { setActive((active + 1) % panes.length); e.preventDefault(); }
 });
