@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     vw.add_argument("--allow-remote", action="store_true",
                     help="allow a --host other machines can reach (prints a warning)")  # fmt: skip
     vw.add_argument("--no-browser", action="store_true", help="print the address, open nothing")
-    vw.add_argument("--cache-dir", help="thumbnails and the viewer's index (default ~/.cache/imagelog)")
+    vw.add_argument(
+        "--cache-dir", help="thumbnails and the viewer's index (default ~/.cache/imagelog)"
+    )
     vw.set_defaults(func=cmd_view)
 
     from ._cli_storage import add_storage_commands

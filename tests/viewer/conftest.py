@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import CI, require
 
-pytest.importorskip("starlette", reason="the view extra is not installed")
-
-from imagelog.viewer import Viewer  # noqa: E402
-from imagelog.viewer._synth import make_run  # noqa: E402
-
-from tests.conftest import CI, require  # noqa: E402
+from imagelog.viewer import Viewer
+from imagelog.viewer._synth import make_run
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -114,7 +114,9 @@ def test_filter_by_source_and_meta_kept_in_url(
     assert {t["source"] for t in visible_tiles(page)} == {"cam1"}
     page.fill("input[name=meta]", "score>0.9 shift=night")
     page.press("input[name=meta]", "Enter")
-    hits = [r for r in cam1 if r["meta"].get("score", 0) > 0.9 and r["meta"].get("shift") == "night"]
+    hits = [
+        r for r in cam1 if r["meta"].get("score", 0) > 0.9 and r["meta"].get("shift") == "night"
+    ]
     assert 0 < len(hits) < len(cam1)
     wait_count(page, len(hits))
     page.wait_for_function(
@@ -149,11 +151,15 @@ def test_frame_arrows_and_compare(
     wait_count(page, len(depth))
     page.click(f".tile[data-id='{depth[0]['id']}']")
     pane0 = "[data-testid=pane-0]"
-    page.wait_for_selector(f"{pane0}[data-id='{depth[0]['id']}'] img[data-loaded='1']", timeout=WAIT)
+    page.wait_for_selector(
+        f"{pane0}[data-id='{depth[0]['id']}'] img[data-loaded='1']", timeout=WAIT
+    )
     assert page.locator("[data-testid=window] input[type=range]").count() == 2  # 16-bit
     assert depth[0]["id"] in page.inner_text("[data-testid=record]")
     page.keyboard.press("ArrowRight")
-    page.wait_for_selector(f"{pane0}[data-id='{depth[1]['id']}'] img[data-loaded='1']", timeout=WAIT)
+    page.wait_for_selector(
+        f"{pane0}[data-id='{depth[1]['id']}'] img[data-loaded='1']", timeout=WAIT
+    )
     page.keyboard.press("ArrowRight")
     page.wait_for_selector(f"{pane0}[data-id='{depth[2]['id']}']", timeout=WAIT)
     page.keyboard.press("ArrowLeft")
@@ -172,16 +178,22 @@ def test_frame_arrows_and_compare(
     # compare: a second pane, stepped on its own
     page.click("[data-testid=compare]")
     pane1 = "[data-testid=pane-1]"
-    page.wait_for_selector(f"{pane1}[data-id='{depth[1]['id']}'] img[data-loaded='1']", timeout=WAIT)
+    page.wait_for_selector(
+        f"{pane1}[data-id='{depth[1]['id']}'] img[data-loaded='1']", timeout=WAIT
+    )
     for _ in range(3):
         page.keyboard.press("ArrowRight")
-    page.wait_for_selector(f"{pane1}[data-id='{depth[4]['id']}'] img[data-loaded='1']", timeout=WAIT)
+    page.wait_for_selector(
+        f"{pane1}[data-id='{depth[4]['id']}'] img[data-loaded='1']", timeout=WAIT
+    )
     assert page.get_attribute(pane0, "data-id") == depth[1]["id"]
     shot(page, tmp_path / "compare.png")
     url = page.url
     assert f"frame={depth[1]['id']}" in url and f"compare={depth[4]['id']}" in url
     page.goto(url)  # the link reopens both panes
-    page.wait_for_selector(f"{pane1}[data-id='{depth[4]['id']}'] img[data-loaded='1']", timeout=WAIT)
+    page.wait_for_selector(
+        f"{pane1}[data-id='{depth[4]['id']}'] img[data-loaded='1']", timeout=WAIT
+    )
     page.keyboard.press("Escape")
     page.wait_for_selector("[data-testid=frame]", state="hidden", timeout=WAIT)
 
@@ -225,7 +237,9 @@ def test_follow_a_live_run(
         first = status_count(page)
         t0 = time.perf_counter()
         page.wait_for_function(
-            "n => +document.querySelector('#status').dataset.count >= n", arg=first + 5, timeout=WAIT
+            "n => +document.querySelector('#status').dataset.count >= n",
+            arg=first + 5,
+            timeout=WAIT,
         )
         print(f"\n5 new frames shown {time.perf_counter() - t0:.2f} s later")
         n = status_count(page)
@@ -262,9 +276,7 @@ def test_open_a_killed_run(page: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not os.environ.get("IMAGELOG_DOCS_IMG"), reason="IMAGELOG_DOCS_IMG not set")
-def test_readme_screenshots(
-    page: Any, big_viewer: Viewer, expected: list[dict[str, Any]]
-) -> None:
+def test_readme_screenshots(page: Any, big_viewer: Viewer, expected: list[dict[str, Any]]) -> None:
     """``IMAGELOG_DOCS_IMG=docs/img pytest -k readme``: the README's screenshots."""
     out = Path(os.environ["IMAGELOG_DOCS_IMG"])
     out.mkdir(parents=True, exist_ok=True)

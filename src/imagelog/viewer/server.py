@@ -244,7 +244,11 @@ class Viewer:
     def _count(self, request: Request) -> JSONResponse:
         f = Filters.from_query(request.query_params)
         return JSONResponse(
-            {"count": self.index.count(f), "version": self.index.version, "loading": self.index.loading}
+            {
+                "count": self.index.count(f),
+                "version": self.index.version,
+                "loading": self.index.loading,
+            }
         )
 
     def _frames(self, request: Request) -> JSONResponse:
@@ -334,7 +338,9 @@ class Viewer:
             return PlainTextResponse("404: not a file of this run", 404)
         except Exception as exc:  # undecodable file: say so in the grid, keep serving
             return PlainTextResponse(f"422: cannot make a thumbnail: {exc}", 422)
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return FileResponse(
+            path, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"}
+        )
 
     async def _display(self, request: Request) -> Response:
         try:
