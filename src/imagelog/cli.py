@@ -93,19 +93,15 @@ def newest(
 def summarise(run: Run) -> dict[str, Any]:
     """Counts and bytes by source, formats, time span and drops of a run (one SQL pass)."""
     try:
-        from .query import connect, list_files
+        from .query import list_files, with_retry
     except ImportError:  # pragma: no cover
         return _summarise_python(run)
+    rows = with_retry(run.store, lambda con: con.sql(
+        "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
+        "count(*), coalesce(sum(bytes), 0), min(ts), max(ts) FROM records "
+        "WHERE action IN ('logged', 'dropped') GROUP BY ALL"
+    ).fetchall())  # fmt: skip
     files = list_files(run.store)
-    con = connect(run.store, files=files)
-    try:
-        rows = con.sql(
-            "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
-            "count(*), coalesce(sum(bytes), 0), min(ts), max(ts) FROM records "
-            "WHERE action IN ('logged', 'dropped') GROUP BY ALL"
-        ).fetchall()
-    finally:
-        con.close()
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()
@@ -265,10 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
     sh.set_defaults(func=cmd_show)
 
+    from ._cli_query import add_query_commands
     from ._cli_storage import add_storage_commands
     from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
+    add_query_commands(sub)  # compact, query, export, tail
     add_bench(sub)  # imagelog bench: codec speeds on this machine
     return p
 

@@ -22,9 +22,9 @@ import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .index import INDEX_PREFIX, writer_of
 from .stores.base import Store
@@ -42,9 +42,12 @@ __all__ = [
     "list_files",
     "parquet_key",
     "records_sql",
+    "sql_str",
+    "with_retry",
 ]
 
 logger = logging.getLogger("imagelog")
+T = TypeVar("T")
 
 #: The columns of the ``records`` view, in order, with their DuckDB types (see docs/query.md).
 COLUMNS: dict[str, str] = {
@@ -176,29 +179,85 @@ def list_files(store: Store) -> RunFiles:
 
 
 class LocalFiles:
-    """Local paths for keys: the files themselves for a local run, downloaded copies otherwise."""
+    """Local paths for a run's keys, for DuckDB: a snapshot of the files as they were listed.
 
-    def __init__(self, store: Store) -> None:
+    Remote runs: each object is downloaded once into a temporary folder (removed by
+    ``close()`` or when this object is collected). Local runs with ``pin=True`` (Linux): each
+    file is opened when its path is first asked for and read through ``/proc/self/fd/N``, so a
+    compaction or a purge that deletes it afterwards does not take it from a query in progress;
+    ``close()`` releases the files. Without ``pin``, or past the open-file budget, the plain path.
+    """
+
+    def __init__(self, store: Store, *, pin: bool = False) -> None:
         self.store = store
+        self._pin = pin and isinstance(store, LocalStore) and os.path.isdir("/proc/self/fd")
         self._lock = threading.Lock()
         self._tmp: Path | None = None
+        self._fds: dict[str, int] = {}
         self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    def path(self, key: str) -> str:
-        """A local path with the object's bytes (index objects are immutable once listed)."""
-        if isinstance(self.store, LocalStore):
-            return str(self.store.root / key)
+    def __enter__(self) -> LocalFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def spill_dir(self) -> Path:
+        """A temporary folder for DuckDB to spill large sorts to (made on first use)."""
         with self._lock:
             if self._tmp is None:
                 self._tmp = Path(tempfile.mkdtemp(prefix="imagelog-query-"))
-                self._finalizer = weakref.finalize(self, shutil.rmtree, self._tmp, True)
-            dest = self._tmp / key
+                self._finalizer = weakref.finalize(self, _cleanup, self._tmp, self._fds)
+            return self._tmp / ".spill"
+
+    def path(self, key: str) -> str:
+        """A local path with the object's bytes (``FileNotFoundError`` if it is gone)."""
+        if isinstance(self.store, LocalStore):
+            path = str(self.store.root / key)
+            if not self._pin:
+                return path
+            with self._lock:
+                fd = self._fds.get(key)
+                if fd is None and len(self._fds) < _pin_budget():
+                    fd = self._fds[key] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            return path if fd is None else f"/proc/self/fd/{fd}"
+        tmp = self.spill_dir().parent
+        with self._lock:
+            dest = tmp / key
             if not dest.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 part = dest.with_name(dest.name + ".part")
                 part.write_bytes(self.store.get(key))
                 part.replace(dest)
             return str(dest)
+
+    def close(self) -> None:
+        """Release pinned files and remove downloaded copies."""
+        with self._lock:
+            if self._finalizer is not None:
+                self._finalizer()
+            else:
+                _cleanup(None, self._fds)
+            self._tmp = None
+            self._finalizer = None
+
+
+def _cleanup(tmp: Path | None, fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pin_budget() -> int:
+    """How many files one snapshot may hold open: half the soft limit of open files."""
+    import resource
+
+    return max(64, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2)
 
 
 def warn_torn(paths: Iterable[str]) -> int:
@@ -223,20 +282,49 @@ def warn_torn(paths: Iterable[str]) -> int:
     return torn
 
 
-def _sql_str(s: str) -> str:
+def sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
 def _sql_list(paths: Sequence[str]) -> str:
-    return "[" + ", ".join(_sql_str(p) for p in paths) + "]"
+    return "[" + ", ".join(sql_str(p) for p in paths) + "]"
 
 
-def _jsonl_sql(paths: Sequence[str]) -> str:
-    """Typed columns from JSON lines read as text (never struct inference), torn lines left out."""
-    lines = (
+def _lines_sql(paths: Sequence[str]) -> str:
+    """Each line of these files as one VARCHAR ``line`` (no CSV rules: no quotes, no escapes)."""
+    return (
         f"read_csv({_sql_list(paths)}, columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='', "
         "escape='', header=false, auto_detect=false, null_padding=false, strict_mode=false)"
     )
+
+
+def _jsonl_sql(paths: Sequence[str], *, whole: bool = False) -> str:
+    """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
+
+    Each column is its own JSON-path extraction, so a query pays only for the columns it uses;
+    ``whole=True`` (every column, as compaction needs) parses each line once instead.
+    """
+    if whole:
+        names = list(_PATHS)
+        paths_list = (
+            "[" + ", ".join(sql_str(_PATHS[n]) for n in names) + ", '$.image.id', '$.event.id']"
+        )
+        cols = []
+        for name, typ in COLUMNS.items():
+            if name == "id":
+                expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
+            elif name in ("labels", "meta"):
+                expr = f"(line->'$.{name}')"
+            elif name == "record":
+                expr = "line::JSON"
+            else:
+                j = f"j[{names.index(name) + 1}]"
+                expr = j if typ == "VARCHAR" else f"TRY_CAST({j} AS {typ})"
+            cols.append(f"{expr} AS {name}")
+        return (
+            f"SELECT {', '.join(cols)} FROM (SELECT line, json_extract_string(line, {paths_list}) "
+            f"AS j FROM {_lines_sql(paths)} WHERE json_valid(line))"
+        )
     cols = []
     for name, typ in COLUMNS.items():
         if name == "id":
@@ -246,11 +334,11 @@ def _jsonl_sql(paths: Sequence[str]) -> str:
         elif name == "record":
             expr = "line::JSON"
         elif typ == "VARCHAR":
-            expr = f"(line->>{_sql_str(_PATHS[name])})"
+            expr = f"(line->>{sql_str(_PATHS[name])})"
         else:
-            expr = f"TRY_CAST(line->>{_sql_str(_PATHS[name])} AS {typ})"
+            expr = f"TRY_CAST(line->>{sql_str(_PATHS[name])} AS {typ})"
         cols.append(f"{expr} AS {name}")
-    return f"SELECT {', '.join(cols)} FROM {lines} WHERE json_valid(line)"
+    return f"SELECT {', '.join(cols)} FROM {_lines_sql(paths)} WHERE json_valid(line)"
 
 
 def _parquet_sql(paths: Sequence[str]) -> str:
@@ -266,11 +354,14 @@ def _empty_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def records_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
-    """SQL for every row (events included, purges not applied) of these local files."""
+def records_sql(jsonl: Sequence[str], parquet: Sequence[str], *, whole: bool = False) -> str:
+    """SQL for every row (events included, purges not applied) of these local files.
+
+    ``whole=True``: every column will be used (each JSON line is parsed once, not per column).
+    """
     parts = []
     if jsonl:
-        parts.append(_jsonl_sql(jsonl))
+        parts.append(_jsonl_sql(jsonl, whole=whole))
     if parquet:
         parts.append(_parquet_sql(parquet))
     return " UNION ALL ".join(parts) if parts else _empty_sql()
@@ -282,9 +373,8 @@ def _purged_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
     ids = "unnest(from_json(j->'$.imagelog.purge.ids', '[\"VARCHAR\"]'))"
     if jsonl:
         parts.append(
-            f"SELECT {ids} AS id FROM (SELECT line::JSON AS j FROM read_csv({_sql_list(jsonl)}, "
-            "columns={'line': 'VARCHAR'}, delim='\\x01', quote='', escape='', header=false, "
-            'auto_detect=false, strict_mode=false) WHERE contains(line, \'"action":"purged"\') '
+            f"SELECT {ids} AS id FROM (SELECT line::JSON AS j FROM {_lines_sql(jsonl)} "
+            'WHERE contains(line, \'"action":"purged"\') '
             "AND json_valid(line)) WHERE j->>'$.event.action' = 'purged'"
         )
     if parquet:
@@ -320,14 +410,24 @@ def connect(
         raise ImportError(
             'imagelog queries need the query extra: pip install "imagelog[query]"'
         ) from None
-    files = files if files is not None else list_files(store)
     local = local if local is not None else LocalFiles(store)
+    if files is None:  # a compaction may replace segments between the listing and the read
+        for attempt in range(_RETRIES):
+            try:
+                return connect(store, files=list_files(store), hours=hours,
+                               memory_limit=memory_limit, local=local)  # fmt: skip
+            except (duckdb.IOException, FileNotFoundError):
+                if attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
     jsonl_keys, parquet_keys = files.keys()
     chosen_j, chosen_p = files.keys(hours) if hours is not None else (jsonl_keys, parquet_keys)
     con = duckdb.connect(
         config={"memory_limit": memory_limit, "autoinstall_known_extensions": False}
     )
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET temp_directory = {sql_str(str(local.spill_dir()))}")
     con.execute("SET TimeZone = 'UTC'")
     all_j = [local.path(k) for k in jsonl_keys]
     warn_torn(all_j)
@@ -341,6 +441,36 @@ def connect(
         "'logged' OR a.id IS NULL OR NOT EXISTS (SELECT 1 FROM _purged p WHERE p.id = a.id)"
     )
     return con
+
+
+def with_retry(
+    store: Store,
+    fn: Callable[[duckdb.DuckDBPyConnection], T],
+    *,
+    local: LocalFiles | None = None,
+) -> T:
+    """``fn(connection)``, listed and run again if a compaction replaced segments meanwhile.
+
+    A connection reads the files listed when it was made; a compaction that removes segments
+    after that (their records are in Parquet by then) makes the read fail, never count twice.
+    """
+    import duckdb
+
+    for attempt in range(_RETRIES):
+        snapshot = local if local is not None else LocalFiles(store, pin=True)
+        try:
+            con = connect(store, local=snapshot)
+            try:
+                return fn(con)
+            finally:
+                con.close()
+        except (duckdb.IOException, FileNotFoundError):
+            if attempt == _RETRIES - 1:
+                raise
+        finally:
+            if snapshot is not local:
+                snapshot.close()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def iter_json(rel: duckdb.DuckDBPyRelation, batch: int = 1024) -> Iterator[Any]:
@@ -385,6 +515,13 @@ _NOT_PURGED = (
 )
 
 
+_RETRIES = 5
+
+
+def _hour_sql(local: LocalFiles, jsonl: list[str], parquet: list[str]) -> str:
+    return records_sql([local.path(k) for k in jsonl], [local.path(k) for k in parquet])
+
+
 def iter_records(
     store: Store,
     *,
@@ -399,9 +536,18 @@ def iter_records(
 ) -> Iterator[dict[str, Any]]:
     """Records as stored, oldest (or newest) first, one hour at a time: memory holds one hour's
     matching rows at most (DuckDB spills a larger sort to disk), never the run."""
-    files = list_files(store)
-    local = local if local is not None else LocalFiles(store)
-    con = connect(store, files=files, hours=(), local=local)
+    import duckdb
+
+    own = local is None
+    local = local if local is not None else LocalFiles(store, pin=True)
+    for attempt in range(_RETRIES):  # the tombstones of the whole run, read once
+        files = list_files(store)
+        try:
+            con = connect(store, files=files, hours=(), local=local)
+            break
+        except (duckdb.IOException, FileNotFoundError):
+            if attempt == _RETRIES - 1:
+                raise
     cond, params = _filters(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
@@ -410,19 +556,33 @@ def iter_records(
     hours = files.hours[::-1] if newest_first else files.hours
     try:
         for hour in hours:
-            jsonl, parquet = files.keys([hour])
-            rows = records_sql([local.path(k) for k in jsonl], [local.path(k) for k in parquet])
-            sql = (
-                f"SELECT CAST(record AS VARCHAR) FROM ({rows}) h WHERE {cond} AND {_NOT_PURGED} "
-                f"ORDER BY id {order}, seq {order}"
-            )
-            if left is not None:
-                sql += f" LIMIT {int(left)}"
-            for rec in iter_json(con.sql(sql, params=params or None)):
-                yield rec
+            done = 0  # rows of this hour already yielded
+            for attempt in range(_RETRIES):
+                jsonl, parquet = files.keys([hour])
+                sql = (
+                    f"SELECT CAST(record AS VARCHAR) FROM ({_hour_sql(local, jsonl, parquet)}) h "
+                    f"WHERE {cond} AND {_NOT_PURGED} ORDER BY id {order}, seq {order}"
+                )
                 if left is not None:
-                    left -= 1
+                    sql += f" LIMIT {int(left) + done}"
+                try:
+                    for i, rec in enumerate(iter_json(con.sql(sql, params=params or None))):
+                        if i < done:
+                            continue  # yielded before a compaction moved this hour
+                        yield rec
+                        done += 1
+                        if left is not None:
+                            left -= 1
+                    break
+                except (duckdb.IOException, FileNotFoundError):
+                    # a compaction replaced this hour's segments since the listing: the same
+                    # records, in the same order, are in its Parquet file now
+                    if attempt == _RETRIES - 1:
+                        raise
+                    files = list_files(store)
             if left is not None and left <= 0:
                 return
     finally:
         con.close()
+        if own:
+            local.close()

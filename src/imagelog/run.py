@@ -43,7 +43,7 @@ class Run:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._local: Any = None
+        self._local: list[Any] = []
 
     @property
     def url(self) -> str:
@@ -102,15 +102,18 @@ class Run:
             until=until,
             include_events=include_events,
             where=where,
-            local=self._local_files(),
         )
 
-    def _local_files(self) -> Any:
+    def _query_files(self) -> Any:
+        """Files for a ``query()`` relation: the run's own files when local; for a remote run,
+        copies that stay (in a temporary folder) while this ``Run`` lives, since the relation
+        may be run at any later time."""
         from .query import LocalFiles
 
-        if self._local is None:
-            self._local = LocalFiles(self.store)
-        return self._local
+        files = LocalFiles(self.store)
+        if not isinstance(self.store, LocalStore):
+            self._local.append(files)
+        return files
 
     def _records_python(
         self, source: str | None, since: str | None, until: str | None, include_events: bool
@@ -173,7 +176,7 @@ class Run:
         """
         from .query import connect
 
-        con = connect(self.store, local=self._local_files())
+        con = connect(self.store, local=self._query_files())
         return con.sql(sql, params=params)
 
     def get(self, record_id: str) -> dict[str, Any]:
@@ -187,19 +190,20 @@ class Run:
                        if str((r.get("image") or {}).get("id", "")).startswith(record_id)]  # fmt: skip
             ids = {str((r.get("image") or {}).get("id")) for r in matches}
         else:
-            from .query import connect, iter_json
+            from .query import iter_json, with_retry
 
-            con = connect(self.store, local=self._local_files())
-            try:
-                ids = {i for (i,) in con.sql(
-                    "SELECT DISTINCT id FROM records WHERE starts_with(id, ?) LIMIT 2", params=[record_id]
+            def find(con: Any) -> tuple[set[str], list[dict[str, Any]]]:
+                found = {i for (i,) in con.sql(
+                    "SELECT DISTINCT id FROM records WHERE starts_with(id, ?) LIMIT 2",
+                    params=[record_id],
                 ).fetchall()}  # fmt: skip
-                matches = list(iter_json(con.sql(
-                    "SELECT CAST(record AS VARCHAR) FROM records WHERE id = ? ORDER BY seq",
-                    params=[next(iter(ids))],
-                ))) if len(ids) == 1 else []  # fmt: skip
-            finally:
-                con.close()
+                if len(found) != 1:
+                    return found, []
+                rel = con.sql("SELECT CAST(record AS VARCHAR) FROM records WHERE id = ? "
+                              "ORDER BY seq", params=[next(iter(found))])  # fmt: skip
+                return found, list(iter_json(rel))
+
+            ids, matches = with_retry(self.store, find)
         if not ids:
             raise KeyError(f"no record with id {record_id!r} in {self.url}")
         if len(ids) > 1:
