@@ -74,6 +74,7 @@ GRACE_NS = 120 * 10**9
 
 _SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
 _IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
+_PARQUET_RE = re.compile(r"^index/date=(\d{4}-\d\d-\d\d)/hour=(\d\d)/[^/]+\.parquet$")
 KEPT_WRITER = "kept"
 
 
@@ -87,7 +88,10 @@ def hour_of_key(key: str) -> str | None:
     if m:
         return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
     m = _SEGMENT_RE.match(key)
-    return m[1] if m else None
+    if m:
+        return m[1]
+    m = _PARQUET_RE.match(key)  # a compacted hour (imagelog.compact)
+    return f"{m[1]}T{m[2]}" if m else None
 
 
 def images_prefix(hour: str) -> str:
@@ -366,6 +370,8 @@ class Retention:
         segments = [
             o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if _SEGMENT_RE.match(o.key)
         ]
+        compacted = f"{INDEX_PREFIX}date={hour[:10]}/hour={hour[11:13]}/"
+        segments += [o for o in self.store.list(compacted) if _PARQUET_RE.match(o.key)]
         return files, segments
 
     def _keeps(self, rec: Mapping[str, Any]) -> bool:
@@ -385,6 +391,11 @@ class Retention:
             try:
                 data = self.store.get(info.key)
             except FileNotFoundError:
+                continue
+            if info.key.endswith(".parquet"):  # a compacted hour: the record column
+                from .compact import parquet_records
+
+                out.extend(parquet_records(data))
                 continue
             for raw in data.split(b"\n"):
                 if not raw.strip():

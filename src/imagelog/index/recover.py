@@ -267,7 +267,18 @@ def verify(
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
-    for key in run.segments():
+    from ..query import list_files
+
+    jsonl_keys, parquet_keys = list_files(store).keys()  # compacted hours replace their segments
+    for key in parquet_keys:
+        report.segments += 1
+        from ..compact import parquet_records
+
+        try:
+            records.extend(rec for _, rec in parquet_records(store.get(key)))
+        except FileNotFoundError:
+            continue
+    for key in jsonl_keys:
         report.segments += 1
         try:
             data = store.get(key)
@@ -410,12 +421,23 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
             store.delete([key])
             report.lone_sidecars.append(key)
     old = segment_keys(store)
-    for key in old:  # keep the event lines (drops, purges) the old index still holds
+    from ..query import list_files
+
+    compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
+    for key in old + compacted:  # keep the event lines (drops, purges) the old index holds
         try:
             data = store.get(key)
         except FileNotFoundError:
             continue
-        for _, _, rec in iter_segment_lines(data):
+        if key.endswith(".parquet"):
+            from ..compact import parquet_records
+
+            found: Iterable[tuple[Any, Any, dict[str, Any] | None]] = (
+                (0, raw, rec) for raw, rec in parquet_records(data)
+            )
+        else:
+            found = iter_segment_lines(data)
+        for _, _, rec in found:
             if rec is None or (rec.get("event") or {}).get("action") == "logged":
                 continue
             created = str((rec.get("event") or {}).get("created", ""))
@@ -429,7 +451,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         items.sort()
         store.put(key, "".join(line + "\n" for _, line in items).encode("utf-8"))
         report.segments += 1
-    stale = [k for k in old if k not in lines and k.startswith(INDEX_PREFIX)]
+    stale = [k for k in old if k not in lines and k.startswith(INDEX_PREFIX)] + compacted
     store.delete(stale)
     report.removed = len(stale)
     return report
