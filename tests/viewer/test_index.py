@@ -119,3 +119,24 @@ def test_timeline_counts_per_source(run_dir: Path, tmp_path: Path) -> None:
         assert [s["frames"] for s in idx.sources()] == [6, 4]
     finally:
         idx.close()
+
+
+def test_compaction_while_viewing_keeps_every_frame_once(index: LiveIndex, run_dir: Path) -> None:
+    """An hour compacted into Parquet (by the query engine) is read from there, once."""
+    import time
+
+    from imagelog.compact import compact
+    from imagelog.stores import make_store
+
+    index.refresh()
+    before = index.page(Filters(), 0, 10)
+    report = compact(make_store(run_dir), now_ns=time.time_ns() + 3 * 3600 * 10**9)
+    assert report.compacted and not list((run_dir / "index").glob("*.jsonl"))
+    version = index.version
+    index.refresh()
+    assert index.version > version
+    assert index.page(Filters(), 0, 10) == before
+    assert index.count(Filters(meta=("i>=1",))) == 2
+    row = index.row(before[1]["id"])
+    assert row is not None and row["off"] is None
+    assert json.loads(index.line(row))["image"]["id"] == before[1]["id"]

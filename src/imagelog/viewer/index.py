@@ -25,7 +25,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..index import segment_keys
+from ..index import writer_of
+from ..query import COLUMNS as ENGINE_COLUMNS
+from ..query import LocalFiles, hour_of_key, list_files, records_sql
 from ..run import Run
 from ..stores.local import LocalStore
 
@@ -225,13 +227,16 @@ class LiveIndex:
             str(Path(self._tmp.name) / "index.duckdb"),
             config={"memory_limit": "256MB", "threads": "2"},
         )
+        self._con.execute("SET TimeZone = 'UTC'")  # TIMESTAMPTZ of compacted hours -> UTC
         cols = ", ".join(f'"{n}" {t}' for n, t, _ in _FIELDS)
         self._con.execute(
             f"CREATE TABLE frames (n BIGINT, seg INTEGER, off BIGINT, len INTEGER, {cols}, "
             "labels JSON, meta JSON)"
         )
         self._con.execute("CREATE TABLE purged (id VARCHAR)")
-        self._offsets: dict[str, int] = {}
+        self._offsets: dict[str, int] = {}  # JSON Lines segment -> bytes read
+        self._parquet: set[str] = set()  # compacted hours read
+        self._files = LocalFiles(run.store)
         self._seg_ids: dict[str, int] = {}
         self._rows = 0
         self._purged = 0
@@ -268,23 +273,79 @@ class LiveIndex:
             self._thread.join()
         with self._lock:
             self._con.close()
+        self._files.close()
         self._tmp.cleanup()
 
     def refresh(self) -> int:
-        """Read what was appended to every segment since the last call; returns the rows added."""
+        """Read what was appended to every segment since the last call; returns the rows added.
+
+        Files are listed by the query engine (``imagelog.query.list_files``), so an hour that
+        compaction moved into Parquet is read from there, once, and its segments' rows leave in
+        the same transaction.
+        """
         with self._lock:
             added = 0
-            keys = segment_keys(self.run.store)
-            for key in set(self._offsets) - set(keys):  # retention removed a whole hour
-                self._con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[key]])
-                del self._offsets[key]
-                self.version += 1
-            for key in keys:
+            files = list_files(self.run.store)
+            jsonl, parquet = files.keys()
+            gone = set(self._offsets) - set(jsonl)
+            for key in parquet:
+                if key not in self._parquet:
+                    hour, writer = hour_of_key(key), Path(key).stem
+                    replaced = {
+                        k for k in gone if hour_of_key(k) == hour and writer_of(k) == writer
+                    }
+                    added += self._ingest_parquet(key, replaced)
+                    gone -= replaced
+            for key in gone:  # retention removed a whole hour
+                self._forget(key)
+            for key in set(self._parquet) - set(parquet):
+                self._forget(key)
+            for key in jsonl:
                 for chunk, start in self._new_lines(key):
                     added += self._ingest(key, chunk, start)
             if added:
                 self.version += 1
             return added
+
+    def _forget(self, key: str) -> None:
+        self._con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[key]])
+        self._offsets.pop(key, None)
+        self._parquet.discard(key)
+        self.version += 1
+
+    def _ingest_parquet(self, key: str, replaced: set[str]) -> int:
+        """A compacted hour, through the query engine's SQL; the segments it replaces leave."""
+        seg = self._seg_ids.setdefault(key, len(self._seg_ids))
+        path = self._files.path(key)
+        rows = records_sql([], [path])
+        cols = ", ".join(
+            f'CAST(r."{n}" AS {t})'
+            if n in ENGINE_COLUMNS
+            else f"CAST({expr.replace('r.', 'j.', 1)} AS {t})"
+            for n, t, expr in _FIELDS
+        )
+        con = self._con
+        con.execute("BEGIN")
+        for old in replaced:
+            con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[old]])
+            self._offsets.pop(old, None)
+        con.execute(
+            f"""INSERT INTO frames
+                SELECT {self._rows} + row_number() OVER () - 1, {seg}, NULL, NULL, {cols},
+                       r.labels, r.meta
+                FROM (SELECT *, from_json(r0.record, '{_TRANSFORM_SPEC}') AS j
+                      FROM ({rows}) r0) r"""
+        )
+        con.execute(
+            f"""INSERT INTO purged SELECT unnest(from_json(record->'$.imagelog.purge.ids',
+                  '["VARCHAR"]')) FROM ({rows}) WHERE action = 'purged'"""
+        )
+        n = int(con.execute("SELECT count(*) FROM frames WHERE seg = ?", [seg]).fetchall()[0][0])
+        con.execute("COMMIT")
+        self._parquet.add(key)
+        self._rows += n
+        self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
+        return n
 
     def _new_lines(self, key: str) -> Iterator[tuple[bytes, int]]:
         """Chunks of whole new lines of a segment, each with the byte offset it starts at."""
@@ -516,8 +577,11 @@ class LiveIndex:
         return bool(self._fetch("SELECT 1 FROM frames WHERE path = ? LIMIT 1", [path]))
 
     def line(self, row: dict[str, Any]) -> bytes:
-        """The index line a row came from, as stored."""
+        """The index line a row came from, as stored (a compacted hour: its ``record``)."""
         key = next(k for k, v in self._seg_ids.items() if v == row["seg"])
+        if row["off"] is None:  # Parquet: the engine keeps the whole record
+            sql = f"SELECT CAST(record AS VARCHAR) FROM ({records_sql([], [self._files.path(key)])}) WHERE id = ?"
+            return str(self._fetch(sql, [row["id"]])[0][0]).encode()
         store = self.run.store
         if isinstance(store, LocalStore):
             with open(store.root / key, "rb") as fh:
