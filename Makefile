@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench lock clean
+.PHONY: demo test lint typecheck unit bench lock clean docs-img
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# the README's screenshots of `imagelog view`, made by the browser tests (needs chromium)
+docs-img: $(STAMP)
+	VIEW_SCREENSHOTS_TO=docs/img $(BIN)/pytest tests/viewer/test_browser.py -k readme -q
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Pinned versions that `make` installs and CI tests (regenerate: make lock).' > constraints.txt

@@ -1,7 +1,7 @@
 """The viewer in headless system Chromium: a 100,000-record run, filters, frames, live follow.
 
 Waits are conditions with generous deadlines, never sleeps; durations are printed, not asserted.
-Screenshots go to the test's tmp_path (``IMAGELOG_DOCS_IMG=docs/img`` makes the README ones).
+Screenshots go to the test's tmp_path (``VIEW_SCREENSHOTS_TO=docs/img`` makes the README ones).
 """
 
 from __future__ import annotations
@@ -275,10 +275,10 @@ def test_open_a_killed_run(page: Any, tmp_path: Path) -> None:
         assert page.is_hidden("#error")
 
 
-@pytest.mark.skipif(not os.environ.get("IMAGELOG_DOCS_IMG"), reason="IMAGELOG_DOCS_IMG not set")
+@pytest.mark.skipif(not os.environ.get("VIEW_SCREENSHOTS_TO"), reason="VIEW_SCREENSHOTS_TO not set")
 def test_readme_screenshots(page: Any, big_viewer: Viewer, expected: list[dict[str, Any]]) -> None:
-    """``IMAGELOG_DOCS_IMG=docs/img pytest -k readme``: the README's screenshots."""
-    out = Path(os.environ["IMAGELOG_DOCS_IMG"])
+    """``VIEW_SCREENSHOTS_TO=docs/img pytest -k readme``: the README's screenshots."""
+    out = Path(os.environ["VIEW_SCREENSHOTS_TO"])
     out.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1100, "height": 640})
     page.goto(big_viewer.url)

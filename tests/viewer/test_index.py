@@ -140,3 +140,22 @@ def test_compaction_while_viewing_keeps_every_frame_once(index: LiveIndex, run_d
     row = index.row(before[1]["id"])
     assert row is not None and row["off"] is None
     assert json.loads(index.line(row))["image"]["id"] == before[1]["id"]
+
+
+def test_pages_from_the_end_match_pages_from_the_start(run_dir: Path, tmp_path: Path) -> None:
+    """A page past the middle, read newest first and reversed, is the same page."""
+    _log(run_dir, 9, source="a")
+    _log(run_dir, 8, source="b")
+    idx = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    try:
+        idx.refresh()
+        everything = idx.page(Filters(), 0, 100)
+        assert len(everything) == 17
+        for offset in range(17):
+            for limit in (1, 3, 5):
+                assert (
+                    idx.page(Filters(), offset, limit, total=17)
+                    == everything[offset : offset + limit]
+                )
+    finally:
+        idx.close()

@@ -70,13 +70,16 @@ def make_run(
 ) -> Path:
     """A run at ``root`` with ``records`` synthetic index lines over a few real image files.
 
-    Frames go round-robin to :data:`SOURCES` at ``fps`` in all, from ``start`` (default:
-    2026-01-01 00:00 UTC); each has ``meta`` ``{"frame_no": i, "score": ..., "shift": ...}`` and
+    Frames go round-robin to :data:`SOURCES` at ``fps`` in all, from ``start`` (default: so that
+    they end where the real frames begin); each has ``meta`` ``{"frame_no": i, "score": ..., "shift": ...}`` and
     ``labels`` ``{"line": "1".."3"}``; every ``drops_every``-th line is a ``queue_full`` drop.
     """
     root = Path(root)
     real = _real_frames(root, data_dir)
-    t0 = start or dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    if start is None:  # the synthetic frames lead up to the real ones, as one session
+        first = min(r["@timestamp"] for rs in real.values() for r in rs)
+        start = dt.datetime.fromisoformat(first) - dt.timedelta(seconds=records / fps)
+    t0 = start
     index = root / "index"
     writer = "5f1e7a00-1"
     files: dict[str, Any] = {}

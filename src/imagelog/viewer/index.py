@@ -210,7 +210,7 @@ class LiveIndex:
         >>> import numpy as np, imagelog, tempfile
         >>> path = tempfile.mkdtemp()
         >>> with imagelog.open(path, format="png") as log:
-        ...     log.log(np.zeros((4, 4), np.uint8), source="cam1", score=0.9)
+        ...     _ = log.log(np.zeros((4, 4), np.uint8), source="cam1", score=0.9)
         >>> index = LiveIndex(imagelog.read(path))
         >>> index.refresh()
         1
@@ -478,15 +478,27 @@ class LiveIndex:
         cond, params = self._where(filters)
         return int(self._fetch(f"SELECT count(*) FROM frames WHERE {cond}", params)[0][0])
 
-    def page(self, filters: Filters, offset: int, limit: int) -> list[dict[str, Any]]:
-        """Matching frames, oldest first: ``limit`` of them from position ``offset``."""
+    def page(
+        self, filters: Filters, offset: int, limit: int, *, total: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Matching frames, oldest first: ``limit`` of them from position ``offset``.
+
+        With ``total`` (the count the caller holds), a page in the second half is read from the
+        end (newest first, then reversed): DuckDB's top-N keeps ``offset + limit`` rows.
+        """
         cond, params = self._where(filters)
+        order = "ts, id"
+        if total is not None and offset > total // 2:
+            limit = max(0, min(limit, total - offset))
+            offset, order = max(0, total - offset - limit), "ts DESC, id DESC"
         rows = self._fetch(
             f"""SELECT id, strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ'), source, width, height, dtype,
                        format, seq FROM frames WHERE {cond}
-                ORDER BY ts, id LIMIT ? OFFSET ?""",
+                ORDER BY {order} LIMIT ? OFFSET ?""",
             [*params, limit, offset],
         )
+        if order != "ts, id":
+            rows.reverse()
         keys = ("id", "ts", "source", "width", "height", "dtype", "format", "seq")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 

@@ -97,7 +97,7 @@ class Viewer:
         >>> import numpy as np, imagelog, tempfile, urllib.request
         >>> path = tempfile.mkdtemp()
         >>> with imagelog.open(path, format="png") as log:
-        ...     log.log(np.zeros((4, 4), np.uint8), source="cam1")
+        ...     _ = log.log(np.zeros((4, 4), np.uint8), source="cam1")
         >>> with Viewer(path, cache_dir=tempfile.mkdtemp()) as v:
         ...     v.index.refresh() >= 0
         ...     json.load(urllib.request.urlopen(v.api_url("/api/count")))["count"]
@@ -255,7 +255,9 @@ class Viewer:
         f = Filters.from_query(request.query_params)
         offset = max(0, int(request.query_params.get("offset", 0)))
         limit = min(1000, max(1, int(request.query_params.get("limit", 200))))
-        return JSONResponse({"offset": offset, "frames": self.index.page(f, offset, limit)})
+        total = request.query_params.get("total")
+        page = self.index.page(f, offset, limit, total=int(total) if total else None)
+        return JSONResponse({"offset": offset, "frames": page})
 
     def _timeline(self, request: Request) -> JSONResponse:
         f = Filters.from_query(request.query_params)

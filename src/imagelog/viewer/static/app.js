@@ -173,6 +173,7 @@ function ensurePage(i) {
   const p = filterParams();
   p.set("offset", k * PAGE);
   p.set("limit", PAGE);
+  p.set("total", count);   // pages past the middle are read from the end
   api("/api/frames", p).then((r) => {
     if (my !== gen) return;
     pages.set(k, r.frames);
