@@ -142,6 +142,34 @@ def test_scroll_to_the_end(page: Any, big_viewer: Viewer, expected: list[dict[st
     assert page.locator(".tile").count() < 400
 
 
+def test_timeline_drag_and_jump(
+    page: Any, big_viewer: Viewer, expected: list[dict[str, Any]]
+) -> None:
+    """Dragging across a timeline strip filters to that range; "jump" scrolls to a time."""
+    import datetime as dt
+
+    page.goto(big_viewer.url)
+    wait_count(page, len(expected))
+    target = expected[60_000]
+    page.fill("#jump", target["ts"])
+    page.click("#jumpgo")
+    page.wait_for_selector(f".tile[data-id='{target['id']}'] img[data-loaded='1']", timeout=WAIT)
+    box = page.locator("#timeline .tl-row[data-source='cam1'] .u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => document.querySelector('input[name=until]').value", timeout=WAIT)
+    since, until = (
+        dt.datetime.fromisoformat(page.input_value(f"input[name={k}]")) for k in ("since", "until")
+    )
+    inside = [r for r in expected if since <= dt.datetime.fromisoformat(r["ts"]) < until]
+    assert 0 < len(inside) < len(expected)
+    wait_count(page, len(inside))
+    assert "since=" in page.url and "until=" in page.url
+
+
 def test_frame_arrows_and_compare(
     page: Any, big_viewer: Viewer, expected: list[dict[str, Any]], tmp_path: Path
 ) -> None:

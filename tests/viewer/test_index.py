@@ -159,3 +159,22 @@ def test_pages_from_the_end_match_pages_from_the_start(run_dir: Path, tmp_path: 
                 )
     finally:
         idx.close()
+
+
+def test_thumbnail_cache_stays_under_its_bound(tmp_path: Path) -> None:
+    """Past ``max_bytes`` the oldest thumbnails go, down to 80%; one asked for again is remade."""
+    from imagelog.viewer.thumbs import ThumbnailCache
+
+    cache = ThumbnailCache(tmp_path / "thumbs", max_bytes=10_000, workers=2)
+    try:
+        targets = [cache.key("run", f"images/{i}.png", 100) for i in range(8)]
+        for t in targets:
+            assert cache.get(t, lambda: b"x" * 3000).result(30) == t
+        kept = [t for t in targets if t.exists()]
+        assert sum(t.stat().st_size for t in kept) <= 10_000
+        assert targets[-1] in kept and targets[0] not in kept
+        made = cache.made
+        assert cache.get(targets[0], lambda: b"y" * 10).result(30).read_bytes() == b"y" * 10
+        assert cache.made == made + 1
+    finally:
+        cache.close()

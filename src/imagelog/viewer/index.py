@@ -25,7 +25,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ..index import writer_of
+from ..index import INDEX_PREFIX, writer_of
 from ..query import COLUMNS as ENGINE_COLUMNS
 from ..query import LocalFiles, hour_of_key, list_files, records_sql
 from ..run import Run
@@ -236,6 +236,8 @@ class LiveIndex:
         self._con.execute("CREATE TABLE purged (id VARCHAR)")
         self._offsets: dict[str, int] = {}  # JSON Lines segment -> bytes read
         self._parquet: set[str] = set()  # compacted hours read
+        self._sizes: dict[str, int] = {}  # object stores: sizes at the last listing
+        self._fetched: dict[str, int] = {}  # object stores: sizes when last fetched
         self._files = LocalFiles(run.store)
         self._seg_ids: dict[str, int] = {}
         self._rows = 0
@@ -285,7 +287,10 @@ class LiveIndex:
         """
         with self._lock:
             added = 0
-            files = list_files(self.run.store)
+            store = self.run.store
+            if not isinstance(store, LocalStore):  # sizes, so unchanged objects are not fetched
+                self._sizes = {o.key: o.size for o in store.list(INDEX_PREFIX)}
+            files = list_files(store)
             jsonl, parquet = files.keys()
             gone = set(self._offsets) - set(jsonl)
             for key in parquet:
@@ -368,14 +373,21 @@ class LiveIndex:
                     self._offsets[key] = offset
                     if len(data) < CHUNK_BYTES:
                         return
+        size = self._sizes.get(key)
+        if size is not None and size == self._fetched.get(key):
+            return  # an object store: this part has not changed since it was fetched
         try:
             data = store.get(key)
         except FileNotFoundError:
             return
+        self._fetched[key] = len(data)
         end = data.rfind(b"\n") + 1
-        if end > offset:
-            yield data[offset:end], offset
-            self._offsets[key] = end
+        while offset < end:
+            stop = data.rfind(b"\n", offset, min(end, offset + CHUNK_BYTES)) + 1
+            stop = stop if stop > offset else end
+            yield data[offset:stop], offset
+            offset = stop
+            self._offsets[key] = offset
 
     def _ingest(self, key: str, data: bytes, start: int) -> int:
         seg = self._seg_ids.setdefault(key, len(self._seg_ids))

@@ -128,7 +128,8 @@ class Viewer:
         self.cache_dir = cache
         self.index = LiveIndex(self.run, db_dir=_mkdir(cache / "index"))
         self.thumbs = ThumbnailCache(cache / "thumbs", max_bytes=cache_bytes)
-        self.poll = poll
+        # an object store is listed at most once a second (each look is a LIST request)
+        self.poll = poll if isinstance(self.run.store, LocalStore) else max(poll, 1.0)
         self._root = (
             Path(self.run.store.root).resolve() if isinstance(self.run.store, LocalStore) else None
         )
