@@ -277,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ImageLogError, KeyError, OSError, ImportError) as exc:
+    except (ImageLogError, KeyError, OSError, ImportError, ValueError) as exc:
         print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if type(exc).__module__.lstrip("_").startswith("duckdb"):  # bad SQL: DuckDB says why
+            print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
+            return 1
+        raise

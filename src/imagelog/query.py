@@ -38,7 +38,9 @@ __all__ = [
     "LocalFiles",
     "RunFiles",
     "connect",
+    "filters_sql",
     "hour_of_key",
+    "lines_records_sql",
     "list_files",
     "parquet_key",
     "records_sql",
@@ -298,7 +300,13 @@ def _lines_sql(paths: Sequence[str]) -> str:
     )
 
 
-def _jsonl_sql(paths: Sequence[str], *, whole: bool = False) -> str:
+def lines_records_sql(lines: str) -> str:
+    """The ``records`` columns of JSON lines from any SQL source with a VARCHAR column ``line``
+    (``tail`` filters freshly read lines with it: ``SELECT unnest(?) AS line``)."""
+    return _jsonl_sql((), lines=lines)
+
+
+def _jsonl_sql(paths: Sequence[str], *, whole: bool = False, lines: str | None = None) -> str:
     """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
 
     Each column is its own JSON-path extraction, so a query pays only for the columns it uses;
@@ -338,7 +346,8 @@ def _jsonl_sql(paths: Sequence[str], *, whole: bool = False) -> str:
         else:
             expr = f"TRY_CAST(line->>{sql_str(_PATHS[name])} AS {typ})"
         cols.append(f"{expr} AS {name}")
-    return f"SELECT {', '.join(cols)} FROM {_lines_sql(paths)} WHERE json_valid(line)"
+    source = f"({lines})" if lines is not None else _lines_sql(paths)
+    return f"SELECT {', '.join(cols)} FROM {source} WHERE json_valid(line)"
 
 
 def _parquet_sql(paths: Sequence[str]) -> str:
@@ -482,7 +491,7 @@ def iter_json(rel: duckdb.DuckDBPyRelation, batch: int = 1024) -> Iterator[Any]:
             yield json.loads(value) if isinstance(value, str) else value
 
 
-def _filters(
+def filters_sql(
     *,
     source: str | None,
     since: str | None,
@@ -548,7 +557,7 @@ def iter_records(
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
-    cond, params = _filters(
+    cond, params = filters_sql(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
     order = "DESC" if newest_first else "ASC"
