@@ -7,7 +7,6 @@ import errno
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -24,6 +23,7 @@ from .errors import CodecError, SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
+from .layout import image_key
 from .record import dumps, iso_utc
 from .retention import FreeSpaceGuard, Maintenance, Retention
 from .settings import Fsync, OnFull, Settings
@@ -33,7 +33,6 @@ __all__ = ["Backoff", "EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _RECORD_ORDER = ("@timestamp", "event", "log", "message", "file", "image", "labels", "meta",
                  "exif", "host", "process", "imagelog")  # fmt: skip
 _STORAGE_ERRNOS = {
@@ -45,22 +44,6 @@ _STORAGE_ERRNOS = {
     errno.ENOENT,
     errno.EIO,
 }
-
-
-def source_dir(source: str) -> str:
-    """A source name made safe for one path component (the record keeps the original)."""
-    safe = _UNSAFE.sub("_", source).strip("._")
-    return safe[:64] or "_"
-
-
-def image_key(created_ns: int, source: str, seq: int, writer: str, ext: str) -> str:
-    """``images/YYYY/MM/DD/HH/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>`` (UTC, log time)."""
-    sec, rem = divmod(created_ns, 1_000_000_000)
-    t = time.gmtime(sec)
-    return (
-        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{source_dir(source)}/"
-        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
-    )
 
 
 def ordered(record: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 
 from . import codecs
 from .errors import ImageLogError
-from .index import writer_of
+from .layout import writer_of
 from .run import Run, read
 
 __all__ = ["main"]

@@ -17,6 +17,7 @@ from .codecs.base import Codec
 from .errors import InvalidSetting
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
+from .layout import LAYOUT, MANIFEST
 from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
 from .settings import Settings
 from .stores import Store, make_store
@@ -24,7 +25,6 @@ from .stores import Store, make_store
 __all__ = ["ImageLog", "get_default", "init", "log", "open"]
 
 logger = logging.getLogger("imagelog")
-MANIFEST = "imagelog.json"
 _PASSTHROUGH = codecs.get("passthrough")
 
 
@@ -100,10 +100,7 @@ class ImageLog:
             "schema": SCHEMA_VERSION,
             "created": iso_utc(time.time_ns()),
             "imagelog": version("imagelog"),
-            "layout": {
-                "index": "index/<YYYY-MM-DDTHH>_<writer>.jsonl",
-                "images": "images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>",
-            },
+            "layout": dict(LAYOUT),
             "format": self._settings.format,
         }
         self._store.put(MANIFEST, (dumps(manifest) + "\n").encode("utf-8"))

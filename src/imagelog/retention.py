@@ -29,19 +29,29 @@ tried. The total may lag other writers' bytes by at most ``rescan_every`` second
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
-from .index.segment import INDEX_PREFIX, IndexWriter, hour_of, writer_of
+from .index.segment import IndexWriter
+from .layout import (
+    IMAGES_PREFIX,
+    INDEX_PREFIX,
+    KEPT_WRITER,
+    hour_end_ns,
+    hour_of,
+    hour_of_key,
+    images_prefix,
+    is_segment,
+    segment_key,
+    writer_of,
+)
 from .record import HOSTNAME, SCHEMA_VERSION, dumps, iso_utc
 from .stores.base import ObjectInfo, Store
 from .stores.local import LocalStore
@@ -52,8 +62,6 @@ __all__ = [
     "PurgeResult",
     "Retention",
     "Step",
-    "hour_of_key",
-    "images_prefix",
     "keeps_by_label",
 ]
 
@@ -71,34 +79,6 @@ MIN_PASS_EVERY = 0.1
 #: An hour is closed (purged whole, not file by file) this long after it ended, so that frames
 #: still in flight in any writer have their files and index lines in place.
 GRACE_NS = 120 * 10**9
-
-_SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
-_IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
-KEPT_WRITER = "kept"
-
-
-def hour_of_key(key: str) -> str | None:
-    """The hour partition (``YYYY-MM-DDTHH``) of an image or index key, or None.
-
-    >>> hour_of_key("images/2026/11/24/19/cam1/x.png"), hour_of_key("index/2026-11-24T19_w.jsonl")
-    ('2026-11-24T19', '2026-11-24T19')
-    """
-    m = _IMAGE_RE.match(key)
-    if m:
-        return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
-    m = _SEGMENT_RE.match(key)
-    return m[1] if m else None
-
-
-def images_prefix(hour: str) -> str:
-    """The image folder of an hour: ``images/YYYY/MM/DD/HH/``."""
-    return f"images/{hour[0:4]}/{hour[5:7]}/{hour[8:10]}/{hour[11:13]}/"
-
-
-def hour_end_ns(hour: str) -> int:
-    """The end (exclusive) of an hour partition, in Unix nanoseconds."""
-    t = time.strptime(hour, "%Y-%m-%dT%H")
-    return (calendar.timegm(t) + 3600) * 1_000_000_000
 
 
 def keeps_by_label(rec: Mapping[str, Any]) -> bool:
@@ -200,7 +180,7 @@ class Retention:
     def scan(self) -> None:
         """Count every partition from a listing of the run (once, when retention starts)."""
         sizes: dict[str, int] = {}
-        for info in (*self.store.list("images/"), *self.store.list(INDEX_PREFIX)):
+        for info in (*self.store.list(IMAGES_PREFIX), *self.store.list(INDEX_PREFIX)):
             hour = hour_of_key(info.key)
             if hour is not None:
                 sizes[hour] = sizes.get(hour, 0) + info.size
@@ -218,7 +198,7 @@ class Retention:
     def others_writing(self, hour: str, writer: str) -> bool:
         """Whether segments of other writers exist for ``hour``."""
         for info in self.store.list(f"{INDEX_PREFIX}{hour}_"):
-            if _SEGMENT_RE.match(info.key) and writer_of(info.key) not in (writer, KEPT_WRITER):
+            if is_segment(info.key) and writer_of(info.key) not in (writer, KEPT_WRITER):
                 return True
         return False
 
@@ -363,9 +343,7 @@ class Retention:
 
     def _listing(self, hour: str) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
         files = list(self.store.list(images_prefix(hour)))
-        segments = [
-            o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if _SEGMENT_RE.match(o.key)
-        ]
+        segments = [o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if is_segment(o.key)]
         return files, segments
 
     def _keeps(self, rec: Mapping[str, Any]) -> bool:
@@ -421,7 +399,7 @@ class Retention:
         result.bytes = sum(o.size for o in doomed) + sum(o.size for o in segments)
         if dry_run:
             return result
-        kept_key = f"{INDEX_PREFIX}{hour}_{KEPT_WRITER}.jsonl"
+        kept_key = segment_key(hour, KEPT_WRITER)
         kept_data = b"".join(kept_lines)
         if kept_data:  # written (atomically) before anything is deleted
             self.store.put(kept_key, kept_data)

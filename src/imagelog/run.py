@@ -15,7 +15,7 @@ from .codecs.base import as_logged
 from .errors import RunNotFound
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
-from .logger import MANIFEST
+from .layout import INDEX_PREFIX, MANIFEST
 from .stores import Store, make_store
 from .stores.local import LocalStore
 
@@ -147,6 +147,6 @@ def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | N
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:
         raise RunNotFound(f"no imagelog run at {os.fspath(path)}") from None
-    if not store.exists(MANIFEST) and not any(True for _ in store.list("index/")):
+    if not store.exists(MANIFEST) and not any(True for _ in store.list(INDEX_PREFIX)):
         raise RunNotFound(f"no imagelog run at {store.url} (no {MANIFEST} and no index/)")
     return Run(store)

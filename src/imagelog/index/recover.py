@@ -21,19 +21,26 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ..layout import (
+    IMAGES_PREFIX,
+    INDEX_PREFIX,
+    QUARANTINE_PREFIX,
+    quarantine_key,
+    segment_key,
+    segment_name,
+    writer_of,
+    writer_pid,
+)
 from ..record import HOSTNAME, dumps
 from ..stores.base import Store
 from ..stores.local import LocalStore
 from .reader import iter_segment_lines, segment_keys
-from .segment import INDEX_PREFIX, segment_key, writer_of
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 __all__ = [
     "Finding",
+    "Readable",
     "ReindexReport",
     "RepairedSegment",
     "VerifyReport",
@@ -46,8 +53,18 @@ __all__ = [
     "writer_alive",
 ]
 
-QUARANTINE = "quarantine/"
 Progress = Callable[[int, int], None]
+
+
+class Readable(Protocol):
+    """What ``verify`` needs of a run (``imagelog.Run`` is one): its store and a decoder."""
+
+    @property
+    def store(self) -> Store:
+        """The run's store."""
+
+    def load(self, rec: dict[str, Any]) -> Any:
+        """Decode a record's image to an array."""
 
 
 def pid_alive(pid: int) -> bool:
@@ -63,10 +80,9 @@ def pid_alive(pid: int) -> bool:
 
 def writer_alive(writer: str, own: Iterable[str] = ()) -> bool:
     """Whether a writer (``<hex>-<pid>``) may still append: its process lives (here: it is open)."""
-    _, _, pid_text = writer.rpartition("-")
-    if not pid_text.isdigit():
+    pid = writer_pid(writer)
+    if pid is None:
         return False
-    pid = int(pid_text)
     if pid == os.getpid():
         return writer in set(own)
     return pid_alive(pid)
@@ -128,9 +144,10 @@ def repair_segment(store: Store, key: str) -> RepairedSegment | None:
         (good if rec is not None else bad).append(raw + b"\n")
     if not bad and (not data or data.endswith(b"\n")):
         return None
-    name = key.rsplit("/", 1)[-1]
-    n = sum(1 for o in store.list(f"{QUARANTINE}{name}.") if o.key.endswith(".torn"))
-    quarantine = f"{QUARANTINE}{name}.{n + 1}.torn"
+    n = sum(
+        1 for o in store.list(f"{QUARANTINE_PREFIX}{segment_name(key)}.") if o.key.endswith(".torn")
+    )
+    quarantine = quarantine_key(key, n + 1)
     store.put(quarantine, b"".join(bad))
     store.put(key, b"".join(good))
     return RepairedSegment(key, len(bad), sum(len(b) for b in bad), quarantine)
@@ -250,7 +267,7 @@ def _sampled(rid: str, fraction: float) -> bool:
 
 
 def verify(
-    run: Run,
+    run: Readable,
     *,
     sample: float = 0.1,
     hashes: bool = True,
@@ -267,7 +284,7 @@ def verify(
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
-    for key in run.segments():
+    for key in segment_keys(store):
         report.segments += 1
         try:
             data = store.get(key)
@@ -285,7 +302,7 @@ def verify(
     report.purged = sum(1 for r in logged if (r.get("image") or {}).get("id") in gone)
     logged = [r for r in logged if (r.get("image") or {}).get("id") not in gone]
     report.records = len(logged)
-    listing = {o.key: o.size for o in store.list("images/")}
+    listing = {o.key: o.size for o in store.list(IMAGES_PREFIX)}
     report.files = sum(1 for k in listing if not k.endswith(".json"))
     indexed: set[str] = set()
     for i, rec in enumerate(logged):
@@ -368,7 +385,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     keeps appending to the segment file it opened, which the rebuilt segment replaces.
     """
     report = ReindexReport()
-    listing = {o.key: o for o in store.list("images/")}
+    listing = {o.key: o for o in store.list(IMAGES_PREFIX)}
     images = [k for k in listing if not k.endswith(".json")]  # lone sidecars: never acknowledged
     lines: dict[str, list[tuple[str, str]]] = {}
     for i, key in enumerate(images):
@@ -406,7 +423,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         progress(len(images), len(images))
     for key in listing:
         if key.endswith(".json") and key[:-5] not in listing:
-            store.put(QUARANTINE + key, store.get(key))
+            store.put(QUARANTINE_PREFIX + key, store.get(key))
             store.delete([key])
             report.lone_sidecars.append(key)
     old = segment_keys(store)

@@ -46,6 +46,7 @@ from typing import Any
 
 from .._report import RateLimitedReporter
 from ..errors import SpoolFull
+from ..layout import INDEX_PREFIX
 from .base import ObjectInfo, Store
 from .parts import PartFlusher, PartSegment
 
@@ -238,9 +239,9 @@ class SpoolStore:
                 if data.strip():
                     last += 1
                     path = folder.path / f"{last:016d}.i"
-                    _write_entry(path, f"index/{part.name}", data, sync=False)
+                    _write_entry(path, f"{INDEX_PREFIX}{part.name}", data, sync=False)
                     size = path.stat().st_size
-                    folder.entries.append(_Entry(path, f"index/{part.name}", size, True))
+                    folder.entries.append(_Entry(path, f"{INDEX_PREFIX}{part.name}", size, True))
                     self._bytes += size
                     self._counts["journal_parts_recovered"] += 1
                 part.unlink()
@@ -266,7 +267,7 @@ class SpoolStore:
                 return
             except Exception as exc:
                 self._failed(exc)
-        self._spool(key, data, index=key.startswith("index/"), sync=sync)
+        self._spool(key, data, index=key.startswith(INDEX_PREFIX), sync=sync)
 
     def _spool(self, key: str, data: bytes, *, index: bool, sync: bool) -> None:
         size = len(data)
