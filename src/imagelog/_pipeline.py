@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from . import exif
+from ._free_space import FreeSpaceGuard
+from ._maintenance import Maintenance
 from ._queue import ByteQueue, Closed, Item
 from ._report import RateLimitedReporter
 from ._verify import Verifier
@@ -25,7 +27,7 @@ from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
 from .record import dumps, iso_utc
-from .retention import FreeSpaceGuard, Maintenance, Retention
+from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
 
@@ -191,7 +193,7 @@ class Pipeline:
             clock=clock, report=self.report, pending=self.oldest_pending,
         )  # fmt: skip
         if self.retention.enabled:
-            self.on_written.append(self.retention.add)
+            self.on_written.append(self._count_for_retention)
         self.guard = (
             None
             if settings.min_free_bytes is None
@@ -201,6 +203,11 @@ class Pipeline:
             retention=self.retention, index=self.index if syncing else None,
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
         )  # fmt: skip
+
+    def _count_for_retention(self, rec: dict[str, Any]) -> None:
+        """An ``on_written`` hook: count the record; over quota, ask for a retention pass."""
+        if self.retention.add(rec):
+            self.maintenance.wake()
 
     def oldest_pending(self) -> int | None:
         """The log time (ns) of the oldest frame queued or being written, or None."""

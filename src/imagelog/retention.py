@@ -30,7 +30,6 @@ tried. The total may lag other writers' bytes by at most ``rescan_every`` second
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import threading
@@ -39,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
+from .index.reader import iter_segment_lines
 from .index.segment import IndexWriter
 from .layout import (
     IMAGES_PREFIX,
@@ -57,8 +57,6 @@ from .stores.base import ObjectInfo, Store
 from .stores.local import LocalStore
 
 __all__ = [
-    "FreeSpaceGuard",
-    "Maintenance",
     "PurgeResult",
     "Retention",
     "Step",
@@ -69,13 +67,6 @@ logger = logging.getLogger("imagelog")
 
 #: Partial purges go this fraction below the quota, so they do not run again after every frame.
 SLACK = 0.05
-#: How often (seconds) the two newest hours are rescanned when other writers add to them.
-RESCAN_EVERY = 30.0
-#: The maintenance thread's longest sleep between retention checks (seconds).
-CHECK_EVERY = 1.0
-#: Retention passes asked for by writes run at most this often (seconds): while over quota every
-#: frame asks for one, and a pass lists and reads part of the run.
-MIN_PASS_EVERY = 0.1
 #: An hour is closed (purged whole, not file by file) this long after it ended, so that frames
 #: still in flight in any writer have their files and index lines in place.
 GRACE_NS = 120 * 10**9
@@ -158,7 +149,6 @@ class Retention:
         self._sizes: dict[str, int] = {}
         self._total = 0
         self._settled: set[str] = set()  # hours where only kept records are left
-        self.wake: Callable[[], None] = lambda: None
         self.purged: list[PurgeResult] = []
 
     @property
@@ -216,20 +206,23 @@ class Retention:
             self._sizes[hour] = self._sizes.get(hour, 0) + nbytes
             self._total += nbytes
 
-    def add(self, rec: Mapping[str, Any]) -> None:
-        """Count one written record (its file, sidecar and index line); a ``Pipeline.on_written`` hook."""
+    def add(self, rec: Mapping[str, Any]) -> bool:
+        """Count one written record (its file, sidecar and index line).
+
+        Returns whether the run is now over ``max_bytes`` (a retention pass is due).
+        """
         try:
             file = rec.get("file") or {}
             hour = hour_of_key(str(file.get("path", "")))
             if hour is None:
-                return
+                return False
             line = len(dumps(rec).encode("utf-8")) + 1
             sidecar = line if (rec.get("imagelog") or {}).get("sidecar") else 0
             self._add(hour, int(file.get("size", 0)) + line + sidecar)
-            if self.max_bytes is not None and self._total > self.max_bytes:
-                self.wake()
         except Exception as exc:  # a hook must never fail the frame it counts
             self._warn("retention", exc)
+            return False
+        return self.max_bytes is not None and self._total > self.max_bytes
 
     def _warn(self, kind: str, exc: BaseException) -> None:
         if self._report is not None:
@@ -364,15 +357,7 @@ class Retention:
                 data = self.store.get(info.key)
             except FileNotFoundError:
                 continue
-            for raw in data.split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    out.append((raw, rec))
+            out.extend((raw, rec) for _, raw, rec in iter_segment_lines(data) if rec is not None)
         return out
 
     def purge_hour(self, hour: str, reason: str, *, dry_run: bool = False) -> PurgeResult | None:
@@ -500,169 +485,3 @@ class Retention:
         self._add(hour_of(now), len(dumps(rec).encode("utf-8")) + 1)
         self.purged.append(result)
         logger.info("imagelog: %s in %s", rec["message"], self.store.url)
-
-
-class FreeSpaceGuard:
-    """``min_free_bytes`` for the writer: asks the filesystem at most every ``every`` seconds."""
-
-    def __init__(
-        self,
-        store: Store,
-        min_free_bytes: int,
-        *,
-        every: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.min_free_bytes = min_free_bytes
-        self.every = every
-        self.clock = clock
-        self._at = -every
-        self._free: int | None = None
-        self._lock = threading.Lock()
-
-    def ok(self) -> bool:
-        """Whether there is at least ``min_free_bytes`` free (or the store has no such limit)."""
-        # every worker thread asks: none may see the time updated before the answer is stored
-        with self._lock:
-            now = self.clock()
-            if now - self._at >= self.every:
-                self._free = self.store.free_bytes()
-                self._at = now
-            free = self._free
-        return free is None or free >= self.min_free_bytes
-
-
-class Maintenance:
-    """The ``imagelog-maintenance`` thread: repair on open, group-commit timer, retention.
-
-    Retention work never runs in the caller's thread: ``wake()`` asks for a pass, ``settle()``
-    waits for one that started after the call.
-    """
-
-    def __init__(
-        self,
-        *,
-        retention: Retention | None,
-        index: IndexWriter | None,
-        sync_every: float,
-        writer: str,
-        repair: Callable[[], None] | None = None,
-        report: Callable[[str, BaseException], None],
-        rescan_every: float = RESCAN_EVERY,
-    ) -> None:
-        self.retention = retention if retention is not None and retention.enabled else None
-        self.index = index
-        self.sync_every = sync_every
-        self.writer = writer
-        self.repair = repair
-        self.report = report
-        self.rescan_every = rescan_every
-        self._cond = threading.Condition()
-        self._requested = 0
-        self._completed = 0
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        if self.retention is not None:
-            self.retention.wake = self.wake
-
-    @property
-    def needed(self) -> bool:
-        """Whether there is anything for the thread to do."""
-        return self.retention is not None or self.index is not None or self.repair is not None
-
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        with self._lock:
-            if self._thread is not None or not self.needed or self._stop:
-                return
-            self._thread = threading.Thread(
-                target=self._run, name="imagelog-maintenance", daemon=True
-            )
-            self._thread.start()
-
-    def wake(self) -> None:
-        """Ask for a retention pass now."""
-        with self._cond:
-            self._requested += 1
-            self._cond.notify_all()
-
-    def settle(self, timeout: float | None) -> bool:
-        """Wait for a pass that started after this call; False on timeout (or not running)."""
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                return True
-            self._requested += 1
-            target = self._requested
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._completed >= target or self._stop, timeout)
-
-    def stop(self, timeout: float | None) -> None:
-        """Run a last pass, stop the thread and join it (up to ``timeout``)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _tick(self) -> float:
-        ticks = [CHECK_EVERY] if self.retention is not None else []
-        if self.index is not None:
-            ticks.append(self.sync_every)
-        return min(ticks) if ticks else 0.0
-
-    def _run(self) -> None:
-        if self.repair is not None:
-            try:
-                self.repair()
-            except Exception as exc:
-                self.report("repair", exc)
-        retention = self.retention
-        if retention is not None:
-            try:
-                retention.scan()
-            except Exception as exc:
-                self.report("retention-scan", exc)
-        tick = self._tick()
-        if not tick:
-            with self._cond:
-                self._completed = self._requested
-                self._cond.notify_all()
-            return
-        last_hour = ""
-        last_rescan = last_pass = time.monotonic()
-        while True:
-            with self._cond:
-                if not self._stop and self._completed >= self._requested:
-                    self._cond.wait(tick)
-                if self.retention is not None and not self._stop:  # bound the passes' cost
-                    self._cond.wait_for(
-                        lambda: self._stop, last_pass + MIN_PASS_EVERY - time.monotonic()
-                    )
-                stopping = self._stop
-                token = self._requested
-            last_pass = time.monotonic()
-            try:
-                if self.index is not None:
-                    self.index.sync_if_due()
-                if retention is not None:
-                    hour = hour_of(retention.clock())
-                    mono = time.monotonic()
-                    if last_hour and hour != last_hour:
-                        retention.rescan({last_hour, hour})
-                        last_rescan = mono
-                    elif mono - last_rescan >= self.rescan_every:
-                        last_rescan = mono
-                        if retention.others_writing(hour, self.writer):
-                            retention.rescan({hour_of(retention.clock() - 3600 * 10**9), hour})
-                    last_hour = hour
-                    retention.enforce()
-            except Exception as exc:
-                self.report("retention", exc)
-            with self._cond:
-                self._completed = max(self._completed, token)
-                self._cond.notify_all()
-            if stopping:
-                return
