@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
 import threading
@@ -26,7 +25,7 @@ from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dumps, iso_utc
+from .record import dropped_record, dumps, iso_utc, ordered, stored_file
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -35,8 +34,6 @@ __all__ = ["Backoff", "EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
-_RECORD_ORDER = ("@timestamp", "event", "log", "message", "file", "image", "labels", "meta",
-                 "exif", "host", "process", "imagelog")  # fmt: skip
 _STORAGE_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
@@ -46,13 +43,6 @@ _STORAGE_ERRNOS = {
     errno.ENOENT,
     errno.EIO,
 }
-
-
-def ordered(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with its top-level keys in schema order (unknown keys last)."""
-    out = {k: record[k] for k in _RECORD_ORDER if k in record}
-    out.update((k, v) for k, v in record.items() if k not in out)
-    return out
 
 
 @dataclasses.dataclass(slots=True)
@@ -297,10 +287,8 @@ class Pipeline:
         self.stats.add(job.source, "dropped")
         with self.stats.lock:
             self.stats.dropped_by_reason[reason] += 1
-        rec = dict(job.record)
-        rec["event"] = {**rec["event"], "action": "dropped", "reason": reason, "outcome": "failure"}
-        rec["image"] = {**rec["image"], **self._frame_fields(job.frame)}
-        return EventJob(ordered(rec), job.created_ns)
+        rec = dropped_record(job.record, reason, self._frame_fields(job.frame))
+        return EventJob(rec, job.created_ns)
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -425,9 +413,7 @@ class Pipeline:
             self.store.put(sidecar, dumps(ordered(rec)).encode("utf-8"), sync=sync)
             rec["imagelog"]["sidecar"] = sidecar
         self.store.put(key, data, sync=sync)
-        rec["file"]["size"] = len(data)
-        if self.settings.hash:
-            rec["file"]["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
+        rec["file"] = stored_file(rec["file"], key, data, sha256=self.settings.hash)
         final = ordered(rec)
         try:
             self.index.append(final, job.created_ns)

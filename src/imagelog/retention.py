@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,7 +51,7 @@ from .layout import (
     segment_key,
     writer_of,
 )
-from .record import HOSTNAME, SCHEMA_VERSION, dumps, iso_utc
+from .record import dumps, purged_record
 from .stores.base import ObjectInfo, Store
 from .stores.local import LocalStore
 
@@ -463,24 +462,10 @@ class Retention:
         if result.ids:
             purge["ids"] = result.ids
         what = "hour" if result.whole else "oldest files of hour"
-        rec: dict[str, Any] = {
-            "@timestamp": iso_utc(now),
-            "event": {
-                "kind": "event",
-                "action": "purged",
-                "dataset": "imagelog",
-                "created": iso_utc(now),
-                "id": uuid7(now),
-                "reason": result.reason,
-                "outcome": "success",
-            },
-            "log": {"level": "info"},
-            "message": f"purged {what} {result.hour}: {result.files} image(s), "
-            f"{result.bytes} bytes ({result.reason})",
-            "host": {"name": HOSTNAME},
-            "process": {"pid": os.getpid()},
-            "imagelog": {"schema": SCHEMA_VERSION, "writer": self._index.writer, "purge": purge},
-        }
+        message = (f"purged {what} {result.hour}: {result.files} image(s), "
+                   f"{result.bytes} bytes ({result.reason})")  # fmt: skip
+        rec = purged_record(now_ns=now, rid=uuid7(now), reason=result.reason, message=message,
+                            writer=self._index.writer, purge=purge)  # fmt: skip
         self._index.append(rec, now)
         self._add(hour_of(now), len(dumps(rec).encode("utf-8")) + 1)
         self.purged.append(result)

@@ -33,7 +33,7 @@ from ..layout import (
     writer_of,
     writer_pid,
 )
-from ..record import HOSTNAME, dumps
+from ..record import HOSTNAME, dumps, stored_file
 from ..stores.base import Store
 from ..stores.local import LocalStore
 from .reader import iter_segment_lines, segment_keys
@@ -410,8 +410,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         if rec is None or len(created) < 13:
             report.unrecoverable.append(key)
             continue
-        rec["file"] = {**(rec.get("file") or {}), "path": key, "size": len(data),
-                       "hash": {"sha256": hashlib.sha256(data).hexdigest()}}  # fmt: skip
+        rec["file"] = stored_file(rec.get("file") or {}, key, data, sha256=True)
         meta = rec.setdefault("imagelog", {})
         if sidecar in listing:
             meta["sidecar"] = sidecar
