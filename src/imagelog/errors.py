@@ -68,9 +68,11 @@ class InvalidSetting(ImageLogError, ValueError):
 class StoreError(ImageLogError, OSError):
     """Storage that cannot be used: unwritable folder, bad credentials, missing bucket."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.path = path
+        #: Whether the storage may work again by itself (a server that did not answer).
+        self.transient = transient
 
 
 class SpoolFull(StoreError):

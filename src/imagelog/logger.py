@@ -80,9 +80,8 @@ class ImageLog:
     def _repair(self) -> None:
         """Quarantine torn last lines that dead writers left in the index (on open, background)."""
         from .index.recover import repair, writer_alive
-        from .stores.local import LocalStore
 
-        if not isinstance(self._store, LocalStore):  # object stores: no cheap tail check
+        if self._store.local_root is None:  # object stores: no cheap tail check
             return
         own = _lifecycle.open_writers()
         for fixed in repair(self._store, tails_only=True, is_live=lambda w: writer_alive(w, own)):
@@ -302,7 +301,7 @@ class ImageLog:
                 },
                 "writer": self._writer,
                 "workers": p.workers,
-                "store": _store_stats(self._store),
+                "store": dict(self._store.stats()),
                 "url": self.url,
             }
 
@@ -316,12 +315,6 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
-
-
-def _store_stats(store: Store) -> dict[str, Any]:
-    """A store's own counters (the S3 spool's pending, uploaded, network errors...), or {}."""
-    stats = getattr(store, "stats", None)
-    return dict(stats()) if callable(stats) else {}
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:

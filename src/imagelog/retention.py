@@ -53,7 +53,6 @@ from .layout import (
 )
 from .record import dumps, purged_record
 from .stores.base import ObjectInfo, Store
-from .stores.local import LocalStore
 
 __all__ = [
     "PurgeResult",
@@ -390,8 +389,7 @@ class Retention:
             result.bytes -= len(kept_data)
         self.store.delete(o.key for o in segments if not (kept_data and o.key == kept_key))
         self.store.delete(o.key for o in doomed)
-        if isinstance(self.store, LocalStore):  # temporary files of writers killed mid-write
-            self.store.remove_temp(images_prefix(hour))
+        self.store.remove_temp(images_prefix(hour))  # of writers killed mid-write
         left = sum(o.size for o in files if o.key in kept_paths) + len(kept_data)
         self._set(hour, left)
         if left:

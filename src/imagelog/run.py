@@ -17,7 +17,6 @@ from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
 from .layout import INDEX_PREFIX, MANIFEST
 from .stores import Store, make_store
-from .stores.local import LocalStore
 
 __all__ = ["Run", "read"]
 
@@ -124,9 +123,10 @@ class Run:
 
     def path(self, rec: dict[str, Any]) -> Path:
         """The local file of a record's image (local runs only)."""
-        if not isinstance(self.store, LocalStore):
+        root = self.store.local_root
+        if root is None:
             raise TypeError(f"{self.url} is not a local folder; use read_bytes()")
-        return self.store.root / str(rec["file"]["path"])
+        return root / str(rec["file"]["path"])
 
     def load(self, rec: dict[str, Any]) -> np.ndarray[Any, Any]:
         """Decode a record's image to a numpy array with the dtype and channels that were logged."""

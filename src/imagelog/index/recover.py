@@ -35,7 +35,6 @@ from ..layout import (
 )
 from ..record import HOSTNAME, dumps, stored_file
 from ..stores.base import Store
-from ..stores.local import LocalStore
 from .reader import iter_segment_lines, segment_keys
 
 __all__ = [
@@ -109,8 +108,8 @@ class RepairedSegment:
 
 
 def _tail_torn(store: Store, key: str) -> bool:
-    if isinstance(store, LocalStore):
-        path = store.root / key
+    if store.local_root is not None:  # one byte of the file, not the whole segment
+        path = store.local_root / key
         try:
             with open(path, "rb") as fh:
                 fh.seek(0, os.SEEK_END)

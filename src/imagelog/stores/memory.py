@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from .base import ObjectInfo
 
@@ -40,6 +41,7 @@ class MemoryStore:
 
     _named: ClassVar[dict[str, MemoryStore]] = {}
     concurrency = 2
+    local_root: Path | None = None
 
     def __init__(self, name: str = "") -> None:
         self.url = f"memory://{name}"
@@ -91,6 +93,14 @@ class MemoryStore:
     def free_bytes(self) -> int | None:
         """No limit."""
         return None
+
+    def remove_temp(self, prefix: str) -> int:
+        """Puts are atomic: no temporary objects."""
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        """No counters of its own."""
+        return {}
 
     def close(self) -> None:
         """Nothing to release."""

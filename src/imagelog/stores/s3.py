@@ -180,6 +180,7 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.concurrency = opts.concurrency
+        self.local_root: Path | None = None
         config: dict[str, Any] = dict(opts.config)
         endpoint = opts.endpoint
         if endpoint:
@@ -239,7 +240,7 @@ class S3Store:
             try:
                 store.probe(write=create)
             except StoreError as exc:
-                if not (spooled and getattr(exc, "transient", False)):
+                if not (spooled and exc.transient):
                     store.close()
                     raise
                 import logging
@@ -280,9 +281,8 @@ class S3Store:
             transient = True
             msg = f"{self.url}: cannot reach {self.options.endpoint or 'S3'} while {what}: {_first_line(exc)}"
             err_no = errno.EIO
-        err = StoreError(msg, path=self.url)
+        err = StoreError(msg, path=self.url, transient=transient)
         err.errno = err_no
-        err.transient = transient  # type: ignore[attr-defined]
         return err
 
     def probe(self, *, write: bool = True) -> None:
@@ -390,6 +390,14 @@ class S3Store:
     def free_bytes(self) -> int | None:
         """Buckets have no free-space limit we can see."""
         return None
+
+    def remove_temp(self, prefix: str) -> int:
+        """Object puts are atomic: no temporary objects."""
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        """No counters of its own (a ``SpoolStore`` in front has them)."""
+        return {}
 
     def close(self) -> None:
         """Stop the index-part thread (open segments upload their parts when closed)."""

@@ -152,6 +152,7 @@ class SpoolStore:
         self.inner = inner
         self.url = inner.url
         self.concurrency = inner.concurrency
+        self.local_root: Path | None = None  # the spool is local; the run's keys are not
         self.root = Path(spool_dir).expanduser().absolute()
         self.max_bytes = max_bytes
         self.index_interval = index_interval
@@ -350,6 +351,10 @@ class SpoolStore:
     def free_bytes(self) -> int | None:
         """The inner store's free space (None for buckets)."""
         return self.inner.free_bytes()
+
+    def remove_temp(self, prefix: str) -> int:
+        """The inner store's temporary files (spooled files are whole before they are listed)."""
+        return self.inner.remove_temp(prefix)
 
     # -- the uploader ---------------------------------------------------------------------------------
     def _start(self) -> None:
