@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import exif
+from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
 from ._queue import ByteQueue, Closed, Item
@@ -30,7 +31,7 @@ from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
 
-__all__ = ["Backoff", "EventJob", "FrameJob", "Pipeline"]
+__all__ = ["EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
@@ -83,69 +84,6 @@ class Stats:
         with self.lock:
             self.counts[key] += n
             self.by_source[source][key] += n
-
-
-class Backoff:
-    """Writing paused by a storage error (disk full, read-only, folder gone) until a probe succeeds.
-
-    While paused, frames fail at once without being encoded (so the queue keeps moving and
-    ``log()`` never waits on a dead disk); one frame at a time is tried again after a delay that
-    doubles from ``first`` up to ``longest`` seconds.
-    """
-
-    def __init__(
-        self,
-        *,
-        first: float = 0.05,
-        longest: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.first = first
-        self.longest = longest
-        self.clock = clock
-        self.reason: str | None = None
-        self.skipped = 0
-        self._delay = 0.0
-        self._next = 0.0
-        self._probing = False
-        self._lock = threading.Lock()
-
-    def blocked(self) -> str | None:
-        """The reason writing is paused, or None if this thread may write (or probe)."""
-        if self.reason is None:  # the common case, without the lock
-            return None
-        return self._blocked()
-
-    def _blocked(self) -> str | None:
-        with self._lock:
-            reason = self.reason
-            if reason is None or (not self._probing and self.clock() >= self._next):
-                self._probing = reason is not None
-                return None
-            self.skipped += 1
-            return reason
-
-    def failed(self, reason: str) -> bool:
-        """Pause (or stay paused) after a storage error; True if this starts a pause."""
-        with self._lock:
-            started = self.reason is None
-            if started:
-                self.skipped = 0
-            self._delay = self.first if started else min(self._delay * 2, self.longest)
-            self._next = self.clock() + self._delay
-            self.reason = reason
-            self._probing = False
-            return started
-
-    def succeeded(self) -> bool:
-        """A write went through: resume; True if writing was paused."""
-        if self.reason is None:
-            return False
-        with self._lock:
-            was = self.reason is not None
-            self.reason = None
-            self._probing = False
-            return was
 
 
 class Pipeline:

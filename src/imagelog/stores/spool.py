@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .._backoff import Doubling
 from .._report import RateLimitedReporter
 from ..errors import SpoolFull
 from ..layout import INDEX_PREFIX
@@ -398,7 +399,7 @@ class SpoolStore:
         return None
 
     def _run(self) -> None:
-        backoff = self.initial_backoff
+        backoff = Doubling(self.initial_backoff, self.max_backoff)
         while True:
             with self._cond:
                 while not self._stop and self._next_batch() is None:
@@ -406,7 +407,7 @@ class SpoolStore:
                 if self._stop:
                     return
                 folder, batch = self._next_batch() or (self._own, [])
-            if backoff > self.initial_backoff:
+            if backoff.failing:
                 batch = batch[:1]  # after a failure, one object tells whether the store is back
             if len(batch) == 1:
                 results = [self._upload(batch[0])]
@@ -434,17 +435,16 @@ class SpoolStore:
                     folder.release(remove=True)
                 self._cond.notify_all()
             if not failed:
-                backoff = self.initial_backoff
+                backoff.reset()
                 continue
             self._failed(failed[0], n=len(failed))
             with self._cond:
-                deadline = time.monotonic() + backoff
+                deadline = time.monotonic() + backoff.fail()
                 while not self._stopping() and not self._kick and time.monotonic() < deadline:
                     self._cond.wait(deadline - time.monotonic())
                 self._kick = False
                 if self._stopping():
                     return
-            backoff = min(self.max_backoff, backoff * 2)
 
     def _stopping(self) -> bool:
         return self._stop
