@@ -16,12 +16,12 @@ from . import exif
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
-from ._queue import ByteQueue, Closed, Item
+from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
-from .errors import CodecError, SpoolFull
+from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
@@ -218,7 +218,7 @@ class Pipeline:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
         try:
             self.queue.put_control(Item(self._drop_record(job, reason), 0))
-        except Closed:
+        except QueueClosed:
             pass
 
     def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
@@ -234,7 +234,7 @@ class Pipeline:
         while True:
             try:
                 item = self.queue.get()
-            except Closed:
+            except QueueClosed:
                 return
             if item is None:
                 continue

@@ -21,7 +21,7 @@ from .run import Run, read
 __all__ = ["main"]
 
 
-def _console() -> Any:
+def _stdout_console() -> Any:
     from rich.console import Console
 
     # a pipe or a file gets full rows rather than columns squeezed to 80 characters
@@ -62,7 +62,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             _human_bytes(file["size"]) if "size" in file else "",
             rec.get("message", ""),
         )
-    _console().print(table)
+    _stdout_console().print(table)
     return 0
 
 
@@ -108,7 +108,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    con = _console()
+    con = _stdout_console()
     con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")

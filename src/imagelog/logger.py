@@ -12,9 +12,8 @@ from typing import Any
 
 from . import _lifecycle, codecs
 from ._pipeline import FrameJob, Pipeline
-from ._queue import Closed
 from .codecs.base import Codec
-from .errors import InvalidSetting
+from .errors import InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
@@ -198,7 +197,7 @@ class ImageLog:
         pipeline.stats.add(source, "logged")
         try:
             pipeline.submit(job, self._settings.on_full)
-        except Closed:
+        except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
 

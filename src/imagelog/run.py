@@ -12,7 +12,7 @@ import numpy as np
 
 from . import codecs
 from .codecs.base import as_logged
-from .errors import RunNotFound
+from .errors import RecordNotFound, RunNotFound
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
 from .layout import INDEX_PREFIX, MANIFEST
@@ -106,9 +106,9 @@ class Run:
         matches = [r for r in self.records(include_events=True)
                    if str((r.get("image") or {}).get("id", "")).startswith(record_id)]  # fmt: skip
         if not matches:
-            raise KeyError(f"no record with id {record_id!r} in {self.url}")
+            raise RecordNotFound(f"no record with id {record_id!r} in {self.url}")
         if len({r["image"]["id"] for r in matches}) > 1:
-            raise KeyError(f"id prefix {record_id!r} is ambiguous in {self.url}")
+            raise RecordNotFound(f"id prefix {record_id!r} is ambiguous in {self.url}")
         return matches[-1]
 
     def read_bytes(self, rec: dict[str, Any]) -> bytes:
