@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .audit import reindex, verify
 from .cli import _human_bytes
-from .index.recover import live_writers, reindex, repair, verify
+from .index.recover import live_writers, repair
 from .retention import Retention, Step
 from .run import read
 from .settings import parse_bytes, parse_duration
