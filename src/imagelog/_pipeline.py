@@ -143,6 +143,61 @@ class Pipeline:
         payload = None if item is None else item.payload
         return payload.created_ns if isinstance(payload, FrameJob | EventJob) else None
 
+    # -- answers to the log ----------------------------------------------------------------------
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything queued before the call is written (and, with retention on, a
+        quota pass has run), then make the index visible and durable; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self.queue.wait_done(self.queue.mark(), timeout)
+        if ok and self.retention.enabled:  # and the quota kept (a background pass)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = self.maintenance.settle(left)
+        if ok:
+            self.index.flush()  # object stores: upload the open index part
+            if self.settings.fsync is not Fsync.NONE:
+                self.index.sync()
+        return ok
+
+    def take_first_error(self) -> BaseException | None:
+        """The first background error since the last call (strict mode re-raises it)."""
+        with self.stats.lock:
+            err, self.stats.first_error = self.stats.first_error, None
+        return err
+
+    def stats_dict(self) -> dict[str, Any]:
+        """``ImageLog.stats()``: counters, queue figures, per-source counts, the store's own."""
+        with self.stats.lock:
+            c = self.stats.counts
+            return {
+                "logged": c["logged"],
+                "written": c["written"],
+                "dropped": c["dropped"],
+                "failed": c["failed"],
+                "verified": c["verified"],
+                "verify_failed": c["verify_failed"],
+                "bytes_written": c["bytes_written"],
+                "queue_bytes": self.queue.bytes,
+                "queue_frames": len(self.queue),
+                "max_queue_bytes": self.queue.max_bytes,
+                "peak_queue_bytes": self.queue.peak_bytes,
+                "dropped_by_reason": dict(self.stats.dropped_by_reason),
+                "failed_by_reason": dict(self.stats.failed_by_reason),
+                "last_error": self.stats.last_error,
+                "paused": self.backoff.reason,
+                "encode_seconds": c["encode_ns"] / 1e9,
+                "write_seconds": c["write_ns"] / 1e9,
+                "by_source": {
+                    s: {
+                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                    }
+                    for s, v in self.stats.by_source.items()
+                },
+                "writer": self.writer,
+                "workers": self.workers,
+                "store": dict(self.store.stats()),
+                "url": self.store.url,
+            }
+
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker threads (idempotent; called by the first ``log()``)."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _lifecycle, codecs
+from ._lifecycle import LogState
 from ._pipeline import FrameJob, Pipeline
 from .codecs.base import Codec
 from .errors import InvalidSetting, QueueClosed
@@ -59,7 +60,7 @@ class ImageLog:
         self._store = store
         self._settings = settings
         self._clock = clock
-        self._state = "open"
+        self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
@@ -122,7 +123,7 @@ class ImageLog:
     @property
     def closed(self) -> bool:
         """Whether ``close()`` has been called."""
-        return self._state != "open"
+        return self._state is not LogState.OPEN
 
     def log(
         self,
@@ -167,7 +168,7 @@ class ImageLog:
         """
         if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. os.fork in C code)
             self._after_fork_child()
-        if self._state != "open":
+        if self._state is not LogState.OPEN:
             raise RuntimeError(
                 "cannot log to a closed ImageLog; open a new one with imagelog.open()"
             )
@@ -218,23 +219,15 @@ class ImageLog:
         """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
-        if ok and self._pipeline.retention.enabled:  # and the quota kept (a background pass)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = self._pipeline.maintenance.settle(left)
-        if ok:
-            self._pipeline.index.flush()  # object stores: upload the open index part
-            if self._settings.fsync.value != "none":
-                self._pipeline.index.sync()
+        ok = self._pipeline.flush(timeout)
         self._raise_if_strict()
         return ok
 
     def _raise_if_strict(self) -> None:
-        err = self._pipeline.stats.first_error
-        if self._settings.strict and err is not None:
-            self._pipeline.stats.first_error = None
-            raise err
+        if self._settings.strict:
+            err = self._pipeline.take_first_error()
+            if err is not None:
+                raise err
 
     def close(self, timeout: float | None = None) -> None:
         """Drain the queue (up to ``timeout``, default ``close_timeout``) and stop; idempotent.
@@ -243,9 +236,9 @@ class ImageLog:
         (reason ``close_timeout``) and reported.
         """
         with self._close_lock:
-            if self._state == "closed":
+            if self._state is LogState.CLOSED:
                 return
-            self._state = "closing"
+            self._state = LogState.CLOSING
             limit = self._settings.close_timeout if timeout is None else timeout
             left = self._pipeline.stop(limit)
             try:
@@ -257,7 +250,7 @@ class ImageLog:
                     "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
                     left, self.url, limit,
                 )  # fmt: skip
-            self._state = "closed"
+            self._state = LogState.CLOSED
             _lifecycle.unregister(self)
         self._raise_if_strict()
 
@@ -271,38 +264,7 @@ class ImageLog:
 
     def stats(self) -> dict[str, Any]:
         """Counters: logged, written, dropped, failed, queue and byte figures, per source."""
-        p = self._pipeline
-        with p.stats.lock:
-            c = p.stats.counts
-            return {
-                "logged": c["logged"],
-                "written": c["written"],
-                "dropped": c["dropped"],
-                "failed": c["failed"],
-                "verified": c["verified"],
-                "verify_failed": c["verify_failed"],
-                "bytes_written": c["bytes_written"],
-                "queue_bytes": p.queue.bytes,
-                "queue_frames": len(p.queue),
-                "max_queue_bytes": p.queue.max_bytes,
-                "peak_queue_bytes": p.queue.peak_bytes,
-                "dropped_by_reason": dict(p.stats.dropped_by_reason),
-                "failed_by_reason": dict(p.stats.failed_by_reason),
-                "last_error": p.stats.last_error,
-                "paused": p.backoff.reason,
-                "encode_seconds": c["encode_ns"] / 1e9,
-                "write_seconds": c["write_ns"] / 1e9,
-                "by_source": {
-                    s: {
-                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
-                    }
-                    for s, v in p.stats.by_source.items()
-                },
-                "writer": self._writer,
-                "workers": p.workers,
-                "store": dict(self._store.stats()),
-                "url": self.url,
-            }
+        return self._pipeline.stats_dict()
 
     def __enter__(self) -> ImageLog:
         """Use as a context manager; closing drains."""
