@@ -104,6 +104,7 @@ class Pipeline:
         self.clock = clock
         self.queue = ByteQueue(settings.max_queue_bytes)
         self.stats = Stats()
+        self.stats.counts["logged"] = 0
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
@@ -215,6 +216,10 @@ class Pipeline:
             self._threads = threads
         self.maintenance.start()
 
+    def start_maintenance(self) -> None:
+        """Start the maintenance thread alone (on open: repair and retention need no frame)."""
+        self.maintenance.start()
+
     @property
     def started(self) -> bool:
         """Whether the worker threads run."""
@@ -255,7 +260,10 @@ class Pipeline:
 
     # -- caller-thread side -----------------------------------------------------------------------
     def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
-        """Queue a frame; drops made to honour the bound become ``dropped`` records."""
+        """Count a logged frame and queue it; drops made to honour the bound become ``dropped``
+        records. Starts the workers on the first frame."""
+        self.start()
+        self.stats.add(job.source, "logged")
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)

@@ -66,7 +66,7 @@ class ImageLog:
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
-        self._pipeline.maintenance.start()  # repairs torn tails, scans for retention: background
+        self._pipeline.start_maintenance()  # repairs torn tails, scans for retention: background
 
     def _reset_writer(self) -> None:
         self._pid = os.getpid()
@@ -75,7 +75,6 @@ class ImageLog:
         self._pipeline = Pipeline(
             self._store, self._settings, self._writer, clock=self._clock, repair=self._repair
         )
-        self._pipeline.stats.counts["logged"] = 0
 
     def _repair(self) -> None:
         """Quarantine torn last lines that dead writers left in the index (on open, background)."""
@@ -194,8 +193,6 @@ class ImageLog:
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
-        pipeline.start()
-        pipeline.stats.add(source, "logged")
         try:
             pipeline.submit(job, self._settings.on_full)
         except QueueClosed:
