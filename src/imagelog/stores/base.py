@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ObjectInfo", "Segment", "Store"]
+__all__ = ["ObjectCapabilities", "ObjectInfo", "Segment", "Store"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,3 +83,22 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections and file handles."""
+
+
+class ObjectCapabilities:
+    """The capabilities of a store of whole objects with no local folder (memory, a bucket):
+    no local files, no free-space limit, no temporary objects, no counters of its own."""
+
+    local_root: Path | None = None
+
+    def free_bytes(self) -> int | None:
+        """No free-space limit that we can see."""
+        return None
+
+    def remove_temp(self, prefix: str) -> int:
+        """Puts are atomic: no temporary objects."""
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        """No counters of its own."""
+        return {}

@@ -5,10 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from .base import ObjectInfo
+from .base import ObjectCapabilities, ObjectInfo
 
 __all__ = ["MemorySegment", "MemoryStore"]
 
@@ -36,12 +35,11 @@ class MemorySegment:
         """Nothing to close."""
 
 
-class MemoryStore:
+class MemoryStore(ObjectCapabilities):
     """A dict of key -> bytes; ``memory://name`` opens the same dict again within one process."""
 
     _named: ClassVar[dict[str, MemoryStore]] = {}
     concurrency = 2
-    local_root: Path | None = None
 
     def __init__(self, name: str = "") -> None:
         self.url = f"memory://{name}"
@@ -89,18 +87,6 @@ class MemoryStore:
     def open_segment(self, key: str) -> MemorySegment:
         """An append-only segment."""
         return MemorySegment(self, key)
-
-    def free_bytes(self) -> int | None:
-        """No limit."""
-        return None
-
-    def remove_temp(self, prefix: str) -> int:
-        """Puts are atomic: no temporary objects."""
-        return 0
-
-    def stats(self) -> dict[str, Any]:
-        """No counters of its own."""
-        return {}
 
     def close(self) -> None:
         """Nothing to release."""

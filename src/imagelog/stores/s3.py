@@ -37,7 +37,7 @@ from obstore.store import S3Store as _ObS3Store
 
 from ..errors import InvalidSetting, StoreError
 from ..settings import parse_bytes, parse_duration
-from .base import ObjectInfo, Store
+from .base import ObjectCapabilities, ObjectInfo, Store
 from .parts import PartFlusher, PartSegment
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _first_line(exc: BaseException) -> str:
     return text[:300]
 
 
-class S3Store:
+class S3Store(ObjectCapabilities):
     """A run under ``s3://bucket/prefix``: objects through obstore, index segments as parts.
 
     Example:
@@ -180,7 +180,6 @@ class S3Store:
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.concurrency = opts.concurrency
-        self.local_root: Path | None = None
         config: dict[str, Any] = dict(opts.config)
         endpoint = opts.endpoint
         if endpoint:
@@ -386,18 +385,6 @@ class S3Store:
             self._parts[key] = segment
         self._flusher.add(segment)
         return segment
-
-    def free_bytes(self) -> int | None:
-        """Buckets have no free-space limit we can see."""
-        return None
-
-    def remove_temp(self, prefix: str) -> int:
-        """Object puts are atomic: no temporary objects."""
-        return 0
-
-    def stats(self) -> dict[str, Any]:
-        """No counters of its own (a ``SpoolStore`` in front has them)."""
-        return {}
 
     def close(self) -> None:
         """Stop the index-part thread (open segments upload their parts when closed)."""
