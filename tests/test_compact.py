@@ -17,7 +17,7 @@ import pytest
 import imagelog
 from imagelog.cli import main, summarise
 from imagelog.compact import compact
-from imagelog.index.recover import reindex, verify
+from imagelog.audit import reindex, verify
 from imagelog.logger import ImageLog
 from imagelog.samples import CameraSimulator
 from imagelog.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 import imagelog
 from imagelog.cli import main, summarise
 from imagelog.ids import uuid7
-from imagelog.index import segment_key
+from imagelog.layout import segment_key
 from imagelog.record import dumps, iso_utc
 from imagelog.samples import CameraSimulator
 

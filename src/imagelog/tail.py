@@ -14,8 +14,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .index import INDEX_PREFIX
-from .query import hour_of_key
+from .layout import INDEX_PREFIX, is_segment
 from .stores.base import Store
 from .stores.local import LocalStore
 
@@ -49,7 +48,7 @@ def follow(
         fresh: list[bytes] = []
         listed = {}
         for info in store.list(INDEX_PREFIX):
-            if info.key.endswith(".jsonl") and hour_of_key(info.key) is not None:
+            if is_segment(info.key):
                 listed[info.key] = info.size
         for key in list(offsets):
             if key not in listed:
