@@ -149,7 +149,7 @@ def test_interrupted_export_resumes(run: imagelog.Run, tmp_path: Path, to: str) 
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        export(run, out, to=to, shard_bytes=8_000, progress=stop_after_six)
+        export(run, out, to=to, shard_bytes=8_000, progress=stop_after_six, workers=1)
     report = export(run, out, to=to, shard_bytes=8_000)
     assert report.skipped > 0 and report.skipped + report.samples == 10
     if to == "imagefolder":

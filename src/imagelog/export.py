@@ -23,6 +23,7 @@ same arguments: records go out in id order, and finished output is never rewritt
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import io
@@ -31,6 +32,7 @@ import os
 import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -306,21 +308,39 @@ class _Parquet(_Sharded):
         return max((str(i) for i in ids), default="")
 
     def _start(self) -> None:
+        import pyarrow.parquet as pq
+
         self._rows: list[dict[str, Any]] = []
+        self._pq = pq.ParquetWriter(
+            self.out / (self._name(self._n) + ".part"), _parquet_schema(), compression="zstd"
+        )
 
     def _write(
         self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
     ) -> int:
         self._rows.append({"image": {"bytes": data, "path": f"{rid}.{ext}"}, **fields})
+        if len(self._rows) >= _ROW_GROUP:
+            self._flush()
         return len(data) + len(fields["record"])
 
-    def _finish(self) -> None:
+    def _flush(self) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(self._rows, schema=_parquet_schema())
-        pq.write_table(table, self.out / (self._name(self._n) + ".part"), compression="zstd")
-        self._rows = []
+        if self._rows:
+            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=_parquet_schema()))
+            self._rows = []
+
+    def _finish(self) -> None:
+        self._flush()
+        self._pq.close()
+
+    def abort(self) -> None:
+        if self._open:
+            self._pq.close()
+
+
+#: Rows per Parquet row group of an export: images are large, so groups stay small in memory.
+_ROW_GROUP = 64
 
 
 def _parquet_schema() -> Any:
@@ -366,11 +386,13 @@ def export(
     image_format: str = "keep",
     shard_bytes: int = 512 * 2**20,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> ExportReport:
     """Export the chosen records of ``run`` to ``out`` as ``to`` (see the module docstring).
 
     Resumes an interrupted export of the same arguments into the same folder; refuses a folder
-    that holds a different export.
+    that holds a different export. ``workers`` threads read and convert images (default: one
+    per CPU); samples are written in record order.
     """
     if to not in TARGETS:
         raise ValueError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
@@ -407,7 +429,38 @@ def export(
     gaps_path = folder / GAPS
     seen_gaps = _gap_ids(gaps_path)
     done = 0
-    with open(gaps_path, "a", encoding="utf-8") as gaps, _closing(writer):
+    workers = max(1, workers or os.cpu_count() or 1)
+    pending: collections.deque[tuple[str, dict[str, Any], Future[_Prepared | None]]] = (
+        collections.deque()
+    )
+
+    def drain(keep: int) -> None:
+        """Write prepared samples in record order, keeping ``keep`` in flight."""
+        while len(pending) > keep:
+            rid, rec, future = pending.popleft()
+            prepared = future.result()
+            if prepared is None:
+                _gap(gaps, seen_gaps, report, "missing", rid, rec)
+                continue
+            data, ext, converted = prepared
+            image = rec.get("image") or {}
+            fields = _fields(rec)
+            fmt = str(image.get("format", ""))
+            fields["export_format"] = ext
+            fields["export_converted_from"] = fmt if converted else None
+            if converted:
+                key = f"{fmt}->{ext}"
+                report.converted[key] = report.converted.get(key, 0) + 1
+            writer.add(rid, data, ext, rec, fields)
+            report.samples += 1
+            report.bytes += len(data)
+
+    # reading and converting run in threads (the codecs release the GIL); writing stays in order
+    with (
+        open(gaps_path, "a", encoding="utf-8") as gaps,
+        _closing(writer),
+        ThreadPoolExecutor(workers, thread_name_prefix="imagelog-export") as pool,
+    ):
         for rec in run.records(
             source=source, since=since, until=until, where=where, include_events=True
         ):
@@ -419,27 +472,15 @@ def export(
             rid = str(image.get("id") or event.get("id") or "")
             action = event.get("action")
             if action != "logged":
+                drain(0)  # gaps.jsonl in record order too
                 _gap(gaps, seen_gaps, report, str(action), rid, rec)
                 continue
             if rid <= last:
                 report.skipped += rid not in seen_gaps
                 continue
-            try:
-                data = run.read_bytes(rec)
-            except FileNotFoundError:
-                _gap(gaps, seen_gaps, report, "missing", rid, rec)
-                continue
-            data, ext, converted = _for_target(run, rec, data, to, image_format)
-            fields = _fields(rec)
-            fmt = str(image.get("format", ""))
-            fields["export_format"] = ext
-            fields["export_converted_from"] = fmt if converted else None
-            if converted:
-                key = f"{fmt}->{ext}"
-                report.converted[key] = report.converted.get(key, 0) + 1
-            writer.add(rid, data, ext, rec, fields)
-            report.samples += 1
-            report.bytes += len(data)
+            pending.append((rid, rec, pool.submit(_prepare, run, rec, to, image_format)))
+            drain(workers)
+        drain(0)
     report.files = writer.close()
     report.gaps = dict(Counter(json.loads(x)["kind"] for x in gaps_path.read_text().splitlines()))
     state_path.write_text(
@@ -447,6 +488,18 @@ def export(
         encoding="utf-8",
     )
     return report
+
+
+_Prepared = tuple[bytes, str, bool]
+
+
+def _prepare(run: Run, rec: dict[str, Any], to: str, image_format: str) -> _Prepared | None:
+    """The bytes to export for a record (None if its image is missing from storage)."""
+    try:
+        data = run.read_bytes(rec)
+    except FileNotFoundError:
+        return None
+    return _for_target(run, rec, data, to, image_format)
 
 
 def _for_target(
