@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import imagelog
+from imagelog.audit import reindex, verify
 from imagelog.cli import main, summarise
 from imagelog.compact import compact
-from imagelog.index.recover import reindex, verify
 from imagelog.logger import ImageLog
 from imagelog.samples import CameraSimulator
 from imagelog.settings import Settings

@@ -14,7 +14,7 @@ import pytest
 import imagelog
 from imagelog.cli import main, summarise
 from imagelog.ids import uuid7
-from imagelog.index import segment_key
+from imagelog.layout import segment_key
 from imagelog.record import dumps, iso_utc
 from imagelog.samples import CameraSimulator
 
@@ -199,3 +199,41 @@ def test_frames_come_back(mixed: tuple[Path, list[dict[str, Any]]]) -> None:
     ).fetchall()[0]
     rec = next(r for r in run.records(where=f"path = '{path}'"))
     assert run.load(rec).shape == (48, 64, 3) and np.asarray(run.load(rec)).dtype == np.uint8
+
+
+def test_cli_query_table_and_files(
+    mixed: tuple[Path, list[dict[str, Any]]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """imagelog query prints a table, writes CSV / JSON lines / Parquet, and names bad SQL."""
+    import pyarrow.parquet as pq
+
+    run_path, expected = mixed
+    sql = "select source, count(*) as n from records group by 1 order by 1"
+    assert main(["query", str(run_path), sql]) == 0
+    out = capsys.readouterr().out
+    assert "cam0" in out and "2 row(s)" in out
+    counts = {s: sum(r["image"]["source"] == s for r in expected) for s in ("cam0", "cam1")}
+    assert main(["query", str(run_path), sql, "--csv", str(tmp_path / "a.csv")]) == 0
+    assert (tmp_path / "a.csv").read_text().splitlines() == [
+        "source,n",
+        *(f"{s},{n}" for s, n in counts.items()),
+    ]
+    assert main(["query", str(run_path), sql, "--json", str(tmp_path / "a.json")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "a.json").read_text().splitlines()]
+    assert rows == [{"source": s, "n": n} for s, n in counts.items()]
+    assert (
+        main(
+            [
+                "query",
+                str(run_path),
+                "select id, meta from records",
+                "--parquet",
+                str(tmp_path / "a.parquet"),
+            ]
+        )
+        == 0
+    )
+    assert pq.read_table(tmp_path / "a.parquet").num_rows == len(expected)
+    capsys.readouterr()
+    assert main(["query", str(run_path), "select nosuchcolumn from records"]) == 1
+    assert "nosuchcolumn" in capsys.readouterr().err

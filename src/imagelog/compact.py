@@ -36,8 +36,17 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .index import INDEX_PREFIX, writer_of
-from .query import COLUMNS, LocalFiles, hour_of_key, parquet_key, records_sql, sql_str
+from .layout import (
+    INDEX_PREFIX,
+    QUARANTINE_PREFIX,
+    compacted_key,
+    hour_end_ns,
+    hour_of_key,
+    is_compacted,
+    is_segment,
+    writer_of,
+)
+from .query import COLUMNS, LocalFiles, records_sql, sql_str
 from .stores.base import Store
 
 __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records"]
@@ -47,7 +56,6 @@ __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records
 GRACE_NS = 120 * 10**9
 
 _META_KEY = "imagelog.segments"
-QUARANTINE = "quarantine/"
 
 
 @dataclasses.dataclass
@@ -84,12 +92,6 @@ class CompactReport:
             "bytes_in": sum(c.bytes_in for c in self.compacted),
             "bytes_out": sum(c.bytes_out for c in self.compacted),
         }
-
-
-def _hour_end_ns(hour: str) -> int:
-    import calendar
-
-    return (calendar.timegm(time.strptime(hour, "%Y-%m-%dT%H")) + 3600) * 10**9
 
 
 def segments_of(data: bytes) -> list[str]:
@@ -135,16 +137,16 @@ def compact(
         hour = hour_of_key(info.key)
         if hour is None:
             continue
-        if info.key.endswith(".parquet"):
-            parquet[(hour, Path(info.key).stem)] = info.key
-        else:
+        if is_compacted(info.key):
+            parquet[(hour, writer_of(info.key))] = info.key
+        elif is_segment(info.key):
             jsonl.setdefault((hour, writer_of(info.key)), []).append((info.key, info.size))
     report = CompactReport()
     groups = sorted(g for g in jsonl if own is None or g[1] in own)
     for done, (hour, writer) in enumerate(groups):
         if progress is not None:
             progress(done, len(groups))
-        if _hour_end_ns(hour) + grace_ns > now_ns:
+        if hour_end_ns(hour) + grace_ns > now_ns:
             report.skipped.append(f"{hour} {writer}")
             continue
         segments = sorted(jsonl[(hour, writer)])
@@ -209,7 +211,7 @@ def _compact_one(
             con.close()
         data = Path(out).read_bytes()
     rows = _num_rows(data)
-    key = parquet_key(hour, writer)
+    key = compacted_key(hour, writer)
     store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
     store.delete(keys)
     return Compacted(
@@ -243,4 +245,4 @@ def _quarantine_torn_tail(store: Store, key: str, path: str) -> None:
         fh.seek(0)
         data = fh.read()
     cut = data.rfind(b"\n") + 1
-    store.put(f"{QUARANTINE}{key}.torn", data[cut:])
+    store.put(f"{QUARANTINE_PREFIX}{key.removeprefix(INDEX_PREFIX)}.torn", data[cut:])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .index import INDEX_PREFIX, writer_of
+from .layout import INDEX_PREFIX, compacted_key, hour_of_key, is_compacted, is_segment, writer_of
 from .stores.base import Store
 from .stores.local import LocalStore
 
@@ -38,7 +37,9 @@ __all__ = [
     "LocalFiles",
     "RunFiles",
     "connect",
+    "filters_sql",
     "hour_of_key",
+    "lines_records_sql",
     "list_files",
     "parquet_key",
     "records_sql",
@@ -93,34 +94,8 @@ _PATHS: dict[str, str] = {
     "writer": "$.imagelog.writer",
 }
 
-#: Compacted hours: ``index/date=YYYY-MM-DD/hour=HH/<writer>.parquet`` (hive-partitioned).
-_PARQUET_RE = re.compile(r"^index/date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/([^/]+)\.parquet$")
-_JSONL_RE = re.compile(r"^index/(\d{4}-\d{2}-\d{2}T\d{2})_[^/]+\.jsonl$")
-
-
-def parquet_key(hour: str, writer: str) -> str:
-    """The key of one writer's compacted hour.
-
-    >>> parquet_key("2026-11-24T19", "ab12cd34-77")
-    'index/date=2026-11-24/hour=19/ab12cd34-77.parquet'
-    """
-    date, _, hh = hour.partition("T")
-    return f"{INDEX_PREFIX}date={date}/hour={hh}/{writer}.parquet"
-
-
-def hour_of_key(key: str) -> str | None:
-    """The hour (``YYYY-MM-DDTHH``) of a JSON Lines segment or compacted Parquet key, else None.
-
-    >>> hour_of_key("index/2026-11-24T19_ab12cd34-77.000003.jsonl")
-    '2026-11-24T19'
-    >>> hour_of_key("index/date=2026-11-24/hour=19/ab12cd34-77.parquet")
-    '2026-11-24T19'
-    """
-    if m := _JSONL_RE.match(key):
-        return m.group(1)
-    if m := _PARQUET_RE.match(key):
-        return f"{m.group(1)}T{m.group(2)}"
-    return None
+#: The key of one writer's compacted hour (``layout.compacted_key``).
+parquet_key = compacted_key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,12 +136,14 @@ def list_files(store: Store) -> RunFiles:
     parquet: dict[str, list[str]] = {}
     compacted: set[tuple[str, str]] = set()
     for info in store.list(INDEX_PREFIX):
-        if m := _PARQUET_RE.match(info.key):
-            hour = f"{m.group(1)}T{m.group(2)}"
+        hour = hour_of_key(info.key)
+        if hour is None:
+            continue
+        if is_compacted(info.key):
             parquet.setdefault(hour, []).append(info.key)
-            compacted.add((hour, m.group(3)))
-        elif m := _JSONL_RE.match(info.key):
-            jsonl.setdefault(m.group(1), []).append(info.key)
+            compacted.add((hour, writer_of(info.key)))
+        elif is_segment(info.key):
+            jsonl.setdefault(hour, []).append(info.key)
     for hour, keys in list(jsonl.items()):
         kept = sorted(k for k in keys if (hour, writer_of(k)) not in compacted)
         if kept:
@@ -298,7 +275,13 @@ def _lines_sql(paths: Sequence[str]) -> str:
     )
 
 
-def _jsonl_sql(paths: Sequence[str], *, whole: bool = False) -> str:
+def lines_records_sql(lines: str) -> str:
+    """The ``records`` columns of JSON lines from any SQL source with a VARCHAR column ``line``
+    (``tail`` filters freshly read lines with it: ``SELECT unnest(?) AS line``)."""
+    return _jsonl_sql((), lines=lines)
+
+
+def _jsonl_sql(paths: Sequence[str], *, whole: bool = False, lines: str | None = None) -> str:
     """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
 
     Each column is its own JSON-path extraction, so a query pays only for the columns it uses;
@@ -338,7 +321,8 @@ def _jsonl_sql(paths: Sequence[str], *, whole: bool = False) -> str:
         else:
             expr = f"TRY_CAST(line->>{sql_str(_PATHS[name])} AS {typ})"
         cols.append(f"{expr} AS {name}")
-    return f"SELECT {', '.join(cols)} FROM {_lines_sql(paths)} WHERE json_valid(line)"
+    source = f"({lines})" if lines is not None else _lines_sql(paths)
+    return f"SELECT {', '.join(cols)} FROM {source} WHERE json_valid(line)"
 
 
 def _parquet_sql(paths: Sequence[str]) -> str:
@@ -482,7 +466,7 @@ def iter_json(rel: duckdb.DuckDBPyRelation, batch: int = 1024) -> Iterator[Any]:
             yield json.loads(value) if isinstance(value, str) else value
 
 
-def _filters(
+def filters_sql(
     *,
     source: str | None,
     since: str | None,
@@ -548,7 +532,7 @@ def iter_records(
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
-    cond, params = _filters(
+    cond, params = filters_sql(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
     order = "DESC" if newest_first else "ASC"

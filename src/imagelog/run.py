@@ -12,10 +12,10 @@ import numpy as np
 
 from . import codecs
 from .codecs.base import as_logged
-from .errors import RunNotFound
+from .errors import RecordNotFound, RunNotFound
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
-from .logger import MANIFEST
+from .layout import INDEX_PREFIX, MANIFEST
 from .stores import Store, make_store
 from .stores.local import LocalStore
 
@@ -119,7 +119,7 @@ class Run:
         self, source: str | None, since: str | None, until: str | None, include_events: bool
     ) -> Iterator[dict[str, Any]]:
         """Without DuckDB: one hour of JSON Lines segments at a time, merged by id."""
-        from .query import hour_of_key
+        from .layout import hour_of_key
 
         keys = self.segments()
         purged: set[str] = set()
@@ -182,7 +182,7 @@ class Run:
     def get(self, record_id: str) -> dict[str, Any]:
         """The record with this id (or a unique prefix of it); one pass, bounded memory."""
         if not record_id:
-            raise KeyError("an empty id matches every record")
+            raise RecordNotFound("an empty id matches every record")
         try:
             import duckdb  # noqa: F401
         except ImportError:
@@ -205,9 +205,9 @@ class Run:
 
             ids, matches = with_retry(self.store, find)
         if not ids:
-            raise KeyError(f"no record with id {record_id!r} in {self.url}")
+            raise RecordNotFound(f"no record with id {record_id!r} in {self.url}")
         if len(ids) > 1:
-            raise KeyError(f"id prefix {record_id!r} is ambiguous in {self.url}")
+            raise RecordNotFound(f"id prefix {record_id!r} is ambiguous in {self.url}")
         return matches[-1]
 
     def read_bytes(self, rec: dict[str, Any]) -> bytes:
@@ -222,9 +222,10 @@ class Run:
 
     def path(self, rec: dict[str, Any]) -> Path:
         """The local file of a record's image (local runs only)."""
-        if not isinstance(self.store, LocalStore):
+        root = self.store.local_root
+        if root is None:
             raise TypeError(f"{self.url} is not a local folder; use read_bytes()")
-        return self.store.root / str(rec["file"]["path"])
+        return root / str(rec["file"]["path"])
 
     def load(self, rec: dict[str, Any]) -> np.ndarray[Any, Any]:
         """Decode a record's image to a numpy array with the dtype and channels that were logged."""
@@ -245,6 +246,6 @@ def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | N
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:
         raise RunNotFound(f"no imagelog run at {os.fspath(path)}") from None
-    if not store.exists(MANIFEST) and not any(True for _ in store.list("index/")):
+    if not store.exists(MANIFEST) and not any(True for _ in store.list(INDEX_PREFIX)):
         raise RunNotFound(f"no imagelog run at {store.url} (no {MANIFEST} and no index/)")
     return Run(store)

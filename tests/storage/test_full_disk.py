@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import imagelog
-from imagelog.index.recover import verify
+from imagelog.audit import verify
 from imagelog.logger import ImageLog
 from imagelog.samples import CameraSimulator
 
