@@ -5,7 +5,7 @@ one more thing: to read only what was appended since the last look. This thin la
 segment, the byte offset up to the last whole line it has read, and appends the new lines to a
 DuckDB table of the engine's columns (``ts, created, id, seq, source, ...``). A torn last line
 (a writer killed mid-line) has no newline yet, so it is never read. Lines are handed to DuckDB as
-one Arrow string array per chunk (no Python object per line) and their JSON is parsed by DuckDB.
+a file per chunk to DuckDB's JSON reader (no Python object per line).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 
 from ..index import INDEX_PREFIX, writer_of
 from ..query import COLUMNS as ENGINE_COLUMNS
@@ -35,6 +34,8 @@ __all__ = ["COLUMNS", "Filters", "LiveIndex"]
 
 #: Bytes read from a segment per step: bounds memory while a large run is loaded.
 CHUNK_BYTES = 16 * 2**20
+#: The very first read is small, so a page has frames to show at once while the rest loads.
+FIRST_CHUNK_BYTES = 2**20
 
 # The part of a record the viewer reads: DuckDB types by field; the rest stays in the line.
 _SCHEMA: dict[str, Any] = {
@@ -364,14 +365,15 @@ class LiveIndex:
             with fh:
                 while True:
                     fh.seek(offset)
-                    data = fh.read(CHUNK_BYTES)
+                    want = CHUNK_BYTES if self._rows else FIRST_CHUNK_BYTES
+                    data = fh.read(want)
                     end = data.rfind(b"\n") + 1
                     if end == 0:
                         return
                     yield data[:end], offset
                     offset += end
                     self._offsets[key] = offset
-                    if len(data) < CHUNK_BYTES:
+                    if len(data) < want:
                         return
         size = self._sizes.get(key)
         if size is not None and size == self._fetched.get(key):
@@ -399,15 +401,13 @@ class LiveIndex:
         starts, ends = starts[keep], ends[keep]
         if not len(starts):
             return 0
-        where = pa.table(
-            {
-                "i": pa.array(np.arange(len(starts), dtype=np.int64)),
-                "off": pa.array(starts.astype(np.int64) + start),
-                "len": pa.array((ends - starts).astype(np.int32)),
-            }
-        )
         con = self._con
-        con.register("_where", where)
+        # where each line is, by line number (plain lists: no Arrow registration on the way)
+        con.execute(
+            """CREATE TEMP TABLE _where AS SELECT unnest(range(?)) AS i,
+                 unnest(?::BIGINT[]) AS off, unnest(?::INTEGER[]) AS len""",
+            [len(starts), (starts + start).tolist(), (ends - starts).tolist()],
+        )
         try:
             con.execute("BEGIN")
             try:
@@ -423,7 +423,7 @@ class LiveIndex:
             con.execute("DROP TABLE _parsed")
             con.execute("COMMIT")
         finally:
-            con.unregister("_where")
+            con.execute("DROP TABLE IF EXISTS _where")
         self._rows += len(starts)
         self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
         return len(starts)
@@ -452,18 +452,15 @@ class LiveIndex:
 
     def _insert_tolerant(self, data: bytes, starts: Any, ends: Any, seg: int) -> None:
         lines = [_utf8(data[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-        self._con.register("_lines", pa.table({"line": pa.array(lines, pa.string())}))
-        try:
-            self._con.execute(
-                f"""CREATE TEMP TABLE _parsed AS
-                    SELECT i, s.*, s.imagelog.purge.ids AS purge_ids FROM (
-                      SELECT row_number() OVER () - 1 AS i,
-                             try(json_transform(line, '{_TRANSFORM_SPEC}')) AS s FROM _lines)
-                    WHERE s IS NOT NULL"""
-            )
-            self._con.execute(self._select("SELECT * FROM _parsed", seg))
-        finally:
-            self._con.unregister("_lines")
+        self._con.execute(
+            f"""CREATE TEMP TABLE _parsed AS
+                SELECT i, s.*, s.imagelog.purge.ids AS purge_ids FROM (
+                  SELECT i, try(json_transform(line, '{_TRANSFORM_SPEC}')) AS s
+                  FROM (SELECT unnest(range(?)) AS i, unnest(?::VARCHAR[]) AS line))
+                WHERE s IS NOT NULL""",
+            [len(lines), lines],
+        )
+        self._con.execute(self._select("SELECT * FROM _parsed", seg))
 
     # -- queries ---------------------------------------------------------------------------
     @contextmanager

@@ -15,7 +15,7 @@ const state = {
   frame: null, compare: null, follow: false,
 };
 let allSources = [];
-let count = 0, gen = 0, version = -1, cols = 1;
+let count = 0, gen = 0, version = -1, cols = 1, loading = true;
 let pages = new Map();       // page number -> array of frames, or "loading"
 const rowEls = new Map();    // virtual row index -> element
 const words = (s) => s.split(/\s+/).filter(Boolean);
@@ -268,6 +268,7 @@ async function refreshCount() {
     setCount(count);
     if (state.follow) scrollToEnd();
   }
+  loading = r.loading;
   const label = r.loading ? " (reading the index…)" : "";
   $("#status").textContent = `${count.toLocaleString()} frames${label}`;
   $("#status").dataset.count = count;
@@ -585,7 +586,7 @@ async function poll() {
     await refreshCount();
     if (timelineDue && performance.now() - timelineAt > 2000) { await loadSources(); await loadTimeline(); }
   } catch (e) { showError(e); }
-  setTimeout(poll, 500);
+  setTimeout(poll, loading ? 250 : 500);
 }
 
 readUrl();
