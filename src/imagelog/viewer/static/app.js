@@ -591,7 +591,9 @@ async function poll() {
 
 readUrl();
 syncForm();
-loadSources().then(() => { renderSources(); return refreshCount(); }).then(() => {
+// the sources and the first count in parallel: the grid asks for its first page at once
+Promise.all([loadSources(), refreshCount()]).then(() => {
+  renderSources();
   loadTimeline();
   if (state.frame) openFrame(state.frame, state.compare);
   poll();
