@@ -9,7 +9,6 @@ stored (only paths the index names, resolved inside the run folder).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import json
 import mimetypes
@@ -22,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -299,7 +299,7 @@ class Viewer:
         if row["dtype"] not in ("uint8", "bool"):
             arr = self.run.load(_as_record(row))
             lo, hi = value_range(arr)
-            finite = arr[~_isnan(arr)] if arr.dtype.kind == "f" else arr
+            finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
             out["window"] = {
                 "lo": lo,
                 "hi": hi,
@@ -412,12 +412,6 @@ async def _refused(request: Request, exc: Exception) -> Response:
     return PlainTextResponse("404: not a file of this run", 404)
 
 
-def _isnan(arr: Any) -> Any:
-    import numpy as np
-
-    return ~np.isfinite(arr)
-
-
 def _as_record(row: dict[str, Any]) -> dict[str, Any]:
     """The parts of a record ``Run.load`` reads, from an index row."""
     return {
@@ -444,11 +438,6 @@ def _is_loopback(host: str) -> bool:
 def _mkdir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def cache_key(run_url: str) -> str:
-    """A short, stable folder name for a run in the cache."""
-    return hashlib.sha256(run_url.encode()).hexdigest()[:16]
 
 
 def main_serve(
