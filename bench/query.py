@@ -192,7 +192,7 @@ def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[
 def run(quick: bool, sizes: list[int] | None = None, base: Path | None = None) -> dict[str, Any]:
     """The whole benchmark (``make bench`` calls this)."""
     sizes = sizes or ([200_000] if quick else [1_000_000])
-    base = base or Path(tempfile.mkdtemp(prefix="imagelog-bench-query-"))
+    base = Path(tempfile.mkdtemp(prefix="imagelog-bench-query-", dir=base))
     results: dict[str, Any] = {"runs": [], "exports": []}
     try:
         real: list[dict[str, Any]] | None = None

@@ -284,45 +284,32 @@ def lines_records_sql(lines: str) -> str:
 def _jsonl_sql(paths: Sequence[str], *, whole: bool = False, lines: str | None = None) -> str:
     """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
 
-    Each column is its own JSON-path extraction, so a query pays only for the columns it uses;
-    ``whole=True`` (every column, as compaction needs) parses each line once instead.
+    The scalar columns come from one ``json_extract_string`` of every path (one parse per line;
+    measured 2.5x faster than a parse per column for ``stats``); ``labels``, ``meta`` and
+    ``record`` are parsed only by the queries that use them. (``whole`` is accepted for callers
+    that read every column; every query now takes this path.)
     """
-    if whole:
-        names = list(_PATHS)
-        paths_list = (
-            "[" + ", ".join(sql_str(_PATHS[n]) for n in names) + ", '$.image.id', '$.event.id']"
-        )
-        cols = []
-        for name, typ in COLUMNS.items():
-            if name == "id":
-                expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
-            elif name in ("labels", "meta"):
-                expr = f"(line->'$.{name}')"
-            elif name == "record":
-                expr = "line::JSON"
-            else:
-                j = f"j[{names.index(name) + 1}]"
-                expr = j if typ == "VARCHAR" else f"TRY_CAST({j} AS {typ})"
-            cols.append(f"{expr} AS {name}")
-        return (
-            f"SELECT {', '.join(cols)} FROM (SELECT line, json_extract_string(line, {paths_list}) "
-            f"AS j FROM {_lines_sql(paths)} WHERE json_valid(line))"
-        )
+    del whole
+    names = list(_PATHS)
+    every = [_PATHS[n] for n in names] + ["$.image.id", "$.event.id"]
     cols = []
     for name, typ in COLUMNS.items():
         if name == "id":
-            expr = "coalesce(line->>'$.image.id', line->>'$.event.id')"
+            expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
         elif name in ("labels", "meta"):
             expr = f"(line->'$.{name}')"
         elif name == "record":
             expr = "line::JSON"
-        elif typ == "VARCHAR":
-            expr = f"(line->>{sql_str(_PATHS[name])})"
         else:
-            expr = f"TRY_CAST(line->>{sql_str(_PATHS[name])} AS {typ})"
+            ji = f"j[{names.index(name) + 1}]"
+            expr = ji if typ == "VARCHAR" else f"TRY_CAST({ji} AS {typ})"
         cols.append(f"{expr} AS {name}")
     source = f"({lines})" if lines is not None else _lines_sql(paths)
-    return f"SELECT {', '.join(cols)} FROM {source} WHERE json_valid(line)"
+    path_list = "[" + ", ".join(sql_str(p) for p in every) + "]"
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT line, json_extract_string(line, {path_list}) "
+        f"AS j FROM {source} WHERE json_valid(line))"
+    )
 
 
 def _parquet_sql(paths: Sequence[str]) -> str:
@@ -420,11 +407,13 @@ def connect(
     con.execute(f"CREATE TEMP TABLE _purged AS {_purged_sql(all_j, all_p)}")
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
-    con.execute(
-        "CREATE TEMP VIEW records AS SELECT * FROM _all a WHERE a.action IS DISTINCT FROM "
-        "'logged' OR a.id IS NULL OR NOT EXISTS (SELECT 1 FROM _purged p WHERE p.id = a.id)"
-    )
+    view = _without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
+    con.execute(f"CREATE TEMP VIEW records AS {view}")
     return con
+
+
+def _has_purged(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.sql("SELECT count(*) FROM _purged").fetchall()[0][0])
 
 
 def with_retry(
@@ -493,10 +482,13 @@ def filters_sql(
     return (" AND ".join(clauses) or "true"), params
 
 
-_NOT_PURGED = (
-    "(action IS DISTINCT FROM 'logged' OR id IS NULL OR NOT EXISTS "
-    "(SELECT 1 FROM _purged p WHERE p.id = h.id))"
-)
+def _without_purged(rows: str) -> str:
+    """Rows minus the ``logged`` rows of purged ids: a hash join against the (small) id table,
+    streaming the rows (a correlated NOT EXISTS made DuckDB materialise every row)."""
+    return (
+        f"SELECT h.* FROM ({rows}) h LEFT JOIN (SELECT DISTINCT id FROM _purged) p "
+        "ON h.id = p.id AND h.action = 'logged' WHERE p.id IS NULL"
+    )
 
 
 _RETRIES = 5
@@ -532,6 +524,7 @@ def iter_records(
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
+    purged = _has_purged(con)
     cond, params = filters_sql(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
@@ -543,9 +536,12 @@ def iter_records(
             done = 0  # rows of this hour already yielded
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])
+                rows = _hour_sql(local, jsonl, parquet)
+                if purged:
+                    rows = _without_purged(rows)
                 sql = (
-                    f"SELECT CAST(record AS VARCHAR) FROM ({_hour_sql(local, jsonl, parquet)}) h "
-                    f"WHERE {cond} AND {_NOT_PURGED} ORDER BY id {order}, seq {order}"
+                    f"SELECT CAST(record AS VARCHAR) FROM ({rows}) h "
+                    f"WHERE {cond} ORDER BY id {order}, seq {order}"
                 )
                 if left is not None:
                     sql += f" LIMIT {int(left) + done}"
