@@ -15,13 +15,15 @@ exactly once.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,11 +41,14 @@ __all__ = [
     "connect",
     "filters_sql",
     "hour_of_key",
+    "iter_json",
+    "iter_records",
     "lines_records_sql",
     "list_files",
     "parquet_key",
     "records_sql",
     "sql_str",
+    "warn_torn",
     "with_retry",
 ]
 
@@ -126,7 +131,7 @@ class RunFiles:
     def writers(self) -> set[str]:
         """Every writer with a segment or a compacted hour."""
         out = {writer_of(k) for ks in self.jsonl.values() for k in ks}
-        out |= {Path(k).stem for ks in self.parquet.values() for k in ks}
+        out |= {writer_of(k) for ks in self.parquet.values() for k in ks}
         return out
 
 
@@ -396,7 +401,6 @@ def connect(
     con = duckdb.connect(
         config={"memory_limit": memory_limit, "autoinstall_known_extensions": False}
     )
-    con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {sql_str(str(local.spill_dir()))}")
     con.execute("SET TimeZone = 'UTC'")
@@ -404,7 +408,8 @@ def connect(
     warn_torn(all_j)
     all_p = [local.path(k) for k in parquet_keys]
     path_of = dict(zip(jsonl_keys + parquet_keys, all_j + all_p, strict=True))
-    con.execute(f"CREATE TEMP TABLE _purged AS {_purged_sql(all_j, all_p)}")
+    # a table of the (in-memory) database, not TEMP: cursors of this connection see it too
+    con.execute(f"CREATE TABLE _purged AS {_purged_sql(all_j, all_p)}")
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
     view = _without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
@@ -448,8 +453,6 @@ def with_retry(
 
 def iter_json(rel: duckdb.DuckDBPyRelation, batch: int = 1024) -> Iterator[Any]:
     """The first column of a relation, row by row, fetched in batches (bounded memory)."""
-    import json
-
     for chunk in rel.to_arrow_reader(batch):
         for value in chunk.column(0).to_pylist():
             yield json.loads(value) if isinstance(value, str) else value
@@ -498,6 +501,58 @@ def _hour_sql(local: LocalFiles, jsonl: list[str], parquet: list[str]) -> str:
     return records_sql([local.path(k) for k in jsonl], [local.path(k) for k in parquet])
 
 
+_Row = tuple[str, int, str]
+
+
+def _hour_rows(
+    con: duckdb.DuckDBPyConnection,
+    local: LocalFiles,
+    jsonl: list[str],
+    parquet: list[str],
+    cond: str,
+    params: list[Any],
+    purged: bool,
+    desc: bool,
+    limit: int | None,
+) -> Generator[_Row, None, None]:
+    """One hour's matching rows ``(id, seq, record)`` in order: a heap merge of streams that are
+    each in order. A compacted file is sorted already, so it streams as stored (memory: one
+    batch); the hour's JSON Lines segments are sorted together by DuckDB (spilling past its
+    memory limit). Newest-first reads take DuckDB's top-N of each stream."""
+    order = "DESC" if desc else "ASC"
+    cursors = []
+
+    def stream(rows: str, sort: bool) -> Iterator[_Row]:
+        if purged:
+            rows = _without_purged(rows)
+        sql = (
+            "SELECT coalesce(id, ''), coalesce(seq, 0), CAST(record AS VARCHAR) "
+            f"FROM ({rows}) h WHERE {cond}"
+        )
+        if sort:
+            sql += f" ORDER BY id {order}, seq {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        cur = con.cursor()
+        cursors.append(cur)
+        for chunk in cur.sql(sql, params=params or None).to_arrow_reader(1024):
+            ids, seqs, texts = (chunk.column(i).to_pylist() for i in range(3))
+            yield from zip(ids, seqs, texts, strict=True)
+
+    # (a join against purged ids may reorder rows: then each file is sorted too)
+    streams = [stream(_parquet_sql([local.path(k)]), sort=desc or purged) for k in parquet]
+    if jsonl:
+        streams.append(stream(_jsonl_sql([local.path(k) for k in jsonl]), sort=True))
+    try:
+        if len(streams) == 1:
+            yield from streams[0]
+        else:
+            yield from heapq.merge(*streams, key=lambda r: (r[0], r[1]), reverse=desc)
+    finally:
+        for cur in cursors:
+            cur.close()
+
+
 def iter_records(
     store: Store,
     *,
@@ -528,7 +583,6 @@ def iter_records(
     cond, params = filters_sql(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
-    order = "DESC" if newest_first else "ASC"
     left = limit
     hours = files.hours[::-1] if newest_first else files.hours
     try:
@@ -536,23 +590,19 @@ def iter_records(
             done = 0  # rows of this hour already yielded
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])
-                rows = _hour_sql(local, jsonl, parquet)
-                if purged:
-                    rows = _without_purged(rows)
-                sql = (
-                    f"SELECT CAST(record AS VARCHAR) FROM ({rows}) h "
-                    f"WHERE {cond} ORDER BY id {order}, seq {order}"
-                )
-                if left is not None:
-                    sql += f" LIMIT {int(left) + done}"
+                want = None if left is None else left + done
+                merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
+                                    newest_first, want)  # fmt: skip
                 try:
-                    for i, rec in enumerate(iter_json(con.sql(sql, params=params or None))):
+                    for i, (_, _, text) in enumerate(merged):
                         if i < done:
                             continue  # yielded before a compaction moved this hour
-                        yield rec
+                        yield json.loads(text)
                         done += 1
                         if left is not None:
                             left -= 1
+                            if left <= 0:
+                                break
                     break
                 except (duckdb.IOException, FileNotFoundError):
                     # a compaction replaced this hour's segments since the listing: the same
@@ -560,6 +610,8 @@ def iter_records(
                     if attempt == _RETRIES - 1:
                         raise
                     files = list_files(store)
+                finally:
+                    merged.close()
             if left is not None and left <= 0:
                 return
     finally:
