@@ -179,7 +179,7 @@ def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[
         out.append(res)
         shutil.rmtree(dest, ignore_errors=True)
     # the conversion path: lossless JPEG XL frames (Pillow cannot read them), ten days later
-    make_run(folder, frames // 20, real, fmt="jxl", start_s=START_S + 10 * 86400)
+    make_run(folder, frames // 50, real, fmt="jxl", start_s=START_S + 10 * 86400)
     dest = folder.parent / "export-jxl"
     print("  query: export JPEG XL to imagefolder", file=sys.stderr, flush=True)
     res = child(["--export", str(folder), "imagefolder", "format = 'jxl'", str(dest)])
