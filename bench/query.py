@@ -179,7 +179,7 @@ def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[
         out.append(res)
         shutil.rmtree(dest, ignore_errors=True)
     # the conversion path: lossless JPEG XL frames (Pillow cannot read them), ten days later
-    make_run(folder, frames // 20, real, fmt="jxl", start_s=START_S + 10 * 86400)
+    make_run(folder, frames // 50, real, fmt="jxl", start_s=START_S + 10 * 86400)
     dest = folder.parent / "export-jxl"
     print("  query: export JPEG XL to imagefolder", file=sys.stderr, flush=True)
     res = child(["--export", str(folder), "imagefolder", "format = 'jxl'", str(dest)])
@@ -192,7 +192,7 @@ def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[
 def run(quick: bool, sizes: list[int] | None = None, base: Path | None = None) -> dict[str, Any]:
     """The whole benchmark (``make bench`` calls this)."""
     sizes = sizes or ([200_000] if quick else [1_000_000])
-    base = base or Path(tempfile.mkdtemp(prefix="imagelog-bench-query-"))
+    base = Path(tempfile.mkdtemp(prefix="imagelog-bench-query-", dir=base))
     results: dict[str, Any] = {"runs": [], "exports": []}
     try:
         real: list[dict[str, Any]] | None = None

@@ -237,3 +237,22 @@ def test_cli_query_table_and_files(
     capsys.readouterr()
     assert main(["query", str(run_path), "select nosuchcolumn from records"]) == 1
     assert "nosuchcolumn" in capsys.readouterr().err
+
+
+def test_order_across_compacted_writers(
+    mixed: tuple[Path, list[dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After compaction (two writers per hour: two sorted files merged), the same order."""
+    from imagelog.compact import compact
+    from imagelog.stores import make_store
+
+    run_path, expected = mixed
+    report = compact(make_store(run_path), now_ns=2**62, grace_ns=0)
+    assert len(report.compacted) == 5  # two synthetic hours of two writers, and the real hour
+    run = imagelog.read(run_path)
+    assert list(run.records()) == expected
+    assert list(run.records(source="cam0")) == [
+        r for r in expected if r["image"]["source"] == "cam0"
+    ]
+    assert main(["ls", str(run_path), "-n", "4", "--json"]) == 0
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == expected[-4:]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .codecs import embedded_record
-from .index.reader import iter_segment_lines, segment_keys
+from .index.reader import iter_segment_lines, parquet_records, segment_keys
 from .index.recover import purged_ids
 from .layout import (
     IMAGES_PREFIX,
@@ -142,8 +142,6 @@ def verify(
     jsonl_keys, parquet_keys = list_files(store).keys()  # compacted hours replace their segments
     for key in parquet_keys:
         report.segments += 1
-        from .compact import parquet_records
-
         try:
             records.extend(rec for _, rec in parquet_records(store.get(key)))
         except FileNotFoundError:
@@ -294,8 +292,6 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         except FileNotFoundError:
             continue
         if is_compacted(key):
-            from .compact import parquet_records
-
             found: Iterable[tuple[Any, Any, dict[str, Any] | None]] = (
                 (0, raw, rec) for raw, rec in parquet_records(data)
             )

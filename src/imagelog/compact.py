@@ -32,10 +32,11 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from .index.reader import parquet_records
 from .layout import (
     INDEX_PREFIX,
     QUARANTINE_PREFIX,
@@ -49,7 +50,7 @@ from .layout import (
 from .query import COLUMNS, LocalFiles, records_sql, sql_str
 from .stores.base import Store
 
-__all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records"]
+__all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
 
 #: An hour is closed (compacted) this long after it ended: lines of frames in flight at the
 #: rollover are written by then (the same rule retention uses to purge whole hours).
@@ -102,18 +103,6 @@ def segments_of(data: bytes) -> list[str]:
     meta = pq.read_metadata(pa.BufferReader(data)).metadata or {}
     raw = meta.get(_META_KEY.encode())
     return list(json.loads(raw)) if raw else []
-
-
-def parquet_records(data: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
-    """``(line, record)`` for every row of a compacted file, in its order (id, seq)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(pa.BufferReader(data))
-    for batch in pf.iter_batches(columns=["record"], batch_size=4096):
-        for text in batch.column(0).to_pylist():
-            if text is not None:
-                yield text.encode("utf-8"), json.loads(text)
 
 
 def compact(

@@ -73,12 +73,16 @@ class ExportReport:
 
 
 _PROBED: dict[tuple[str, str, int, str], bool] = {}
+#: Formats that a stock Pillow (what ``datasets`` decodes with) opens without plugins.
+_STOCK_PILLOW = frozenset({"png", "jpeg", "webp", "tiff", "qoi", "avif"})
 
 
 def _pillow_reads(rec: dict[str, Any], data: bytes) -> bool:
     """Whether Pillow (what the ``datasets`` Image feature decodes with) reads this record's
     image: tried on the first image of each format, dtype, channels and encoder settings."""
     image = rec.get("image") or {}
+    if str(image.get("format")) not in _STOCK_PILLOW:
+        return False  # a plugin in this process (pyjpegxl's, say) is not the reader's Pillow
     encoder = json.dumps(image.get("encoder") or {}, sort_keys=True)
     key = (
         str(image.get("format")),

@@ -15,13 +15,15 @@ exactly once.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -39,11 +41,14 @@ __all__ = [
     "connect",
     "filters_sql",
     "hour_of_key",
+    "iter_json",
+    "iter_records",
     "lines_records_sql",
     "list_files",
     "parquet_key",
     "records_sql",
     "sql_str",
+    "warn_torn",
     "with_retry",
 ]
 
@@ -126,7 +131,7 @@ class RunFiles:
     def writers(self) -> set[str]:
         """Every writer with a segment or a compacted hour."""
         out = {writer_of(k) for ks in self.jsonl.values() for k in ks}
-        out |= {Path(k).stem for ks in self.parquet.values() for k in ks}
+        out |= {writer_of(k) for ks in self.parquet.values() for k in ks}
         return out
 
 
@@ -284,45 +289,32 @@ def lines_records_sql(lines: str) -> str:
 def _jsonl_sql(paths: Sequence[str], *, whole: bool = False, lines: str | None = None) -> str:
     """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
 
-    Each column is its own JSON-path extraction, so a query pays only for the columns it uses;
-    ``whole=True`` (every column, as compaction needs) parses each line once instead.
+    The scalar columns come from one ``json_extract_string`` of every path (one parse per line;
+    measured 2.5x faster than a parse per column for ``stats``); ``labels``, ``meta`` and
+    ``record`` are parsed only by the queries that use them. (``whole`` is accepted for callers
+    that read every column; every query now takes this path.)
     """
-    if whole:
-        names = list(_PATHS)
-        paths_list = (
-            "[" + ", ".join(sql_str(_PATHS[n]) for n in names) + ", '$.image.id', '$.event.id']"
-        )
-        cols = []
-        for name, typ in COLUMNS.items():
-            if name == "id":
-                expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
-            elif name in ("labels", "meta"):
-                expr = f"(line->'$.{name}')"
-            elif name == "record":
-                expr = "line::JSON"
-            else:
-                j = f"j[{names.index(name) + 1}]"
-                expr = j if typ == "VARCHAR" else f"TRY_CAST({j} AS {typ})"
-            cols.append(f"{expr} AS {name}")
-        return (
-            f"SELECT {', '.join(cols)} FROM (SELECT line, json_extract_string(line, {paths_list}) "
-            f"AS j FROM {_lines_sql(paths)} WHERE json_valid(line))"
-        )
+    del whole
+    names = list(_PATHS)
+    every = [_PATHS[n] for n in names] + ["$.image.id", "$.event.id"]
     cols = []
     for name, typ in COLUMNS.items():
         if name == "id":
-            expr = "coalesce(line->>'$.image.id', line->>'$.event.id')"
+            expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
         elif name in ("labels", "meta"):
             expr = f"(line->'$.{name}')"
         elif name == "record":
             expr = "line::JSON"
-        elif typ == "VARCHAR":
-            expr = f"(line->>{sql_str(_PATHS[name])})"
         else:
-            expr = f"TRY_CAST(line->>{sql_str(_PATHS[name])} AS {typ})"
+            ji = f"j[{names.index(name) + 1}]"
+            expr = ji if typ == "VARCHAR" else f"TRY_CAST({ji} AS {typ})"
         cols.append(f"{expr} AS {name}")
     source = f"({lines})" if lines is not None else _lines_sql(paths)
-    return f"SELECT {', '.join(cols)} FROM {source} WHERE json_valid(line)"
+    path_list = "[" + ", ".join(sql_str(p) for p in every) + "]"
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT line, json_extract_string(line, {path_list}) "
+        f"AS j FROM {source} WHERE json_valid(line))"
+    )
 
 
 def _parquet_sql(paths: Sequence[str]) -> str:
@@ -409,7 +401,6 @@ def connect(
     con = duckdb.connect(
         config={"memory_limit": memory_limit, "autoinstall_known_extensions": False}
     )
-    con.execute("SET preserve_insertion_order = false")
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET temp_directory = {sql_str(str(local.spill_dir()))}")
     con.execute("SET TimeZone = 'UTC'")
@@ -417,14 +408,17 @@ def connect(
     warn_torn(all_j)
     all_p = [local.path(k) for k in parquet_keys]
     path_of = dict(zip(jsonl_keys + parquet_keys, all_j + all_p, strict=True))
-    con.execute(f"CREATE TEMP TABLE _purged AS {_purged_sql(all_j, all_p)}")
+    # a table of the (in-memory) database, not TEMP: cursors of this connection see it too
+    con.execute(f"CREATE TABLE _purged AS {_purged_sql(all_j, all_p)}")
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
-    con.execute(
-        "CREATE TEMP VIEW records AS SELECT * FROM _all a WHERE a.action IS DISTINCT FROM "
-        "'logged' OR a.id IS NULL OR NOT EXISTS (SELECT 1 FROM _purged p WHERE p.id = a.id)"
-    )
+    view = _without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
+    con.execute(f"CREATE TEMP VIEW records AS {view}")
     return con
+
+
+def _has_purged(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.sql("SELECT count(*) FROM _purged").fetchall()[0][0])
 
 
 def with_retry(
@@ -459,8 +453,6 @@ def with_retry(
 
 def iter_json(rel: duckdb.DuckDBPyRelation, batch: int = 1024) -> Iterator[Any]:
     """The first column of a relation, row by row, fetched in batches (bounded memory)."""
-    import json
-
     for chunk in rel.to_arrow_reader(batch):
         for value in chunk.column(0).to_pylist():
             yield json.loads(value) if isinstance(value, str) else value
@@ -493,10 +485,13 @@ def filters_sql(
     return (" AND ".join(clauses) or "true"), params
 
 
-_NOT_PURGED = (
-    "(action IS DISTINCT FROM 'logged' OR id IS NULL OR NOT EXISTS "
-    "(SELECT 1 FROM _purged p WHERE p.id = h.id))"
-)
+def _without_purged(rows: str) -> str:
+    """Rows minus the ``logged`` rows of purged ids: a hash join against the (small) id table,
+    streaming the rows (a correlated NOT EXISTS made DuckDB materialise every row)."""
+    return (
+        f"SELECT h.* FROM ({rows}) h LEFT JOIN (SELECT DISTINCT id FROM _purged) p "
+        "ON h.id = p.id AND h.action = 'logged' WHERE p.id IS NULL"
+    )
 
 
 _RETRIES = 5
@@ -504,6 +499,58 @@ _RETRIES = 5
 
 def _hour_sql(local: LocalFiles, jsonl: list[str], parquet: list[str]) -> str:
     return records_sql([local.path(k) for k in jsonl], [local.path(k) for k in parquet])
+
+
+_Row = tuple[str, int, str]
+
+
+def _hour_rows(
+    con: duckdb.DuckDBPyConnection,
+    local: LocalFiles,
+    jsonl: list[str],
+    parquet: list[str],
+    cond: str,
+    params: list[Any],
+    purged: bool,
+    desc: bool,
+    limit: int | None,
+) -> Generator[_Row, None, None]:
+    """One hour's matching rows ``(id, seq, record)`` in order: a heap merge of streams that are
+    each in order. A compacted file is sorted already, so it streams as stored (memory: one
+    batch); the hour's JSON Lines segments are sorted together by DuckDB (spilling past its
+    memory limit). Newest-first reads take DuckDB's top-N of each stream."""
+    order = "DESC" if desc else "ASC"
+    cursors = []
+
+    def stream(rows: str, sort: bool) -> Iterator[_Row]:
+        if purged:
+            rows = _without_purged(rows)
+        sql = (
+            "SELECT coalesce(id, ''), coalesce(seq, 0), CAST(record AS VARCHAR) "
+            f"FROM ({rows}) h WHERE {cond}"
+        )
+        if sort:
+            sql += f" ORDER BY id {order}, seq {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        cur = con.cursor()
+        cursors.append(cur)
+        for chunk in cur.sql(sql, params=params or None).to_arrow_reader(1024):
+            ids, seqs, texts = (chunk.column(i).to_pylist() for i in range(3))
+            yield from zip(ids, seqs, texts, strict=True)
+
+    # (a join against purged ids may reorder rows: then each file is sorted too)
+    streams = [stream(_parquet_sql([local.path(k)]), sort=desc or purged) for k in parquet]
+    if jsonl:
+        streams.append(stream(_jsonl_sql([local.path(k) for k in jsonl]), sort=True))
+    try:
+        if len(streams) == 1:
+            yield from streams[0]
+        else:
+            yield from heapq.merge(*streams, key=lambda r: (r[0], r[1]), reverse=desc)
+    finally:
+        for cur in cursors:
+            cur.close()
 
 
 def iter_records(
@@ -532,10 +579,10 @@ def iter_records(
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
+    purged = _has_purged(con)
     cond, params = filters_sql(
         source=source, since=since, until=until, include_events=include_events, where=where
     )
-    order = "DESC" if newest_first else "ASC"
     left = limit
     hours = files.hours[::-1] if newest_first else files.hours
     try:
@@ -543,20 +590,19 @@ def iter_records(
             done = 0  # rows of this hour already yielded
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])
-                sql = (
-                    f"SELECT CAST(record AS VARCHAR) FROM ({_hour_sql(local, jsonl, parquet)}) h "
-                    f"WHERE {cond} AND {_NOT_PURGED} ORDER BY id {order}, seq {order}"
-                )
-                if left is not None:
-                    sql += f" LIMIT {int(left) + done}"
+                want = None if left is None else left + done
+                merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
+                                    newest_first, want)  # fmt: skip
                 try:
-                    for i, rec in enumerate(iter_json(con.sql(sql, params=params or None))):
+                    for i, (_, _, text) in enumerate(merged):
                         if i < done:
                             continue  # yielded before a compaction moved this hour
-                        yield rec
+                        yield json.loads(text)
                         done += 1
                         if left is not None:
                             left -= 1
+                            if left <= 0:
+                                break
                     break
                 except (duckdb.IOException, FileNotFoundError):
                     # a compaction replaced this hour's segments since the listing: the same
@@ -564,6 +610,8 @@ def iter_records(
                     if attempt == _RETRIES - 1:
                         raise
                     files = list_files(store)
+                finally:
+                    merged.close()
             if left is not None and left <= 0:
                 return
     finally:

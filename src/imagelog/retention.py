@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
-from .index.reader import iter_segment_lines
+from .index.reader import iter_segment_lines, parquet_records
 from .index.segment import IndexWriter
 from .layout import (
     IMAGES_PREFIX,
@@ -360,8 +360,6 @@ class Retention:
             except FileNotFoundError:
                 continue
             if is_compacted(info.key):  # the record column of a compacted hour
-                from .compact import parquet_records
-
                 out.extend(parquet_records(data))
                 continue
             out.extend((raw, rec) for _, raw, rec in iter_segment_lines(data) if rec is not None)
