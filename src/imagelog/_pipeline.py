@@ -364,6 +364,10 @@ class Pipeline:
         }
         if frame.converted_from:
             fields["converted_from"] = frame.converted_from
+        if frame.pixel_format is not None:
+            fields["pixel_format"] = frame.pixel_format
+            fields["stride"] = frame.stride
+            fields["bit_depth"] = frame.bit_depth
         return fields
 
     def _write_frame(self, job: FrameJob) -> None:

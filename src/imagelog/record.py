@@ -68,6 +68,9 @@ class ImageFields(TypedDict, total=False):
     channels: int
     dtype: str
     channel_order: str
+    pixel_format: str
+    stride: int
+    bit_depth: int
     format: str
     lossless: bool
     encoder: dict[str, Any]
