@@ -138,6 +138,36 @@ class TestRoundTrip:
         assert rec["image"]["pixel_format"] == "rgb8"
         np.testing.assert_array_equal(run.load(rec), rgb)
 
+    @pytest.mark.parametrize("name", ["bayer_grbg8", "yuyv", "uyvy", "nv21"])
+    def test_file_holds_the_planes(self, run_dir: Path, name: str) -> None:
+        """The file holds the planes side by side (image.layout "planes"), verified at write."""
+        fmt = pixfmt.parse(name)
+        frame = delivered(fmt)
+        with imagelog.open(run_dir, strict=True, verify="all") as log:
+            log.log(frame, pixel_format=name)
+        assert log.stats()["verified"] == 1 and log.stats()["verify_failed"] == 0
+        run, rec = only(run_dir)
+        assert rec["image"]["layout"] == "planes"
+        decoded = imagelog.codecs.get(rec["image"]["format"]).decode(run.read_bytes(rec))
+        if fmt.kind == "bayer":  # top-left tile: the sites at (0, 0)
+            np.testing.assert_array_equal(decoded[: H // 2, : W // 2], frame[0::2, 0::2])
+        elif fmt.kind == "yuv422":  # left half: the Y plane
+            np.testing.assert_array_equal(decoded[:, :W], frame[:, :, 0 if name == "yuyv" else 1])
+        else:  # NV21 as I420: V follows U
+            np.testing.assert_array_equal(
+                decoded[H:].reshape(-1)[: W * H // 4], frame[H:].reshape(-1)[1::2]
+            )
+        np.testing.assert_array_equal(run.load(rec), frame)
+
+    def test_odd_sized_mosaic(self, log: imagelog.ImageLog, run_dir: Path) -> None:
+        """A mosaic of odd size is stored as delivered (no tiling) and comes back exactly."""
+        frame = np.ascontiguousarray(delivered(pixfmt.parse("bayer_rggb16"))[:-1, :-1])
+        log.log(frame, pixel_format="bayer_rggb16")
+        log.flush()
+        run, rec = only(run_dir)
+        assert "layout" not in rec["image"]
+        np.testing.assert_array_equal(run.load(rec), frame)
+
     def test_bayer_is_stored_smaller_than_its_rgb(self, run_dir: Path) -> None:
         """One plane instead of three: the stored mosaic is smaller than the demosaiced RGB."""
         rgb = np.ascontiguousarray(photo("astronaut.png")[:256, :256])

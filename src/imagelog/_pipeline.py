@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import exif
+from . import exif, pixfmt
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
@@ -402,9 +402,14 @@ class Pipeline:
             )
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
-            data, embedded = codec.encode_with_record(frame.pixels, job.params, dumps(ordered(rec)))
+            pixels = frame.pixels
+            if frame.pixel_format is not None:  # Bayer/YUV planes side by side: smaller files
+                pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                if layout is not None:
+                    image["layout"] = layout
+            data, embedded = codec.encode_with_record(pixels, job.params, dumps(ordered(rec)))
             if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
-                problem = self.verifier.check(codec, frame.pixels, data)
+                problem = self.verifier.check(codec, pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
                     self.stats.add(job.source, "verify_failed")

@@ -71,6 +71,7 @@ class ImageFields(TypedDict, total=False):
     pixel_format: str
     stride: int
     bit_depth: int
+    layout: str
     format: str
     lossless: bool
     encoder: dict[str, Any]

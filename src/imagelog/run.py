@@ -151,7 +151,14 @@ class Run:
         name = image.get("pixel_format")
         if name:
             pf = pixfmt.parse(str(name))
-            arr = arr.reshape(pf.stored_shape(int(image["width"]), int(image["height"])))
+            layout = image.get("layout")
+            arr = pixfmt.from_stored(
+                arr,
+                pf,
+                None if layout is None else str(layout),
+                int(image["width"]),
+                int(image["height"]),
+            )
             if convert is not None:
                 return pixfmt.to_rgb(arr, pf)
         elif convert is not None:  # a frame logged without a pixel format: gray or RGB(A)
