@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import imagelog
-from imagelog import pixfmt
+from imagelog import audit, pixfmt
+from imagelog.checks import check_frame
 from imagelog.errors import FormatMismatch, InvalidFrame, UnsupportedInput
 from imagelog.samples import photo
 
@@ -335,3 +336,81 @@ class TestCallerErrors:
         recs = list(imagelog.read(run_dir).records())
         assert [r["image"]["lossless"] for r in recs] == [True, False]
         np.testing.assert_array_equal(imagelog.read(run_dir).load(recs[0]), frame)
+
+
+class TestEncodingChecks:
+    """``check_encoding=``: suspect frames are counted and written as index events."""
+
+    def test_checks_in_the_background(self, run_dir: Path) -> None:
+        """A mis-declared Bayer pattern and a blank frame are flagged; a good frame is not."""
+        rgb = np.ascontiguousarray(photo("coffee.png")[:256, :256])
+        mosaic = pixfmt.from_rgb(rgb, "bayer_rggb8")
+        with imagelog.open(run_dir, strict=True, check_encoding="all") as log:
+            good = log.log(mosaic, pixel_format="bayer_rggb8")
+            wrong = log.log(mosaic, pixel_format="bayer_gbrg8")
+            blank = log.log(np.zeros((64, 64), np.uint8))
+        stats = log.stats()
+        assert stats["encoding_checked"] == 3
+        assert stats["encoding_warnings_by_kind"] == {"bayer_pattern": 1, "constant": 1}
+        assert stats["encoding_warnings"] == 2
+        run = imagelog.read(run_dir)
+        events = [
+            r
+            for r in run.records(include_events=True)
+            if r["event"]["action"] == "encoding_warning"
+        ]
+        flagged = {e["imagelog"]["check"]["image_id"]: e["event"]["reason"] for e in events}
+        assert flagged == {wrong: "bayer_pattern", blank: "constant"}
+        assert good not in flagged
+        assert all(e["log"]["level"] == "warning" and e["message"] for e in events)
+        assert len(list(run.records())) == 3  # the frames themselves are stored as logged
+        assert run.get(wrong)["event"]["action"] == "logged"
+        report = audit.verify(run, sample=1.0)  # decodes every frame at its pixel format
+        assert not report.findings
+
+    def test_off_by_default(self, run_dir: Path) -> None:
+        """Without check_encoding nothing is checked."""
+        with imagelog.open(run_dir, strict=True) as log:
+            log.log(np.zeros((64, 64), np.uint8))
+        assert log.stats()["encoding_checked"] == 0
+        assert log.stats()["encoding_warnings"] == 0
+
+    @pytest.mark.parametrize(
+        ("frame", "name", "kind"),
+        [
+            (lambda rgb: np.ascontiguousarray(rgb[:, :, ::-1]), None, "channel_order"),
+            (lambda rgb: pixfmt.from_rgb(rgb, "bayer_rggb8"), "bayer_bggr8", "channel_order"),
+            (lambda rgb: pixfmt.from_rgb(rgb, "bayer_rggb8"), "bayer_grbg8", "bayer_pattern"),
+            (lambda rgb: pixfmt.from_rgb(rgb, "nv12"), "nv21", "channel_order"),
+            (lambda rgb: rgb.astype(np.uint16)[:, :, 0] * 257, "mono12", "out_of_range"),
+            (lambda rgb: np.full(rgb.shape[:2], 255, np.uint8), "mono8", "constant"),
+            (lambda rgb: np.minimum(rgb.astype(np.uint16) * 4, 255).astype(np.uint8), None, "saturated"),
+        ],
+    )  # fmt: skip
+    def test_catches(self, frame: Any, name: str | None, kind: str) -> None:
+        """Each kind of mis-declaration is caught on a photograph it does not flag as declared."""
+        rgb = np.ascontiguousarray(photo("chelsea.png")[:256, :384])
+        assert check_frame(rgb) == []
+        assert kind in [f.kind for f in check_frame(frame(rgb), name)]
+
+    @pytest.mark.parametrize("name", ["bayer_rggb8", "mono8", "rgb8", "yuyv", "nv12"])
+    @pytest.mark.parametrize("off", [2, 6, 64])
+    def test_wrong_stride_is_sheared(self, name: str, off: int) -> None:
+        """A buffer read with a stride a few bytes off looks sheared; read right, it does not."""
+        fmt = pixfmt.parse(name)
+        w, h = 384, 256
+        frame = pixfmt.from_rgb(np.ascontiguousarray(photo("astronaut.png")[:h, :w]), fmt)
+        true_stride = fmt.row_bytes(w) + 64
+        data = padded(frame, fmt, true_stride)
+        views, _ = pixfmt.plane_views(data, fmt, w, h, true_stride)
+        assert (
+            check_frame(
+                np.concatenate([v.reshape(v.shape[0], -1) for v in views]).reshape(frame.shape), fmt
+            )
+            == []
+        )
+        wrong = true_stride - off
+        size = sum(rows * pitch for rows, _, pitch in fmt.planes(w, h, wrong))
+        views, _ = pixfmt.plane_views(data[:size], fmt, w, h, wrong)
+        got = np.concatenate([v.reshape(-1) for v in views]).reshape(frame.shape)
+        assert "sheared" in [f.kind for f in check_frame(got, fmt)]

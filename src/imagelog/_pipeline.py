@@ -18,15 +18,17 @@ from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
-from ._verify import Verifier
+from ._verify import Sampler, Verifier
+from .checks import check_frame
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
+from .ids import uuid7
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dropped_record, dumps, iso_utc, ordered, stored_file
+from .record import dropped_record, dumps, encoding_record, iso_utc, ordered, stored_file
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -76,6 +78,7 @@ class Stats:
         self.by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.dropped_by_reason: Counter[str] = Counter()
         self.failed_by_reason: Counter[str] = Counter()
+        self.warnings_by_kind: Counter[str] = Counter()
         self.last_error: str | None = None
         self.first_error: BaseException | None = None
 
@@ -115,6 +118,7 @@ class Pipeline:
         # recycled frame buffers count against max_queue_bytes together with the queued frames
         self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
         self.verifier = Verifier(settings.verify)
+        self.checker = Sampler(settings.check_encoding)
         self.backoff = Backoff()
         self.retention = Retention(
             store, max_bytes=settings.max_bytes, max_age=settings.max_age,
@@ -183,6 +187,9 @@ class Pipeline:
                 "peak_queue_bytes": self.queue.peak_bytes,
                 "dropped_by_reason": dict(self.stats.dropped_by_reason),
                 "failed_by_reason": dict(self.stats.failed_by_reason),
+                "encoding_checked": c["encoding_checked"],
+                "encoding_warnings": c["encoding_warnings"],
+                "encoding_warnings_by_kind": dict(self.stats.warnings_by_kind),
                 "last_error": self.stats.last_error,
                 "paused": self.backoff.reason,
                 "encode_seconds": c["encode_ns"] / 1e9,
@@ -445,6 +452,34 @@ class Pipeline:
             self.stats.counts["write_ns"] += int((t2 - t1) * 1e9)
         for hook in self.on_written:
             hook(final)
+        if frame.pixels is not None and self.checker.due():
+            self._check_encoding(job, final)
+
+    def _check_encoding(self, job: FrameJob, final: dict[str, Any]) -> None:
+        """``check_encoding=``: look for signs of a mis-declared frame; each finding is counted
+        and written to the index as an ``encoding_warning`` event (never raises)."""
+        frame = job.frame
+        assert frame.pixels is not None
+        try:
+            findings = check_frame(frame.pixels, frame.pixel_format, bit_depth=frame.bit_depth)
+        except Exception as exc:
+            self.report("encoding-check", exc)
+            return
+        self.stats.add(job.source, "encoding_checked")
+        for f in findings:
+            now = self.clock()
+            rec = encoding_record(
+                final, now_ns=now, rid=uuid7(now), kind=f.kind, message=f.message, values=f.values
+            )
+            self.stats.add(job.source, "encoding_warnings")
+            with self.stats.lock:
+                self.stats.warnings_by_kind[f.kind] += 1
+            self.index.append(rec, job.created_ns)  # the frame's hour: purged with it
+            self._reporter.warn(
+                f"encoding-{f.kind}",
+                f"{self.store.url}: {final['file']['path']}:",
+                ValueError(f.message),
+            )
 
     def _fail(self, source: str, exc: BaseException) -> None:
         reason = _reason(exc)
