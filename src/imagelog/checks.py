@@ -43,7 +43,7 @@ Array = np.ndarray[Any, Any]
 KINDS = ("constant", "saturated", "out_of_range", "sheared", "bayer_pattern", "channel_order")
 
 #: Thresholds (chosen on the photographs in shared/data, see bench/pixfmt.py).
-SHEAR_RATIO = 0.8  # best sideways match / straight-below match
+SHEAR_RATIO = 0.7  # best sideways match / straight-below match (natural crops: >= 0.747)
 SHEAR_VERTICAL = 3.0  # row-to-row difference / pixel-to-pixel difference
 SHEAR_MAX_SHIFT = 16  # pixels searched either way
 GREEN_RATIO = 1.3  # declared greens' disagreement / the other diagonal's
