@@ -302,7 +302,7 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     spec such as "png:level=1"), ``formats`` (per source), ``codec_options``, ``on_full``
     ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
-    ``close_timeout``, ``strict``, ``storage_options``.
+    ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``.
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).
