@@ -368,6 +368,38 @@ class TestEncodingChecks:
         report = audit.verify(run, sample=1.0)  # decodes every frame at its pixel format
         assert not report.findings
 
+    def test_warning_fields_have_ecs_types(self, run_dir: Path) -> None:
+        """The event's ECS-named fields carry ECS types (its own live under imagelog.check)."""
+        import json
+
+        ecs = json.loads((Path(__file__).parent / "data" / "ecs_fields.json").read_text("utf-8"))
+        with imagelog.open(run_dir, strict=True, check_encoding="all") as log:
+            log.log(np.zeros((64, 64), np.uint8), source="cam1")
+        (event,) = [
+            r
+            for r in imagelog.read(run_dir).records(include_events=True)
+            if r["event"]["action"] == "encoding_warning"
+        ]
+        checked = 0
+        for top in ("event", "log", "host", "process"):
+            for key, value in event[top].items():
+                spec = ecs.get(f"{top}.{key}")
+                assert spec is not None, f"{top}.{key} is not an ECS field"
+                checked += 1
+                if spec["type"] == "long":
+                    assert isinstance(value, int), key
+                elif spec["type"] == "date":
+                    assert isinstance(value, str) and value.endswith("Z"), key
+                else:
+                    assert isinstance(value, str), key
+        assert checked >= 9
+        assert event["imagelog"]["check"]["source"] == "cam1"
+
+    def test_bad_setting(self, run_dir: Path) -> None:
+        """check_encoding takes what verify takes; anything else fails at open()."""
+        with pytest.raises(imagelog.InvalidSetting, match="check_encoding"):
+            imagelog.open(run_dir, check_encoding="always")
+
     def test_off_by_default(self, run_dir: Path) -> None:
         """Without check_encoding nothing is checked."""
         with imagelog.open(run_dir, strict=True) as log:
