@@ -446,3 +446,28 @@ class TestEncodingChecks:
         views, _ = pixfmt.plane_views(data[:size], fmt, w, h, wrong)
         got = np.concatenate([v.reshape(-1) for v in views]).reshape(frame.shape)
         assert "sheared" in [f.kind for f in check_frame(got, fmt)]
+
+
+def test_handler_passes_the_pixel_format(run_dir: Path) -> None:
+    """logging.Handler: extra={"image": buf, "size": ..., "pixel_format": ..., "stride": ...}."""
+    import logging
+
+    fmt = pixfmt.parse("bayer_bggr8")
+    frame = delivered(fmt)
+    with imagelog.open(run_dir, strict=True) as log:
+        logger = logging.getLogger("test_pixfmt.handler")
+        handler = imagelog.Handler(log)
+        logger.addHandler(handler)
+        try:
+            extra = {
+                "image": padded(frame, fmt, W + 32),
+                "size": (W, H),
+                "pixel_format": "bayer_bggr8",
+                "stride": W + 32,
+            }
+            logger.warning("raw frame", extra=extra)
+        finally:
+            logger.removeHandler(handler)
+    run, rec = only(run_dir)
+    assert rec["image"]["pixel_format"] == "bayer_bggr8" and rec["message"] == "raw frame"
+    np.testing.assert_array_equal(run.load(rec), frame)
