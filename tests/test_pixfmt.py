@@ -254,10 +254,26 @@ class TestToRgb:
         np.testing.assert_array_equal(pixfmt.to_rgb(pixfmt.from_rgb(rgb, "bgra8"), "bgra8"), rgb)
         np.testing.assert_array_equal(pixfmt.to_rgb(pixfmt.from_rgb(rgb, "rgba8"), "rgba8"), rgb)
 
+    def test_as_uint8(self) -> None:
+        """as_uint8 scales by the bit depth: a 12-bit demosaic >> 4, float 0..1 to 0..255."""
+        fmt = pixfmt.parse("bayer_grbg12")
+        mosaic = pixfmt.from_rgb(scene(fmt), fmt)
+        full = pixfmt.to_rgb(mosaic, fmt)
+        np.testing.assert_array_equal(
+            pixfmt.to_rgb(mosaic, fmt, as_uint8=True), (full >> 4).astype(np.uint8)
+        )
+        gray = np.array([[0.0, 0.5], [1.0, 2.0]], np.float32)
+        assert pixfmt.to_rgb(gray, "32fc1", as_uint8=True)[:, :, 0].tolist() == [
+            [0, 128],
+            [255, 255],
+        ]
+
     def test_to_rgb_checks_the_array(self) -> None:
         """A mosaic of the wrong dtype or shape is refused with the reason."""
         with pytest.raises(InvalidFrame, match="uint16"):
             pixfmt.to_rgb(np.zeros((4, 4), np.uint8), "bayer_rggb16")
+        with pytest.raises(InvalidFrame, match="3x3"):
+            pixfmt.to_rgb(np.zeros((2, 2), np.uint8), "bayer_rggb8")
         with pytest.raises(InvalidFrame, match=r"\(H\*3/2\)xW"):
             pixfmt.to_rgb(np.zeros((5, 4), np.uint8), "nv12")
 

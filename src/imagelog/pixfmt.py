@@ -262,7 +262,7 @@ def _cv2() -> Any:
     return cv2
 
 
-def to_rgb(array: Array, pixel_format: str | PixelFormat) -> Array:
+def to_rgb(array: Array, pixel_format: str | PixelFormat, *, as_uint8: bool = False) -> Array:
     """Convert a frame as stored (what ``Run.load(rec)`` returns) to ``HxWx3`` RGB.
 
     Bayer mosaics are demosaiced (OpenCV's bilinear ``cvtColor``; 16-bit stays 16-bit, with the
@@ -273,6 +273,8 @@ def to_rgb(array: Array, pixel_format: str | PixelFormat) -> Array:
     Args:
         array: the stored frame (``Run.load(rec)``; shape ``PixelFormat.stored_shape``).
         pixel_format: its ``image.pixel_format`` (a name or a ``PixelFormat``).
+        as_uint8: scale to 8 bits by the bit depth (12-bit: ``>> 4``; float: 0..1 -> 0..255),
+            for thumbnails and exports that show, not measure.
 
     Raises:
         InvalidFrame: the array's shape or dtype does not fit the pixel format.
@@ -280,8 +282,20 @@ def to_rgb(array: Array, pixel_format: str | PixelFormat) -> Array:
 
     >>> to_rgb(np.full((2, 2), 9, np.uint8), "mono8")[0, 0].tolist()
     [9, 9, 9]
+    >>> to_rgb(np.full((4, 4), 4095, np.uint16), "bayer_rggb12", as_uint8=True)[0, 0].tolist()
+    [255, 255, 255]
     """
     fmt = parse(pixel_format)
+    rgb = _to_rgb(array, fmt)
+    if not as_uint8 or rgb.dtype == np.uint8:
+        return rgb
+    if fmt.dtype == "float32":
+        return np.asarray(np.rint(np.clip(rgb, 0.0, 1.0) * 255), np.uint8)
+    shift = max(0, fmt.bit_depth - 8)
+    return np.asarray(np.minimum(rgb >> shift, 255), np.uint8)
+
+
+def _to_rgb(array: Array, fmt: PixelFormat) -> Array:
     if array.dtype != np.dtype(fmt.dtype):
         raise InvalidFrame(f"{fmt.name} frames are {fmt.dtype}, got {array.dtype}")
     if fmt.kind == "mono":
@@ -297,8 +311,9 @@ def to_rgb(array: Array, pixel_format: str | PixelFormat) -> Array:
         return np.ascontiguousarray(rgb)
     cv2 = _cv2()
     if fmt.kind == "bayer":
-        if array.ndim != 2 or array.shape[0] < 2 or array.shape[1] < 2:
-            raise InvalidFrame(f"{fmt.name} mosaics are HxW (at least 2x2), got {array.shape}")
+        if array.ndim != 2 or array.shape[0] < 3 or array.shape[1] < 3:
+            # OpenCV's demosaicing needs a neighbour on every side: smaller gives black
+            raise InvalidFrame(f"{fmt.name} mosaics are HxW (at least 3x3), got {array.shape}")
         code = getattr(cv2, f"COLOR_Bayer{_BAYER_CODES[fmt.pattern]}2RGB")
         return np.asarray(cv2.cvtColor(np.ascontiguousarray(array), code))
     if fmt.kind == "yuv422":
