@@ -128,6 +128,33 @@ def caller(quick: bool) -> list[dict[str, Any]]:
     return results
 
 
+def intake(quick: bool) -> list[dict[str, Any]]:
+    """The caller thread's own work, alone: ``frames.normalise`` (validate, copy into a recycled
+    buffer) of each contender, best and median of many: robust to a busy machine."""
+    from imagelog.frames import BufferPool, normalise
+
+    n = 20 if quick else 60
+    out = []
+    for label, name, pad, as_bytes in CONTENDERS:
+        bank, kw = _frames(name, pad, as_bytes, 2)
+        pool = BufferPool(256 * 2**20)
+        times = []
+        for i in range(n):
+            s = time.perf_counter_ns()
+            f = normalise(bank[i % 2], pool=pool, **kw)
+            times.append(time.perf_counter_ns() - s)
+            assert f.pixels is not None
+            pool.give(f.pixels)
+        out.append(
+            {
+                "label": label,
+                "best_us": min(times) / 1000,
+                "median_us": statistics.median(times) / 1000,
+            }
+        )
+    return out
+
+
 # -- encoding checks ------------------------------------------------------------------------------
 def _photos(data: Path) -> list[tuple[str, Array]]:
     from PIL import Image
@@ -234,6 +261,7 @@ def run(quick: bool) -> dict[str, Any]:
     """Everything, for ``make bench``."""
     data = DATA if DATA.is_dir() else None
     return {
+        "intake": intake(quick),
         "caller": caller(quick),
         "checks": checks(data, quick) if data is not None else None,
     }
@@ -241,7 +269,16 @@ def run(quick: bool) -> dict[str, Any]:
 
 def table(res: dict[str, Any]) -> str:
     """Markdown tables."""
-    rows = [
+    rows = []
+    if res.get("intake"):
+        rows += ["## Camera pixel formats: log()'s own work at 1080p (validate + copy, alone)", "",
+                 "| frame | best | median |", "|---|---:|---:|"]  # fmt: skip
+        for r in res["intake"]:
+            rows.append(
+                f"| {r['label']} | {r['best_us'] / 1000:.2f} ms | {r['median_us'] / 1000:.2f} ms |"
+            )
+        rows.append("")
+    rows += [
         "## Camera pixel formats: the caller's cost at 1080p (lossless, hash off)",
         "",
         "| frame | delivered | stored (% of delivered) | sustained frames/s (burst) | log() p50 / p99 @ 30 fps | log() p99 in a burst |",
@@ -279,10 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m bench.pixfmt``."""
     p = argparse.ArgumentParser(prog="python -m bench.pixfmt", description=__doc__)
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--only", default="caller,checks")
+    p.add_argument("--only", default="intake,caller,checks")
     p.add_argument("--data", type=Path, default=DATA)
     a = p.parse_args(argv)
-    res: dict[str, Any] = {"caller": [], "checks": None}
+    res: dict[str, Any] = {"intake": [], "caller": [], "checks": None}
+    if "intake" in a.only:
+        res["intake"] = intake(a.quick)
     if "caller" in a.only:
         res["caller"] = caller(a.quick)
     if "checks" in a.only:
