@@ -51,6 +51,7 @@ COOL_SHARE = 0.8  # share of coloured pixels that are bluish
 COLOURED_SHARE = 0.05  # at least this share of pixels must be coloured to judge
 SATURATED_SHARE = 0.5
 MAX_ROWS = 128  # row pairs sampled per check
+MAX_COLS = 1024  # columns compared per row pair (the middle of the frame)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,10 +64,16 @@ class Finding:
 
 
 def _sites(mosaic: Array) -> list[Array]:
+    """The four sites of up to ``MAX_ROWS`` quad rows, evenly spread (as float32)."""
     h, w = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
-    return [
-        mosaic[dy:h:2, dx:w:2].astype(np.float32) for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1))
-    ]
+    quads = _rows(h // 2 + 1, 1) * 2  # first rows of sampled quads
+    top, bottom = mosaic[quads, :w].astype(np.float32), mosaic[quads + 1, :w].astype(np.float32)
+    return [top[:, 0::2], top[:, 1::2], bottom[:, 0::2], bottom[:, 1::2]]
+
+
+def _grid(n: int) -> int:
+    """A step that leaves about 64k samples of ``n``."""
+    return max(1, int((n / 65536) ** 0.5))
 
 
 def _rows(n: int, step: int) -> Array:
@@ -79,6 +86,9 @@ def _shear(plane: Array, row_step: int, col_step: int, peak: float) -> Finding |
     if h < row_step + 2 or w < 4 * m:
         return None
     rows = _rows(h, row_step)
+    if w > MAX_COLS + 2 * m:  # the middle MAX_COLS columns, on the colour grid
+        left = (w - MAX_COLS) // 2 // col_step * col_step - m
+        plane, w = plane[:, left : left + MAX_COLS + 2 * m], MAX_COLS + 2 * m
     a = plane[rows].astype(np.float32)
     b = plane[rows + row_step].astype(np.float32)
     core = a[:, m : w - m]
@@ -135,7 +145,9 @@ def _warm_cool(red: Array, green: Array, blue: Array, peak: float) -> Finding | 
 
 def _chroma_warm_cool(u: Array, v: Array) -> Finding | None:
     """The same test on YUV chroma: warm is Cr > Cb (R > B), cool the reverse."""
-    cb, cr = u.astype(np.float32) - 128, v.astype(np.float32) - 128
+    step = max(1, u.size // 65536)
+    cb = u.reshape(-1)[::step].astype(np.float32) - 128
+    cr = v.reshape(-1)[::step].astype(np.float32) - 128
     coloured = np.maximum(np.abs(cb), np.abs(cr)) > 8
     share = float(np.mean(coloured))
     if share < COLOURED_SHARE:
@@ -250,7 +262,8 @@ def check_frame(
             out.append(swap)
     elif pixels.ndim == 3 and pixels.shape[2] >= 3:
         shear = _shear(pixels[:, :, 1], 1, 1, peak)
-        f = pixels[::2, ::2, :3].astype(np.float32)
+        k = _grid(pixels.shape[0] * pixels.shape[1])
+        f = pixels[::k, ::k, :3].astype(np.float32)
         swap = _warm_cool(f[:, :, 0], f[:, :, 1], f[:, :, 2], peak)
         if swap is not None:
             out.append(swap)
