@@ -383,6 +383,9 @@ class TestEncodingChecks:
         assert run.get(wrong)["event"]["action"] == "logged"
         report = audit.verify(run, sample=1.0)  # decodes every frame at its pixel format
         assert not report.findings
+        from imagelog.cli import summarise
+
+        assert summarise(run)["encoding_warnings_by_kind"] == {"bayer_pattern": 1, "constant": 1}
 
     def test_warning_fields_have_ecs_types(self, run_dir: Path) -> None:
         """The event's ECS-named fields carry ECS types (its own live under imagelog.check)."""
