@@ -119,6 +119,18 @@ class TestRoundTrip:
         )
         np.testing.assert_array_equal(got, expect)
 
+    @pytest.mark.parametrize("name", ["bayer_rggb8", "nv12", "i420"])
+    def test_buffer_is_copied(self, log: imagelog.ImageLog, run_dir: Path, name: str) -> None:
+        """The camera may reuse its buffer as soon as log() returns."""
+        fmt = pixfmt.parse(name)
+        frame = delivered(fmt)
+        buf = bytearray(padded(frame, fmt, fmt.row_bytes(W) + 32))
+        log.log(buf, size=(W, H), pixel_format=name, stride=fmt.row_bytes(W) + 32)
+        buf[:] = bytes(len(buf))
+        log.flush()
+        run, rec = only(run_dir)
+        np.testing.assert_array_equal(run.load(rec), frame)
+
     def test_unpadded_last_row(self, log: imagelog.ImageLog, run_dir: Path) -> None:
         """A buffer whose last row stops at the pixels (no trailing padding) is accepted."""
         fmt = pixfmt.parse("bayer_gbrg16")
