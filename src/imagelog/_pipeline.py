@@ -474,7 +474,10 @@ class Pipeline:
             self.stats.add(job.source, "encoding_warnings")
             with self.stats.lock:
                 self.stats.warnings_by_kind[f.kind] += 1
-            self.index.append(rec, job.created_ns)  # the frame's hour: purged with it
+            try:  # the frame is written: a failed event line must not count it as failed
+                self.index.append(rec, job.created_ns)  # the frame's hour: purged with it
+            except Exception as exc:
+                self.report("encoding-check", exc)
             self._reporter.warn(
                 f"encoding-{f.kind}",
                 f"{self.store.url}: {final['file']['path']}:",
