@@ -58,7 +58,9 @@ def test_show_by_id_and_open(run: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_show_file_reads_the_embedded_record(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`imagelog show FILE` prints the record embedded in a PNG or JPEG."""
-    for rec in imagelog.read(run).records():
+    recs = list(imagelog.read(run).records())
+    assert [r["image"]["format"] for r in recs] == ["png", "png", "png", "jpeg"]
+    for rec in recs:
         assert main(["show", str(run / rec["file"]["path"])]) == 0
         embedded = json.loads(capsys.readouterr().out)
         assert embedded["image"]["id"] == rec["image"]["id"]

@@ -81,7 +81,9 @@ def test_drop_policies(run_dir: Path, gate: threading.Event, policy: str, kept: 
     assert {r["event"]["reason"] for r in drops} == {"queue_full"}
     assert sorted(r["meta"]["i"] for r in drops) == sorted(set(range(10)) - set(kept))
     assert all("file" not in r for r in drops)
-    for r in run.records():
+    recs = list(run.records())
+    assert len(recs) == len(kept)
+    for r in recs:
         assert int(run.load(r)[0, 0]) == r["meta"]["i"]
 
 

@@ -31,7 +31,10 @@ def _frames(n: int, seed: int = 1) -> list[np.ndarray[Any, Any]]:
 
 
 def _check_pixels(run: imagelog.Run, frames: list[np.ndarray[Any, Any]]) -> None:
-    for rec in run.records():
+    recs = list(run.records())
+    assert recs, "no records to check"
+    assert len({r["meta"]["i"] for r in recs}) == len(recs)  # no frame twice
+    for rec in recs:
         assert np.array_equal(run.load(rec), frames[rec["meta"]["i"]])
 
 
