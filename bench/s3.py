@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import imagelog
-from imagelog._seaweed import SeaweedFS, find_weed
+from bench.seaweed import SeaweedFS, find_weed
 from imagelog.samples import CameraSimulator
 
 __all__ = ["run", "table"]

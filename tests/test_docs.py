@@ -23,8 +23,8 @@ MODULES = ["imagelog", *SUBMODULES]  # the root package's own docstring included
 #: modules whose docstrings show examples: each must still have some (an example deleted or
 #: broken into prose would otherwise pass as "0 failed"). Modules not listed run theirs too.
 WITH_EXAMPLES = {
-    "imagelog", "imagelog._seaweed", "imagelog._verify", "imagelog.codec_bench",
-    "imagelog.codecs", "imagelog.frames", "imagelog.handler", "imagelog.ids",
+    "imagelog", "imagelog._backoff", "imagelog._verify", "imagelog.codec_bench",
+    "imagelog.codecs", "imagelog.frames", "imagelog.handler", "imagelog.ids", "imagelog.layout",
     "imagelog.logger", "imagelog.record", "imagelog.run", "imagelog.samples",
     "imagelog.settings", "imagelog.stores.s3",
 }  # fmt: skip

@@ -20,9 +20,9 @@ import pytest
 
 import imagelog
 from imagelog import codecs
+from imagelog.audit import verify
 from imagelog.codecs.base import Pixels
 from imagelog.codecs.png import PNG
-from imagelog.index.recover import verify
 
 from .conftest import PATIENCE
 

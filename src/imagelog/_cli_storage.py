@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from .audit import reindex, verify
 from .cli import _human_bytes
-from .index.recover import live_writers, reindex, repair, verify
+from .index.recover import live_writers, repair
 from .retention import Retention, Step
 from .run import read
 from .settings import parse_bytes, parse_duration
@@ -19,7 +20,7 @@ from .settings import parse_bytes, parse_duration
 __all__ = ["add_storage_commands", "cmd_purge", "cmd_reindex", "cmd_verify"]
 
 
-def _console() -> Any:
+def _stderr_console() -> Any:
     from rich.console import Console
 
     return Console(stderr=True)
@@ -34,7 +35,9 @@ def _progress(what: str, quiet: bool) -> Iterator[Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = ("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, TimeRemainingColumn(), console=_console(), transient=True) as bar:
+    with Progress(
+        *columns, TimeRemainingColumn(), console=_stderr_console(), transient=True
+    ) as bar:
         task = bar.add_task(what, total=None)
 
         def update(done: int, total: int) -> None:
@@ -56,7 +59,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         min_free_bytes=None if args.min_free is None else parse_bytes(args.min_free),
         keep_label=not args.ignore_keep_label,
     )
-    con = _console()
+    con = _stderr_console()
     with con.status("counting the run's partitions…"):
         retention.scan()
     before = retention.total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import enum
 import logging
 import os
 import threading
@@ -11,9 +12,29 @@ from typing import Protocol
 
 from . import ids
 
-__all__ = ["open_writers", "register", "unregister"]
+__all__ = ["LogState", "open_writers", "register", "unregister"]
 
 logger = logging.getLogger("imagelog")
+
+
+class LogState(enum.StrEnum):
+    """Where an ``ImageLog`` is in its life (httpx's ``ClientState``), and what each state allows.
+
+    ``OPEN -> CLOSING -> CLOSED``, one way; a log opens in its constructor, so there is no
+    unopened state.
+
+    ============  =====================  ===================  ===========================
+    state         ``log()``              ``flush()``          ``close()``
+    ============  =====================  ===================  ===========================
+    OPEN          queues the frame       waits for the queue  drains, moves to CLOSING
+    CLOSING       ``RuntimeError``       waits for the queue  waits for the first close
+    CLOSED        ``RuntimeError``       returns at once      nothing (idempotent)
+    ============  =====================  ===================  ===========================
+    """
+
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
 
 
 class _Drainable(Protocol):

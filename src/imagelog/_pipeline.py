@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, defaultdict
@@ -15,27 +13,28 @@ from collections.abc import Callable
 from typing import Any
 
 from . import exif
-from ._queue import ByteQueue, Closed, Item
+from ._backoff import Backoff
+from ._free_space import FreeSpaceGuard
+from ._maintenance import Maintenance
+from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
-from .errors import CodecError, SpoolFull
+from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
-from .record import dumps, iso_utc
-from .retention import FreeSpaceGuard, Maintenance, Retention
+from .layout import image_key
+from .record import dropped_record, dumps, iso_utc, ordered, stored_file
+from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
 
-__all__ = ["Backoff", "EventJob", "FrameJob", "Pipeline"]
+__all__ = ["EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_RECORD_ORDER = ("@timestamp", "event", "log", "message", "file", "image", "labels", "meta",
-                 "exif", "host", "process", "imagelog")  # fmt: skip
 _STORAGE_ERRNOS = {
     errno.ENOSPC,
     errno.EDQUOT,
@@ -45,29 +44,6 @@ _STORAGE_ERRNOS = {
     errno.ENOENT,
     errno.EIO,
 }
-
-
-def source_dir(source: str) -> str:
-    """A source name made safe for one path component (the record keeps the original)."""
-    safe = _UNSAFE.sub("_", source).strip("._")
-    return safe[:64] or "_"
-
-
-def image_key(created_ns: int, source: str, seq: int, writer: str, ext: str) -> str:
-    """``images/YYYY/MM/DD/HH/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>`` (UTC, log time)."""
-    sec, rem = divmod(created_ns, 1_000_000_000)
-    t = time.gmtime(sec)
-    return (
-        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{source_dir(source)}/"
-        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
-    )
-
-
-def ordered(record: dict[str, Any]) -> dict[str, Any]:
-    """The record with its top-level keys in schema order (unknown keys last)."""
-    out = {k: record[k] for k in _RECORD_ORDER if k in record}
-    out.update((k, v) for k, v in record.items() if k not in out)
-    return out
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,69 +86,6 @@ class Stats:
             self.by_source[source][key] += n
 
 
-class Backoff:
-    """Writing paused by a storage error (disk full, read-only, folder gone) until a probe succeeds.
-
-    While paused, frames fail at once without being encoded (so the queue keeps moving and
-    ``log()`` never waits on a dead disk); one frame at a time is tried again after a delay that
-    doubles from ``first`` up to ``longest`` seconds.
-    """
-
-    def __init__(
-        self,
-        *,
-        first: float = 0.05,
-        longest: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.first = first
-        self.longest = longest
-        self.clock = clock
-        self.reason: str | None = None
-        self.skipped = 0
-        self._delay = 0.0
-        self._next = 0.0
-        self._probing = False
-        self._lock = threading.Lock()
-
-    def blocked(self) -> str | None:
-        """The reason writing is paused, or None if this thread may write (or probe)."""
-        if self.reason is None:  # the common case, without the lock
-            return None
-        return self._blocked()
-
-    def _blocked(self) -> str | None:
-        with self._lock:
-            reason = self.reason
-            if reason is None or (not self._probing and self.clock() >= self._next):
-                self._probing = reason is not None
-                return None
-            self.skipped += 1
-            return reason
-
-    def failed(self, reason: str) -> bool:
-        """Pause (or stay paused) after a storage error; True if this starts a pause."""
-        with self._lock:
-            started = self.reason is None
-            if started:
-                self.skipped = 0
-            self._delay = self.first if started else min(self._delay * 2, self.longest)
-            self._next = self.clock() + self._delay
-            self.reason = reason
-            self._probing = False
-            return started
-
-    def succeeded(self) -> bool:
-        """A write went through: resume; True if writing was paused."""
-        if self.reason is None:
-            return False
-        with self._lock:
-            was = self.reason is not None
-            self.reason = None
-            self._probing = False
-            return was
-
-
 class Pipeline:
     """The queue, the worker threads and the index writer of one writer (one process)."""
 
@@ -191,6 +104,7 @@ class Pipeline:
         self.clock = clock
         self.queue = ByteQueue(settings.max_queue_bytes)
         self.stats = Stats()
+        self.stats.counts["logged"] = 0
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
@@ -208,7 +122,7 @@ class Pipeline:
             clock=clock, report=self.report, pending=self.oldest_pending,
         )  # fmt: skip
         if self.retention.enabled:
-            self.on_written.append(self.retention.add)
+            self.on_written.append(self._count_for_retention)
         self.guard = (
             None
             if settings.min_free_bytes is None
@@ -219,11 +133,71 @@ class Pipeline:
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
         )  # fmt: skip
 
+    def _count_for_retention(self, rec: dict[str, Any]) -> None:
+        """An ``on_written`` hook: count the record; over quota, ask for a retention pass."""
+        if self.retention.add(rec):
+            self.maintenance.wake()
+
     def oldest_pending(self) -> int | None:
         """The log time (ns) of the oldest frame queued or being written, or None."""
         item = self.queue.oldest()
         payload = None if item is None else item.payload
         return payload.created_ns if isinstance(payload, FrameJob | EventJob) else None
+
+    # -- answers to the log ----------------------------------------------------------------------
+    def flush(self, timeout: float | None) -> bool:
+        """Wait until everything queued before the call is written (and, with retention on, a
+        quota pass has run), then make the index visible and durable; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self.queue.wait_done(self.queue.mark(), timeout)
+        if ok and self.retention.enabled:  # and the quota kept (a background pass)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ok = self.maintenance.settle(left)
+        if ok:
+            self.index.flush()  # object stores: upload the open index part
+            if self.settings.fsync is not Fsync.NONE:
+                self.index.sync()
+        return ok
+
+    def take_first_error(self) -> BaseException | None:
+        """The first background error since the last call (strict mode re-raises it)."""
+        with self.stats.lock:
+            err, self.stats.first_error = self.stats.first_error, None
+        return err
+
+    def stats_dict(self) -> dict[str, Any]:
+        """``ImageLog.stats()``: counters, queue figures, per-source counts, the store's own."""
+        with self.stats.lock:
+            c = self.stats.counts
+            return {
+                "logged": c["logged"],
+                "written": c["written"],
+                "dropped": c["dropped"],
+                "failed": c["failed"],
+                "verified": c["verified"],
+                "verify_failed": c["verify_failed"],
+                "bytes_written": c["bytes_written"],
+                "queue_bytes": self.queue.bytes,
+                "queue_frames": len(self.queue),
+                "max_queue_bytes": self.queue.max_bytes,
+                "peak_queue_bytes": self.queue.peak_bytes,
+                "dropped_by_reason": dict(self.stats.dropped_by_reason),
+                "failed_by_reason": dict(self.stats.failed_by_reason),
+                "last_error": self.stats.last_error,
+                "paused": self.backoff.reason,
+                "encode_seconds": c["encode_ns"] / 1e9,
+                "write_seconds": c["write_ns"] / 1e9,
+                "by_source": {
+                    s: {
+                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                    }
+                    for s, v in self.stats.by_source.items()
+                },
+                "writer": self.writer,
+                "workers": self.workers,
+                "store": dict(self.store.stats()),
+                "url": self.store.url,
+            }
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -240,6 +214,10 @@ class Pipeline:
             for t in threads:
                 t.start()
             self._threads = threads
+        self.maintenance.start()
+
+    def start_maintenance(self) -> None:
+        """Start the maintenance thread alone (on open: repair and retention need no frame)."""
         self.maintenance.start()
 
     @property
@@ -282,7 +260,10 @@ class Pipeline:
 
     # -- caller-thread side -----------------------------------------------------------------------
     def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
-        """Queue a frame; drops made to honour the bound become ``dropped`` records."""
+        """Count a logged frame and queue it; drops made to honour the bound become ``dropped``
+        records. Starts the workers on the first frame."""
+        self.start()
+        self.stats.add(job.source, "logged")
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)
@@ -300,17 +281,15 @@ class Pipeline:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
         try:
             self.queue.put_control(Item(self._drop_record(job, reason), 0))
-        except Closed:
+        except QueueClosed:
             pass
 
     def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
         self.stats.add(job.source, "dropped")
         with self.stats.lock:
             self.stats.dropped_by_reason[reason] += 1
-        rec = dict(job.record)
-        rec["event"] = {**rec["event"], "action": "dropped", "reason": reason, "outcome": "failure"}
-        rec["image"] = {**rec["image"], **self._frame_fields(job.frame)}
-        return EventJob(ordered(rec), job.created_ns)
+        rec = dropped_record(job.record, reason, self._frame_fields(job.frame))
+        return EventJob(rec, job.created_ns)
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -318,7 +297,7 @@ class Pipeline:
         while True:
             try:
                 item = self.queue.get()
-            except Closed:
+            except QueueClosed:
                 return
             if item is None:
                 continue
@@ -435,9 +414,7 @@ class Pipeline:
             self.store.put(sidecar, dumps(ordered(rec)).encode("utf-8"), sync=sync)
             rec["imagelog"]["sidecar"] = sidecar
         self.store.put(key, data, sync=sync)
-        rec["file"]["size"] = len(data)
-        if self.settings.hash:
-            rec["file"]["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
+        rec["file"] = stored_file(rec["file"], key, data, sha256=self.settings.hash)
         final = ordered(rec)
         try:
             self.index.append(final, job.created_ns)

@@ -13,15 +13,12 @@ import threading
 import time
 from typing import Any
 
+from .errors import QueueClosed
 from .settings import OnFull
 
-__all__ = ["ByteQueue", "Closed", "Item"]
+__all__ = ["ByteQueue", "Item"]
 
 _STOP = object()
-
-
-class Closed(Exception):
-    """The queue is closed: no more items will come."""
 
 
 class Item:
@@ -85,11 +82,11 @@ class ByteQueue:
         """Enqueue ``item`` under ``policy``; return the items dropped to honour the bound.
 
         ``BLOCK`` waits for room (``timeout`` None = forever; on timeout the item itself is
-        returned as dropped). Raises ``Closed`` if the queue is closed.
+        returned as dropped). Raises ``QueueClosed`` if the queue is closed.
         """
         with self._lock:
             if self._closed:
-                raise Closed
+                raise QueueClosed
             if self._fits(item.nbytes):
                 self._admit(item)
                 return []
@@ -114,7 +111,7 @@ class ByteQueue:
             try:
                 while not self._fits(item.nbytes):
                     if self._closed:
-                        raise Closed
+                        raise QueueClosed
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return [item]
@@ -130,14 +127,14 @@ class ByteQueue:
             self._admit(item)
 
     def get(self, timeout: float | None = None) -> Item | None:
-        """Take the next live item; None on timeout. Raises ``Closed`` at the stop marker."""
+        """Take the next live item; None on timeout. Raises ``QueueClosed`` at the stop marker."""
         while True:
             try:
                 obj = self._q.get(timeout=timeout)
             except queue.Empty:
                 return None
             if obj is _STOP:
-                raise Closed
+                raise QueueClosed
             item: Item = obj
             with self._lock:
                 if item.cancelled:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .codecs.base import Codec, Pixels, as_logged
+from .frames import channels_of
 
 __all__ = ["SAMPLE_FRACTION", "Verifier"]
 
@@ -53,7 +54,7 @@ class Verifier:
     def check(codec: Codec, pixels: Pixels, data: bytes) -> str | None:
         """Decode ``data``; return None if it equals ``pixels``, else what differs."""
         try:
-            decoded = as_logged(codec.decode(data), pixels.dtype.name, _channels(pixels))
+            decoded = as_logged(codec.decode(data), pixels.dtype.name, channels_of(pixels))
         except Exception as exc:
             return f"the file does not decode: {type(exc).__name__}: {exc}"
         if decoded.shape != pixels.shape or decoded.dtype != pixels.dtype:
@@ -65,7 +66,3 @@ class Verifier:
             wrong = int(np.count_nonzero(decoded != pixels))
             return f"{wrong} of {pixels.size} samples differ"
         return None
-
-
-def _channels(pixels: Pixels) -> int:
-    return 1 if pixels.ndim == 2 else int(pixels.shape[2])

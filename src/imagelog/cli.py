@@ -15,13 +15,13 @@ from typing import Any
 
 from . import codecs
 from .errors import ImageLogError
-from .index import writer_of
+from .layout import writer_of
 from .run import Run, read
 
 __all__ = ["main"]
 
 
-def _console() -> Any:
+def _stdout_console() -> Any:
     from rich.console import Console
 
     # a pipe or a file gets full rows rather than columns squeezed to 80 characters
@@ -62,7 +62,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             _human_bytes(file["size"]) if "size" in file else "",
             rec.get("message", ""),
         )
-    _console().print(table)
+    _stdout_console().print(table)
     return 0
 
 
@@ -108,7 +108,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    con = _console()
+    con = _stdout_console()
     con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")
@@ -126,23 +126,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def embedded_record(path: Path) -> dict[str, Any] | None:
+def file_record(path: Path) -> dict[str, Any] | None:
     """The record embedded in an image file (or its ``.json`` sidecar), or None."""
     sidecar = path.with_name(path.name + ".json")
     if sidecar.exists():
         data: dict[str, Any] = json.loads(sidecar.read_text(encoding="utf-8"))
         return data
-    blob = path.read_bytes()
-    codec = codecs.sniff(blob)  # any registered format, by its magic bytes
-    text = codec.extract(blob) if codec is not None else None
-    return json.loads(text) if text else None
+    return codecs.embedded_record(path.read_bytes())
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a record (by id in a run, or embedded in an image file); ``--open`` writes the image."""
     target = Path(args.target)
     if args.id is None and target.is_file():
-        rec = embedded_record(target)
+        rec = file_record(target)
         if rec is None:
             print(f"imagelog: {target} carries no imagelog record", file=sys.stderr)
             return 1

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import codecs
 from .codecs.base import Codec, Pixels, as_logged
+from .frames import channels_of
 
 __all__ = [
     "CANDIDATES",
@@ -143,12 +144,8 @@ def candidates_for(dtype: str, channels: int, *, include_slow: bool = True) -> l
     return out
 
 
-def _channels(frame: Pixels) -> int:
-    return 1 if frame.ndim == 2 else int(frame.shape[2])
-
-
 def _same(decoded: Pixels, frame: Pixels) -> bool:
-    decoded = as_logged(decoded, frame.dtype.name, _channels(frame))
+    decoded = as_logged(decoded, frame.dtype.name, channels_of(frame))
     return decoded.dtype == frame.dtype and bool(np.array_equal(decoded, frame))
 
 
@@ -190,7 +187,7 @@ def measure(
     are batched to about 20 ms a repetition so the timer's resolution does not matter.
     """
     frame0 = frames[0]
-    codec, params = codecs.resolve(spec, dtype=frame0.dtype.name, channels=_channels(frame0))
+    codec, params = codecs.resolve(spec, dtype=frame0.dtype.name, channels=channels_of(frame0))
     encode = _encode_fn(codec, params)
     lossless = codec.is_lossless(params)
     raw = sum(f.nbytes for f in frames)
@@ -244,7 +241,7 @@ def measure(
 def gil_speedup(spec: str, frames: Sequence[Pixels], *, seconds: float = 0.4) -> float:
     """2 x T(1 thread) / T(2 threads at once) for about ``seconds`` of work, best of 3 trials."""
     frame0 = frames[0]
-    codec, params = codecs.resolve(spec, dtype=frame0.dtype.name, channels=_channels(frame0))
+    codec, params = codecs.resolve(spec, dtype=frame0.dtype.name, channels=channels_of(frame0))
     t0 = time.perf_counter()
     codec.encode(frame0, params)
     n = max(2, int(seconds / max(time.perf_counter() - t0, 1e-6)))
@@ -279,7 +276,7 @@ def measure_all(
     """Measure each spec (default: every candidate for these frames), in order."""
     frame0 = frames[0]
     chosen = (
-        list(specs) if specs is not None else candidates_for(frame0.dtype.name, _channels(frame0))
+        list(specs) if specs is not None else candidates_for(frame0.dtype.name, channels_of(frame0))
     )
     rows = []
     for spec in chosen:
@@ -362,7 +359,7 @@ def cmd_bench(args: Any) -> int:
     height, width = frame0.shape[:2]
     dtype = frame0.dtype.name
     cores = available_cores()
-    specs = args.formats or candidates_for(dtype, _channels(frame0))
+    specs = args.formats or candidates_for(dtype, channels_of(frame0))
     quiet = args.json
     if not quiet:
         from rich.console import Console
@@ -385,14 +382,14 @@ def cmd_bench(args: Any) -> int:
                        "keeps_up": all_cores >= args.fps, "presets": preset_names(r.spec, dtype)})  # fmt: skip
     if args.json:
         print(json.dumps({"width": width, "height": height, "dtype": dtype, "channels":
-                          _channels(frame0), "cores": cores, "fps": args.fps, "codecs": report},
+                          channels_of(frame0), "cores": cores, "fps": args.fps, "codecs": report},
                          indent=2))  # fmt: skip
         return 0
     from rich.console import Console
     from rich.table import Table
 
     table = Table(
-        title=f"{width}x{height} {dtype} x{_channels(frame0)} on {cores} core(s); "
+        title=f"{width}x{height} {dtype} x{channels_of(frame0)} on {cores} core(s); "
         f"keeps up with {args.fps:g} fps?"
     )
     for col in ("format", "lossless", "fps/core", f"fps ({cores} cores)", "size % raw",

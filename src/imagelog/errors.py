@@ -12,7 +12,9 @@ The tree::
     ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
     │   └── SpoolFull(StoreError)                      the local spool has no room while the store is down
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
-    └── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
+    ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
+    ├── RecordNotFound(ImageLogError, KeyError)        ``Run.get()`` of an id that is not there (or ambiguous)
+    └── QueueClosed(ImageLogError)                     internal: the queue takes no more work (never reaches callers)
 
 Errors raised in the caller's thread subclass both the root and the builtin the API promises, so
 ``except ValueError`` and ``except imagelog.ImageLogError`` both work. Errors in the background
@@ -29,6 +31,8 @@ __all__ = [
     "InvalidFrame",
     "InvalidSetting",
     "MetadataNotJSON",
+    "QueueClosed",
+    "RecordNotFound",
     "RunNotFound",
     "SpoolFull",
     "StoreError",
@@ -68,9 +72,11 @@ class InvalidSetting(ImageLogError, ValueError):
 class StoreError(ImageLogError, OSError):
     """Storage that cannot be used: unwritable folder, bad credentials, missing bucket."""
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(self, message: str, *, path: str | None = None, transient: bool = False) -> None:
         super().__init__(message)
         self.path = path
+        #: Whether the storage may work again by itself (a server that did not answer).
+        self.transient = transient
 
 
 class SpoolFull(StoreError):
@@ -87,3 +93,11 @@ class CodecError(ImageLogError):
 
 class RunNotFound(ImageLogError, FileNotFoundError):
     """``imagelog.read()`` of a path or URL that holds no run."""
+
+
+class RecordNotFound(ImageLogError, KeyError):
+    """``Run.get()`` of a record id (or id prefix) that the run does not hold, or that is ambiguous."""
+
+
+class QueueClosed(ImageLogError):
+    """The log's queue takes no more work (internal: the log turns it into its own answer)."""

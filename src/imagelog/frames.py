@@ -24,6 +24,7 @@ __all__ = [
     "Frame",
     "FrameLike",
     "RawFrame",
+    "channels_of",
     "normalise",
     "sniff_format",
 ]
@@ -91,6 +92,15 @@ class Frame:
             return len(self.encoded)
         assert self.pixels is not None
         return int(self.pixels.nbytes)
+
+
+def channels_of(arr: np.ndarray[Any, Any]) -> int:
+    """The channel count of an ``HxW`` (1) or ``HxWxC`` (C) array.
+
+    >>> channels_of(np.zeros((2, 3))), channels_of(np.zeros((2, 3, 4)))
+    (1, 4)
+    """
+    return 1 if arr.ndim == 2 else int(arr.shape[2])
 
 
 def sniff_format(data: bytes | bytearray | memoryview) -> str | None:
@@ -165,7 +175,7 @@ def _from_array(
         raise InvalidFrame(
             f"array of shape {arr.shape} is not an image: expected HxW, HxWx1, HxWx3 or HxWx4"
         )
-    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    channels = channels_of(arr)
     if channels not in (1, 3, 4):
         hint = (
             " (is it channel-first? use arr.transpose(1, 2, 0))"
@@ -290,7 +300,7 @@ def _jxl_header(data: bytes) -> tuple[int, int, int, str]:
         arr = imagecodecs.jpegxl_decode(data)
     except Exception as exc:
         raise InvalidFrame(f"bytes look like JPEG XL but do not decode: {exc}") from None
-    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    channels = channels_of(arr)
     return int(arr.shape[1]), int(arr.shape[0]), channels, str(arr.dtype)
 
 

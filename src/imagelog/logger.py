@@ -11,12 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _lifecycle, codecs
+from ._lifecycle import LogState
 from ._pipeline import FrameJob, Pipeline
-from ._queue import Closed
 from .codecs.base import Codec
-from .errors import InvalidSetting
+from .errors import InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
+from .layout import LAYOUT, MANIFEST
 from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
 from .settings import Settings
 from .stores import Store, make_store
@@ -24,7 +25,6 @@ from .stores import Store, make_store
 __all__ = ["ImageLog", "get_default", "init", "log", "open"]
 
 logger = logging.getLogger("imagelog")
-MANIFEST = "imagelog.json"
 _PASSTHROUGH = codecs.get("passthrough")
 
 
@@ -60,13 +60,13 @@ class ImageLog:
         self._store = store
         self._settings = settings
         self._clock = clock
-        self._state = "open"
+        self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
-        self._pipeline.maintenance.start()  # repairs torn tails, scans for retention: background
+        self._pipeline.start_maintenance()  # repairs torn tails, scans for retention: background
 
     def _reset_writer(self) -> None:
         self._pid = os.getpid()
@@ -75,14 +75,12 @@ class ImageLog:
         self._pipeline = Pipeline(
             self._store, self._settings, self._writer, clock=self._clock, repair=self._repair
         )
-        self._pipeline.stats.counts["logged"] = 0
 
     def _repair(self) -> None:
         """Quarantine torn last lines that dead writers left in the index (on open, background)."""
         from .index.recover import repair, writer_alive
-        from .stores.local import LocalStore
 
-        if not isinstance(self._store, LocalStore):  # object stores: no cheap tail check
+        if self._store.local_root is None:  # object stores: no cheap tail check
             return
         own = _lifecycle.open_writers()
         for fixed in repair(self._store, tails_only=True, is_live=lambda w: writer_alive(w, own)):
@@ -100,10 +98,7 @@ class ImageLog:
             "schema": SCHEMA_VERSION,
             "created": iso_utc(time.time_ns()),
             "imagelog": version("imagelog"),
-            "layout": {
-                "index": "index/<YYYY-MM-DDTHH>_<writer>.jsonl",
-                "images": "images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>",
-            },
+            "layout": dict(LAYOUT),
             "format": self._settings.format,
         }
         self._store.put(MANIFEST, (dumps(manifest) + "\n").encode("utf-8"))
@@ -127,7 +122,7 @@ class ImageLog:
     @property
     def closed(self) -> bool:
         """Whether ``close()`` has been called."""
-        return self._state != "open"
+        return self._state is not LogState.OPEN
 
     def log(
         self,
@@ -172,7 +167,7 @@ class ImageLog:
         """
         if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. os.fork in C code)
             self._after_fork_child()
-        if self._state != "open":
+        if self._state is not LogState.OPEN:
             raise RuntimeError(
                 "cannot log to a closed ImageLog; open a new one with imagelog.open()"
             )
@@ -198,11 +193,9 @@ class ImageLog:
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
-        pipeline.start()
-        pipeline.stats.add(source, "logged")
         try:
             pipeline.submit(job, self._settings.on_full)
-        except Closed:
+        except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
 
@@ -223,23 +216,15 @@ class ImageLog:
         """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        ok = self._pipeline.queue.wait_done(self._pipeline.queue.mark(), timeout)
-        if ok and self._pipeline.retention.enabled:  # and the quota kept (a background pass)
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ok = self._pipeline.maintenance.settle(left)
-        if ok:
-            self._pipeline.index.flush()  # object stores: upload the open index part
-            if self._settings.fsync.value != "none":
-                self._pipeline.index.sync()
+        ok = self._pipeline.flush(timeout)
         self._raise_if_strict()
         return ok
 
     def _raise_if_strict(self) -> None:
-        err = self._pipeline.stats.first_error
-        if self._settings.strict and err is not None:
-            self._pipeline.stats.first_error = None
-            raise err
+        if self._settings.strict:
+            err = self._pipeline.take_first_error()
+            if err is not None:
+                raise err
 
     def close(self, timeout: float | None = None) -> None:
         """Drain the queue (up to ``timeout``, default ``close_timeout``) and stop; idempotent.
@@ -248,9 +233,9 @@ class ImageLog:
         (reason ``close_timeout``) and reported.
         """
         with self._close_lock:
-            if self._state == "closed":
+            if self._state is LogState.CLOSED:
                 return
-            self._state = "closing"
+            self._state = LogState.CLOSING
             limit = self._settings.close_timeout if timeout is None else timeout
             left = self._pipeline.stop(limit)
             try:
@@ -262,7 +247,7 @@ class ImageLog:
                     "imagelog: %d frame(s) not written to %s: close() timed out after %.1fs",
                     left, self.url, limit,
                 )  # fmt: skip
-            self._state = "closed"
+            self._state = LogState.CLOSED
             _lifecycle.unregister(self)
         self._raise_if_strict()
 
@@ -276,38 +261,7 @@ class ImageLog:
 
     def stats(self) -> dict[str, Any]:
         """Counters: logged, written, dropped, failed, queue and byte figures, per source."""
-        p = self._pipeline
-        with p.stats.lock:
-            c = p.stats.counts
-            return {
-                "logged": c["logged"],
-                "written": c["written"],
-                "dropped": c["dropped"],
-                "failed": c["failed"],
-                "verified": c["verified"],
-                "verify_failed": c["verify_failed"],
-                "bytes_written": c["bytes_written"],
-                "queue_bytes": p.queue.bytes,
-                "queue_frames": len(p.queue),
-                "max_queue_bytes": p.queue.max_bytes,
-                "peak_queue_bytes": p.queue.peak_bytes,
-                "dropped_by_reason": dict(p.stats.dropped_by_reason),
-                "failed_by_reason": dict(p.stats.failed_by_reason),
-                "last_error": p.stats.last_error,
-                "paused": p.backoff.reason,
-                "encode_seconds": c["encode_ns"] / 1e9,
-                "write_seconds": c["write_ns"] / 1e9,
-                "by_source": {
-                    s: {
-                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
-                    }
-                    for s, v in p.stats.by_source.items()
-                },
-                "writer": self._writer,
-                "workers": p.workers,
-                "store": _store_stats(self._store),
-                "url": self.url,
-            }
+        return self._pipeline.stats_dict()
 
     def __enter__(self) -> ImageLog:
         """Use as a context manager; closing drains."""
@@ -319,12 +273,6 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
-
-
-def _store_stats(store: Store) -> dict[str, Any]:
-    """A store's own counters (the S3 spool's pending, uploaded, network errors...), or {}."""
-    stats = getattr(store, "stats", None)
-    return dict(stats()) if callable(stats) else {}
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:

@@ -1,13 +1,18 @@
-"""The JSON record: one line per image, ECS field names, built in two halves.
+"""The JSON record: every kind of index line is built here, with ECS field names.
 
-The caller's thread builds everything it knows (ids, times, source, caller metadata); the background
-fills in what the encoder and the store learn (``file.*``, ``image.format``, ``image.encoder``).
+Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
+``failed`` (a frame the write path could not store) and ``purged`` (a retention event).
+A ``logged`` record is built in two halves: the caller's thread builds everything it knows
+(``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
+and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
+describes the fields.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import functools
+import hashlib
 import json
 import math
 import os
@@ -20,16 +25,26 @@ import numpy as np
 from .errors import MetadataNotJSON
 
 __all__ = [
+    "HOSTNAME",
     "SCHEMA_VERSION",
     "Record",
+    "base_record",
+    "dropped_record",
     "dumps",
+    "failed_record",
     "iso_utc",
     "jsonable",
+    "ordered",
     "parse_time_ns",
+    "purged_record",
+    "stored_file",
 ]
 
 SCHEMA_VERSION = 1
 HOSTNAME = socket.gethostname()
+#: The top-level keys of a record, in the order they are written.
+RECORD_ORDER = ("@timestamp", "event", "log", "message", "error", "file", "image", "labels", "meta",
+                "exif", "host", "process", "imagelog")  # fmt: skip
 
 
 class FileFields(TypedDict, total=False):
@@ -213,3 +228,77 @@ def base_record(
     rec["process"] = {"pid": os.getpid()}
     rec["imagelog"] = {"schema": SCHEMA_VERSION, "writer": writer}
     return rec
+
+
+def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The record with its top-level keys in schema order (unknown keys last)."""
+    out = {k: record[k] for k in RECORD_ORDER if k in record}
+    out.update((k, v) for k, v in record.items() if k not in out)
+    return out
+
+
+def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:
+    """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``."""
+    out = {**file, "path": key, "size": len(data)}
+    if sha256:
+        out["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
+    return out
+
+
+def _not_stored(
+    rec: Mapping[str, Any], action: str, reason: str, image: Mapping[str, Any]
+) -> dict[str, Any]:
+    out = dict(rec)
+    out["event"] = {**rec["event"], "action": action, "reason": reason, "outcome": "failure"}
+    out["image"] = {**rec["image"], **image}
+    return out
+
+
+def dropped_record(rec: Mapping[str, Any], reason: str, image: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``dropped`` record of a frame let go before it was written (``queue_full``, ...).
+
+    Args:
+        rec: the frame's caller-thread half (``base_record``).
+        reason: ``event.reason``.
+        image: the frame's ``image.*`` fields (width, height, dtype, ...).
+    """
+    return ordered(_not_stored(rec, "dropped", reason, image))
+
+
+def failed_record(
+    rec: Mapping[str, Any], reason: str, image: Mapping[str, Any], exc: BaseException
+) -> dict[str, Any]:
+    """The ``failed`` record of a frame the write path could not store (``error.*`` says why).
+
+    Args:
+        rec: the frame's caller-thread half (``base_record``).
+        reason: ``event.reason`` (``disk_full``, ``codec``, ...).
+        image: the frame's ``image.*`` fields.
+        exc: the error; its type and message go to ``error.type`` and ``error.message``.
+    """
+    out = _not_stored(rec, "failed", reason, image)
+    out["error"] = {"type": type(exc).__name__, "message": str(exc)}
+    return ordered(out)
+
+
+def purged_record(
+    *, now_ns: int, rid: str, reason: str, message: str, writer: str, purge: dict[str, Any]
+) -> dict[str, Any]:
+    """The ``purged`` event retention writes for each purge (``imagelog.purge`` says what)."""
+    return {
+        "@timestamp": iso_utc(now_ns),
+        "event": {
+            "kind": "event",
+            "action": "purged",
+            "dataset": "imagelog",
+            "created": iso_utc(now_ns),
+            "id": rid,
+            "reason": reason,
+            "outcome": "success",
+        },
+        "log": {"level": "info"},
+        "message": message,
+        "host": {"name": HOSTNAME},
+        "process": {"pid": os.getpid()},
+        "imagelog": {"schema": SCHEMA_VERSION, "writer": writer, "purge": purge},
+    }

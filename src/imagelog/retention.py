@@ -29,31 +29,35 @@ tried. The total may lag other writers' bytes by at most ``rescan_every`` second
 
 from __future__ import annotations
 
-import calendar
 import dataclasses
-import json
 import logging
-import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
-from .index.segment import INDEX_PREFIX, IndexWriter, hour_of, writer_of
-from .record import HOSTNAME, SCHEMA_VERSION, dumps, iso_utc
+from .index.reader import iter_segment_lines
+from .index.segment import IndexWriter
+from .layout import (
+    IMAGES_PREFIX,
+    INDEX_PREFIX,
+    KEPT_WRITER,
+    hour_end_ns,
+    hour_of,
+    hour_of_key,
+    images_prefix,
+    is_segment,
+    segment_key,
+    writer_of,
+)
+from .record import dumps, purged_record
 from .stores.base import ObjectInfo, Store
-from .stores.local import LocalStore
 
 __all__ = [
-    "FreeSpaceGuard",
-    "Maintenance",
     "PurgeResult",
     "Retention",
     "Step",
-    "hour_of_key",
-    "images_prefix",
     "keeps_by_label",
 ]
 
@@ -61,44 +65,9 @@ logger = logging.getLogger("imagelog")
 
 #: Partial purges go this fraction below the quota, so they do not run again after every frame.
 SLACK = 0.05
-#: How often (seconds) the two newest hours are rescanned when other writers add to them.
-RESCAN_EVERY = 30.0
-#: The maintenance thread's longest sleep between retention checks (seconds).
-CHECK_EVERY = 1.0
-#: Retention passes asked for by writes run at most this often (seconds): while over quota every
-#: frame asks for one, and a pass lists and reads part of the run.
-MIN_PASS_EVERY = 0.1
 #: An hour is closed (purged whole, not file by file) this long after it ended, so that frames
 #: still in flight in any writer have their files and index lines in place.
 GRACE_NS = 120 * 10**9
-
-_SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
-_IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
-KEPT_WRITER = "kept"
-
-
-def hour_of_key(key: str) -> str | None:
-    """The hour partition (``YYYY-MM-DDTHH``) of an image or index key, or None.
-
-    >>> hour_of_key("images/2026/11/24/19/cam1/x.png"), hour_of_key("index/2026-11-24T19_w.jsonl")
-    ('2026-11-24T19', '2026-11-24T19')
-    """
-    m = _IMAGE_RE.match(key)
-    if m:
-        return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
-    m = _SEGMENT_RE.match(key)
-    return m[1] if m else None
-
-
-def images_prefix(hour: str) -> str:
-    """The image folder of an hour: ``images/YYYY/MM/DD/HH/``."""
-    return f"images/{hour[0:4]}/{hour[5:7]}/{hour[8:10]}/{hour[11:13]}/"
-
-
-def hour_end_ns(hour: str) -> int:
-    """The end (exclusive) of an hour partition, in Unix nanoseconds."""
-    t = time.strptime(hour, "%Y-%m-%dT%H")
-    return (calendar.timegm(t) + 3600) * 1_000_000_000
 
 
 def keeps_by_label(rec: Mapping[str, Any]) -> bool:
@@ -179,7 +148,6 @@ class Retention:
         self._sizes: dict[str, int] = {}
         self._total = 0
         self._settled: set[str] = set()  # hours where only kept records are left
-        self.wake: Callable[[], None] = lambda: None
         self.purged: list[PurgeResult] = []
 
     @property
@@ -201,7 +169,7 @@ class Retention:
     def scan(self) -> None:
         """Count every partition from a listing of the run (once, when retention starts)."""
         sizes: dict[str, int] = {}
-        for info in (*self.store.list("images/"), *self.store.list(INDEX_PREFIX)):
+        for info in (*self.store.list(IMAGES_PREFIX), *self.store.list(INDEX_PREFIX)):
             hour = hour_of_key(info.key)
             if hour is not None:
                 sizes[hour] = sizes.get(hour, 0) + info.size
@@ -219,7 +187,7 @@ class Retention:
     def others_writing(self, hour: str, writer: str) -> bool:
         """Whether segments of other writers exist for ``hour``."""
         for info in self.store.list(f"{INDEX_PREFIX}{hour}_"):
-            if _SEGMENT_RE.match(info.key) and writer_of(info.key) not in (writer, KEPT_WRITER):
+            if is_segment(info.key) and writer_of(info.key) not in (writer, KEPT_WRITER):
                 return True
         return False
 
@@ -237,20 +205,23 @@ class Retention:
             self._sizes[hour] = self._sizes.get(hour, 0) + nbytes
             self._total += nbytes
 
-    def add(self, rec: Mapping[str, Any]) -> None:
-        """Count one written record (its file, sidecar and index line); a ``Pipeline.on_written`` hook."""
+    def add(self, rec: Mapping[str, Any]) -> bool:
+        """Count one written record (its file, sidecar and index line).
+
+        Returns whether the run is now over ``max_bytes`` (a retention pass is due).
+        """
         try:
             file = rec.get("file") or {}
             hour = hour_of_key(str(file.get("path", "")))
             if hour is None:
-                return
+                return False
             line = len(dumps(rec).encode("utf-8")) + 1
             sidecar = line if (rec.get("imagelog") or {}).get("sidecar") else 0
             self._add(hour, int(file.get("size", 0)) + line + sidecar)
-            if self.max_bytes is not None and self._total > self.max_bytes:
-                self.wake()
         except Exception as exc:  # a hook must never fail the frame it counts
             self._warn("retention", exc)
+            return False
+        return self.max_bytes is not None and self._total > self.max_bytes
 
     def _warn(self, kind: str, exc: BaseException) -> None:
         if self._report is not None:
@@ -364,9 +335,7 @@ class Retention:
 
     def _listing(self, hour: str) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
         files = list(self.store.list(images_prefix(hour)))
-        segments = [
-            o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if _SEGMENT_RE.match(o.key)
-        ]
+        segments = [o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if is_segment(o.key)]
         return files, segments
 
     def _keeps(self, rec: Mapping[str, Any]) -> bool:
@@ -387,15 +356,7 @@ class Retention:
                 data = self.store.get(info.key)
             except FileNotFoundError:
                 continue
-            for raw in data.split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    continue
-                if isinstance(rec, dict):
-                    out.append((raw, rec))
+            out.extend((raw, rec) for _, raw, rec in iter_segment_lines(data) if rec is not None)
         return out
 
     def purge_hour(self, hour: str, reason: str, *, dry_run: bool = False) -> PurgeResult | None:
@@ -422,15 +383,14 @@ class Retention:
         result.bytes = sum(o.size for o in doomed) + sum(o.size for o in segments)
         if dry_run:
             return result
-        kept_key = f"{INDEX_PREFIX}{hour}_{KEPT_WRITER}.jsonl"
+        kept_key = segment_key(hour, KEPT_WRITER)
         kept_data = b"".join(kept_lines)
         if kept_data:  # written (atomically) before anything is deleted
             self.store.put(kept_key, kept_data)
             result.bytes -= len(kept_data)
         self.store.delete(o.key for o in segments if not (kept_data and o.key == kept_key))
         self.store.delete(o.key for o in doomed)
-        if isinstance(self.store, LocalStore):  # temporary files of writers killed mid-write
-            self.store.remove_temp(images_prefix(hour))
+        self.store.remove_temp(images_prefix(hour))  # of writers killed mid-write
         left = sum(o.size for o in files if o.key in kept_paths) + len(kept_data)
         self._set(hour, left)
         if left:
@@ -509,191 +469,11 @@ class Retention:
         if result.ids:
             purge["ids"] = result.ids
         what = "hour" if result.whole else "oldest files of hour"
-        rec: dict[str, Any] = {
-            "@timestamp": iso_utc(now),
-            "event": {
-                "kind": "event",
-                "action": "purged",
-                "dataset": "imagelog",
-                "created": iso_utc(now),
-                "id": uuid7(now),
-                "reason": result.reason,
-                "outcome": "success",
-            },
-            "log": {"level": "info"},
-            "message": f"purged {what} {result.hour}: {result.files} image(s), "
-            f"{result.bytes} bytes ({result.reason})",
-            "host": {"name": HOSTNAME},
-            "process": {"pid": os.getpid()},
-            "imagelog": {"schema": SCHEMA_VERSION, "writer": self._index.writer, "purge": purge},
-        }
+        message = (f"purged {what} {result.hour}: {result.files} image(s), "
+                   f"{result.bytes} bytes ({result.reason})")  # fmt: skip
+        rec = purged_record(now_ns=now, rid=uuid7(now), reason=result.reason, message=message,
+                            writer=self._index.writer, purge=purge)  # fmt: skip
         self._index.append(rec, now)
         self._add(hour_of(now), len(dumps(rec).encode("utf-8")) + 1)
         self.purged.append(result)
         logger.info("imagelog: %s in %s", rec["message"], self.store.url)
-
-
-class FreeSpaceGuard:
-    """``min_free_bytes`` for the writer: asks the filesystem at most every ``every`` seconds."""
-
-    def __init__(
-        self,
-        store: Store,
-        min_free_bytes: int,
-        *,
-        every: float = 0.1,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.store = store
-        self.min_free_bytes = min_free_bytes
-        self.every = every
-        self.clock = clock
-        self._at = -every
-        self._free: int | None = None
-        self._lock = threading.Lock()
-
-    def ok(self) -> bool:
-        """Whether there is at least ``min_free_bytes`` free (or the store has no such limit)."""
-        # every worker thread asks: none may see the time updated before the answer is stored
-        with self._lock:
-            now = self.clock()
-            if now - self._at >= self.every:
-                self._free = self.store.free_bytes()
-                self._at = now
-            free = self._free
-        return free is None or free >= self.min_free_bytes
-
-
-class Maintenance:
-    """The ``imagelog-maintenance`` thread: repair on open, group-commit timer, retention.
-
-    Retention work never runs in the caller's thread: ``wake()`` asks for a pass, ``settle()``
-    waits for one that started after the call.
-    """
-
-    def __init__(
-        self,
-        *,
-        retention: Retention | None,
-        index: IndexWriter | None,
-        sync_every: float,
-        writer: str,
-        repair: Callable[[], None] | None = None,
-        report: Callable[[str, BaseException], None],
-        rescan_every: float = RESCAN_EVERY,
-    ) -> None:
-        self.retention = retention if retention is not None and retention.enabled else None
-        self.index = index
-        self.sync_every = sync_every
-        self.writer = writer
-        self.repair = repair
-        self.report = report
-        self.rescan_every = rescan_every
-        self._cond = threading.Condition()
-        self._requested = 0
-        self._completed = 0
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        if self.retention is not None:
-            self.retention.wake = self.wake
-
-    @property
-    def needed(self) -> bool:
-        """Whether there is anything for the thread to do."""
-        return self.retention is not None or self.index is not None or self.repair is not None
-
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        with self._lock:
-            if self._thread is not None or not self.needed or self._stop:
-                return
-            self._thread = threading.Thread(
-                target=self._run, name="imagelog-maintenance", daemon=True
-            )
-            self._thread.start()
-
-    def wake(self) -> None:
-        """Ask for a retention pass now."""
-        with self._cond:
-            self._requested += 1
-            self._cond.notify_all()
-
-    def settle(self, timeout: float | None) -> bool:
-        """Wait for a pass that started after this call; False on timeout (or not running)."""
-        with self._cond:
-            if self._thread is None or not self._thread.is_alive():
-                return True
-            self._requested += 1
-            target = self._requested
-            self._cond.notify_all()
-            return self._cond.wait_for(lambda: self._completed >= target or self._stop, timeout)
-
-    def stop(self, timeout: float | None) -> None:
-        """Run a last pass, stop the thread and join it (up to ``timeout``)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
-
-    def _tick(self) -> float:
-        ticks = [CHECK_EVERY] if self.retention is not None else []
-        if self.index is not None:
-            ticks.append(self.sync_every)
-        return min(ticks) if ticks else 0.0
-
-    def _run(self) -> None:
-        if self.repair is not None:
-            try:
-                self.repair()
-            except Exception as exc:
-                self.report("repair", exc)
-        retention = self.retention
-        if retention is not None:
-            try:
-                retention.scan()
-            except Exception as exc:
-                self.report("retention-scan", exc)
-        tick = self._tick()
-        if not tick:
-            with self._cond:
-                self._completed = self._requested
-                self._cond.notify_all()
-            return
-        last_hour = ""
-        last_rescan = last_pass = time.monotonic()
-        while True:
-            with self._cond:
-                if not self._stop and self._completed >= self._requested:
-                    self._cond.wait(tick)
-                if self.retention is not None and not self._stop:  # bound the passes' cost
-                    self._cond.wait_for(
-                        lambda: self._stop, last_pass + MIN_PASS_EVERY - time.monotonic()
-                    )
-                stopping = self._stop
-                token = self._requested
-            last_pass = time.monotonic()
-            try:
-                if self.index is not None:
-                    self.index.sync_if_due()
-                if retention is not None:
-                    hour = hour_of(retention.clock())
-                    mono = time.monotonic()
-                    if last_hour and hour != last_hour:
-                        retention.rescan({last_hour, hour})
-                        last_rescan = mono
-                    elif mono - last_rescan >= self.rescan_every:
-                        last_rescan = mono
-                        if retention.others_writing(hour, self.writer):
-                            retention.rescan({hour_of(retention.clock() - 3600 * 10**9), hour})
-                    last_hour = hour
-                    retention.enforce()
-            except Exception as exc:
-                self.report("retention", exc)
-            with self._cond:
-                self._completed = max(self._completed, token)
-                self._cond.notify_all()
-            if stopping:
-                return

@@ -12,12 +12,11 @@ import numpy as np
 
 from . import codecs
 from .codecs.base import as_logged
-from .errors import RunNotFound
+from .errors import RecordNotFound, RunNotFound
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
-from .logger import MANIFEST
+from .layout import INDEX_PREFIX, MANIFEST
 from .stores import Store, make_store
-from .stores.local import LocalStore
 
 __all__ = ["Run", "read"]
 
@@ -107,9 +106,9 @@ class Run:
         matches = [r for r in self.records(include_events=True)
                    if str((r.get("image") or {}).get("id", "")).startswith(record_id)]  # fmt: skip
         if not matches:
-            raise KeyError(f"no record with id {record_id!r} in {self.url}")
+            raise RecordNotFound(f"no record with id {record_id!r} in {self.url}")
         if len({r["image"]["id"] for r in matches}) > 1:
-            raise KeyError(f"id prefix {record_id!r} is ambiguous in {self.url}")
+            raise RecordNotFound(f"id prefix {record_id!r} is ambiguous in {self.url}")
         return matches[-1]
 
     def read_bytes(self, rec: dict[str, Any]) -> bytes:
@@ -124,9 +123,10 @@ class Run:
 
     def path(self, rec: dict[str, Any]) -> Path:
         """The local file of a record's image (local runs only)."""
-        if not isinstance(self.store, LocalStore):
+        root = self.store.local_root
+        if root is None:
             raise TypeError(f"{self.url} is not a local folder; use read_bytes()")
-        return self.store.root / str(rec["file"]["path"])
+        return root / str(rec["file"]["path"])
 
     def load(self, rec: dict[str, Any]) -> np.ndarray[Any, Any]:
         """Decode a record's image to a numpy array with the dtype and channels that were logged."""
@@ -147,6 +147,6 @@ def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | N
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:
         raise RunNotFound(f"no imagelog run at {os.fspath(path)}") from None
-    if not store.exists(MANIFEST) and not any(True for _ in store.list("index/")):
+    if not store.exists(MANIFEST) and not any(True for _ in store.list(INDEX_PREFIX)):
         raise RunNotFound(f"no imagelog run at {store.url} (no {MANIFEST} and no index/)")
     return Run(store)

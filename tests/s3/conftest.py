@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.seaweed import SeaweedFS, find_weed
 from tests.conftest import require
-
-from imagelog._seaweed import SeaweedFS, find_weed
 
 BUCKET = "imagelog-test"
 

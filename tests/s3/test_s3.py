@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from bench.seaweed import SeaweedFS
 
 import imagelog
 from imagelog import cli
-from imagelog._seaweed import SeaweedFS
 from imagelog.samples import CameraSimulator
 
 pytestmark = pytest.mark.s3

@@ -15,8 +15,9 @@ import pytest
 
 import imagelog
 from imagelog import cli
+from imagelog.audit import verify
+from imagelog.codecs import embedded_record
 from imagelog.index import IndexWriter
-from imagelog.index.recover import embedded_record, verify
 from imagelog.samples import CameraSimulator
 from imagelog.stores import MemoryStore
 

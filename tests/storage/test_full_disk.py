@@ -16,7 +16,7 @@ import pytest
 
 import imagelog
 from imagelog import _report
-from imagelog.index.recover import verify
+from imagelog.audit import verify
 from imagelog.logger import ImageLog
 from imagelog.samples import CameraSimulator
 

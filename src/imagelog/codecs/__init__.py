@@ -13,6 +13,7 @@ its use (``"lossless"``, ``"compact"``, ``"preview"``, ``"archive"``), which pic
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ __all__ = [
     "PRESETS",
     "Codec",
     "decode_any",
+    "embedded_record",
     "get",
     "names",
     "parse_spec",
@@ -180,3 +182,23 @@ def sniff(data: bytes) -> Codec | None:
 
 for _codec in (PNG(), JPEG(), WebP(), TIFF(), JPEGXL(), QOI(), Npy(), AVIF(), Passthrough()):
     register(_codec)
+
+
+def embedded_record(data: bytes) -> dict[str, Any] | None:
+    """The record embedded in encoded image bytes (PNG iTXt, XMP, TIFF tag), or None."""
+    found = sniff(data)  # its own format first, then every other registered one
+    order = [found.name] if found is not None and found.name in names() else []
+    order += [n for n in names() if n not in order]
+    for name in order:
+        try:
+            text = get(name).extract(data)
+        except Exception:
+            continue
+        if text:
+            try:
+                rec = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                return rec
+    return None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..layout import INDEX_PREFIX, segment_key, writer_of
 from .reader import iter_segment_lines, parse_segment, segment_keys
-from .segment import INDEX_PREFIX, IndexWriter, segment_key, writer_of
+from .segment import IndexWriter
 
 __all__ = [
     "INDEX_PREFIX",

@@ -7,8 +7,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from ..layout import INDEX_PREFIX
 from ..stores.base import Store
-from .segment import INDEX_PREFIX
 
 __all__ = ["iter_segment_lines", "parse_segment", "segment_keys"]
 

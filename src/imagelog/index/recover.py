@@ -1,4 +1,4 @@
-"""Recovery: repair torn index lines, verify a run against its files, rebuild the index from images.
+"""Recovery of the index itself: repair torn lines, and which writers are still alive.
 
 Torn lines. A segment line is torn when a writer died (``kill -9``, power loss) or its disk
 failed in the middle of an append. Readers skip such lines with a warning. Repair moves them to
@@ -7,47 +7,36 @@ segments of writers that are gone (the process id in the writer id is not alive 
 because a live writer still appends to its segment. ``imagelog.open()`` repairs torn *last*
 lines in the background; ``imagelog verify --repair`` repairs every torn line.
 
-Reindex. Every image carries its own record (PNG iTXt, XMP, a TIFF tag, or a ``.json`` sidecar),
-so the index can be rebuilt from the images alone: ``file.path``, ``file.size`` and ``file.hash``
-are recomputed from the file; event lines (drops, purges) that are still readable in the old
-index are kept; a sidecar whose image was never written goes to ``quarantine/``.
+The run audit (``verify``) and the rebuild from images (``reindex``) live in ``imagelog.audit``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
-import zlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..record import HOSTNAME, dumps
+from ..layout import (
+    QUARANTINE_PREFIX,
+    quarantine_key,
+    segment_name,
+    writer_of,
+    writer_pid,
+)
+from ..record import HOSTNAME
 from ..stores.base import Store
-from ..stores.local import LocalStore
 from .reader import iter_segment_lines, segment_keys
-from .segment import INDEX_PREFIX, segment_key, writer_of
-
-if TYPE_CHECKING:
-    from ..run import Run
 
 __all__ = [
-    "Finding",
-    "ReindexReport",
     "RepairedSegment",
-    "VerifyReport",
-    "embedded_record",
+    "live_writers",
     "pid_alive",
     "purged_ids",
-    "reindex",
     "repair",
-    "verify",
+    "repair_segment",
     "writer_alive",
 ]
-
-QUARANTINE = "quarantine/"
-Progress = Callable[[int, int], None]
 
 
 def pid_alive(pid: int) -> bool:
@@ -63,10 +52,9 @@ def pid_alive(pid: int) -> bool:
 
 def writer_alive(writer: str, own: Iterable[str] = ()) -> bool:
     """Whether a writer (``<hex>-<pid>``) may still append: its process lives (here: it is open)."""
-    _, _, pid_text = writer.rpartition("-")
-    if not pid_text.isdigit():
+    pid = writer_pid(writer)
+    if pid is None:
         return False
-    pid = int(pid_text)
     if pid == os.getpid():
         return writer in set(own)
     return pid_alive(pid)
@@ -93,8 +81,8 @@ class RepairedSegment:
 
 
 def _tail_torn(store: Store, key: str) -> bool:
-    if isinstance(store, LocalStore):
-        path = store.root / key
+    if store.local_root is not None:  # one byte of the file, not the whole segment
+        path = store.local_root / key
         try:
             with open(path, "rb") as fh:
                 fh.seek(0, os.SEEK_END)
@@ -128,9 +116,10 @@ def repair_segment(store: Store, key: str) -> RepairedSegment | None:
         (good if rec is not None else bad).append(raw + b"\n")
     if not bad and (not data or data.endswith(b"\n")):
         return None
-    name = key.rsplit("/", 1)[-1]
-    n = sum(1 for o in store.list(f"{QUARANTINE}{name}.") if o.key.endswith(".torn"))
-    quarantine = f"{QUARANTINE}{name}.{n + 1}.torn"
+    n = sum(
+        1 for o in store.list(f"{QUARANTINE_PREFIX}{segment_name(key)}.") if o.key.endswith(".torn")
+    )
+    quarantine = quarantine_key(key, n + 1)
     store.put(quarantine, b"".join(bad))
     store.put(key, b"".join(good))
     return RepairedSegment(key, len(bad), sum(len(b) for b in bad), quarantine)
@@ -162,274 +151,6 @@ def repair(
     return done
 
 
-# -- embedded records ---------------------------------------------------------------------------
-def embedded_record(data: bytes) -> dict[str, Any] | None:
-    """The record embedded in encoded image bytes (PNG iTXt, XMP, TIFF tag), or None."""
-    from .. import codecs
-    from ..frames import sniff_format
-
-    fmt = sniff_format(data)
-    if fmt is None and data[:4] in (b"II*\x00", b"MM\x00*"):
-        fmt = "tiff"
-    names = [fmt] if fmt in codecs.names() else []
-    names += [n for n in codecs.names() if n not in names]
-    for name in names:
-        try:
-            text = codecs.get(name).extract(data)
-        except Exception:
-            continue
-        if text:
-            try:
-                rec = json.loads(text)
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                return rec
-    return None
-
-
-# -- verify -------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class Finding:
-    """One problem: ``kind`` is missing, size, hash, decode, torn or orphan."""
-
-    kind: str
-    key: str
-    detail: str = ""
-
-
-DAMAGE = ("missing", "size", "hash", "decode", "torn")
-
-
-@dataclasses.dataclass
-class VerifyReport:
-    """What ``verify`` found. Orphans (whole files without an index line, left by a crash
-    between rename and index append) are reported but are not damage: ``reindex`` adopts them.
-    """
-
-    segments: int = 0
-    records: int = 0
-    purged: int = 0
-    hashed: int = 0
-    decoded: int = 0
-    files: int = 0
-    findings: list[Finding] = dataclasses.field(default_factory=list)
-
-    def of(self, kind: str) -> list[Finding]:
-        """The findings of one kind."""
-        return [f for f in self.findings if f.kind == kind]
-
-    @property
-    def damaged(self) -> bool:
-        """Whether anything is damaged (missing, truncated, corrupt, undecodable, torn)."""
-        return any(f.kind in DAMAGE for f in self.findings)
-
-    def counts(self) -> dict[str, int]:
-        """Number of findings per kind (every kind listed)."""
-        return {k: len(self.of(k)) for k in (*DAMAGE, "orphan")}
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able summary."""
-        return {
-            "segments": self.segments,
-            "records": self.records,
-            "purged": self.purged,
-            "files": self.files,
-            "hashed": self.hashed,
-            "decoded": self.decoded,
-            "damaged": self.damaged,
-            "counts": self.counts(),
-            "findings": [dataclasses.asdict(f) for f in self.findings],
-        }
-
-
-def _sampled(rid: str, fraction: float) -> bool:
-    if fraction >= 1:
-        return True
-    return zlib.crc32(rid.encode("utf-8")) / 2**32 < fraction
-
-
-def verify(
-    run: Run,
-    *,
-    sample: float = 0.1,
-    hashes: bool = True,
-    progress: Progress | None = None,
-) -> VerifyReport:
-    """Check a run: every index line against its file, torn lines, and files without a line.
-
-    Args:
-        run: the run to check (not being written, or orphans of frames in flight show up).
-        sample: the fraction of images to decode (chosen by record id, so repeatable); 1 = all.
-        hashes: check ``file.hash.sha256`` of every image (reads every file).
-        progress: called with (done, total) as records are checked.
-    """
-    store = run.store
-    report = VerifyReport()
-    records: list[dict[str, Any]] = []
-    for key in run.segments():
-        report.segments += 1
-        try:
-            data = store.get(key)
-        except FileNotFoundError:
-            continue
-        for number, raw, rec in iter_segment_lines(data):
-            if rec is None:
-                tail = data.rstrip(b"\n").endswith(raw)
-                where = "last line" if tail else f"line {number}"
-                report.findings.append(Finding("torn", key, f"{where}: {len(raw)} bytes"))
-            else:
-                records.append(rec)
-    gone = purged_ids(records)
-    logged = [r for r in records if (r.get("event") or {}).get("action") == "logged"]
-    report.purged = sum(1 for r in logged if (r.get("image") or {}).get("id") in gone)
-    logged = [r for r in logged if (r.get("image") or {}).get("id") not in gone]
-    report.records = len(logged)
-    listing = {o.key: o.size for o in store.list("images/")}
-    report.files = sum(1 for k in listing if not k.endswith(".json"))
-    indexed: set[str] = set()
-    for i, rec in enumerate(logged):
-        if progress is not None:
-            progress(i, len(logged))
-        file = rec.get("file") or {}
-        path = str(file.get("path", ""))
-        rid = str((rec.get("image") or {}).get("id", ""))
-        indexed.add(path)
-        sidecar = (rec.get("imagelog") or {}).get("sidecar")
-        if sidecar:
-            indexed.add(str(sidecar))
-        if path not in listing:
-            report.findings.append(Finding("missing", path, f"record {rid}"))
-            continue
-        if "size" in file and listing[path] != file["size"]:
-            detail = f"record {rid}: {listing[path]} bytes, the index says {file['size']}"
-            report.findings.append(Finding("size", path, detail))
-            continue
-        want = (file.get("hash") or {}).get("sha256")
-        if hashes and want:
-            try:
-                data = store.get(path)
-            except FileNotFoundError:
-                report.findings.append(Finding("missing", path, f"record {rid}"))
-                continue
-            report.hashed += 1
-            if hashlib.sha256(data).hexdigest() != want:
-                report.findings.append(Finding("hash", path, f"record {rid}: sha256 differs"))
-                continue
-        if _sampled(rid, sample):
-            report.decoded += 1
-            try:
-                arr = run.load(rec)
-                image = rec.get("image") or {}
-                shape = (image.get("height"), image.get("width"))
-                if None not in shape and tuple(arr.shape[:2]) != shape:
-                    raise ValueError(f"decoded {arr.shape[:2]}, the record says {shape}")
-            except Exception as exc:
-                report.findings.append(
-                    Finding("decode", path, f"record {rid}: {type(exc).__name__}: {exc}")
-                )
-    if progress is not None:
-        progress(len(logged), len(logged))
-    for key in listing:
-        if key in indexed:
-            continue
-        if not key.endswith(".json"):
-            report.findings.append(Finding("orphan", key, "no index line (reindex adopts it)"))
-        elif key[:-5] not in listing:
-            detail = "a sidecar without its image (a crash before the image was written)"
-            report.findings.append(Finding("orphan", key, detail))
-    return report
-
-
-# -- reindex ------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class ReindexReport:
-    """What ``reindex`` rebuilt."""
-
-    images: int = 0
-    records: int = 0
-    events: int = 0
-    segments: int = 0
-    removed: int = 0
-    unrecoverable: list[str] = dataclasses.field(default_factory=list)
-    lone_sidecars: list[str] = dataclasses.field(default_factory=list)
-    """Sidecars whose image was never written (a crash in between): moved to quarantine/."""
-
-
 def live_writers(store: Store, own: Iterable[str] = ()) -> list[str]:
     """Writers with segments in the run whose processes still run on this host."""
     return sorted({w for w in map(writer_of, segment_keys(store)) if writer_alive(w, own)})
-
-
-def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
-    """Rebuild every index segment from the images' embedded records (or sidecars).
-
-    Run it on a run that no process writes to (``live_writers`` says which do): a live writer
-    keeps appending to the segment file it opened, which the rebuilt segment replaces.
-    """
-    report = ReindexReport()
-    listing = {o.key: o for o in store.list("images/")}
-    images = [k for k in listing if not k.endswith(".json")]  # lone sidecars: never acknowledged
-    lines: dict[str, list[tuple[str, str]]] = {}
-    for i, key in enumerate(images):
-        if progress is not None:
-            progress(i, len(images))
-        report.images += 1
-        try:
-            data = store.get(key)
-        except FileNotFoundError:
-            continue
-        sidecar = key + ".json"
-        rec: dict[str, Any] | None
-        try:
-            if sidecar in listing:
-                loaded = json.loads(store.get(sidecar))
-                rec = loaded if isinstance(loaded, dict) else None
-            else:
-                rec = embedded_record(data)
-        except (ValueError, FileNotFoundError):
-            rec = None
-        created = str(((rec or {}).get("event") or {}).get("created", ""))
-        if rec is None or len(created) < 13:
-            report.unrecoverable.append(key)
-            continue
-        rec["file"] = {**(rec.get("file") or {}), "path": key, "size": len(data),
-                       "hash": {"sha256": hashlib.sha256(data).hexdigest()}}  # fmt: skip
-        meta = rec.setdefault("imagelog", {})
-        if sidecar in listing:
-            meta["sidecar"] = sidecar
-        writer = str(meta.get("writer") or "reindex")
-        rid = str((rec.get("image") or {}).get("id", ""))
-        lines.setdefault(segment_key(created[:13], writer), []).append((rid, dumps(rec)))
-        report.records += 1
-    if progress is not None:
-        progress(len(images), len(images))
-    for key in listing:
-        if key.endswith(".json") and key[:-5] not in listing:
-            store.put(QUARANTINE + key, store.get(key))
-            store.delete([key])
-            report.lone_sidecars.append(key)
-    old = segment_keys(store)
-    for key in old:  # keep the event lines (drops, purges) the old index still holds
-        try:
-            data = store.get(key)
-        except FileNotFoundError:
-            continue
-        for _, _, rec in iter_segment_lines(data):
-            if rec is None or (rec.get("event") or {}).get("action") == "logged":
-                continue
-            created = str((rec.get("event") or {}).get("created", ""))
-            if len(created) < 13:
-                continue
-            rid = str((rec.get("image") or {}).get("id") or (rec.get("event") or {}).get("id", ""))
-            target = segment_key(created[:13], writer_of(key))
-            lines.setdefault(target, []).append((rid, dumps(rec)))
-            report.events += 1
-    for key, items in sorted(lines.items()):
-        items.sort()
-        store.put(key, "".join(line + "\n" for _, line in items).encode("utf-8"))
-        report.segments += 1
-    stale = [k for k in old if k not in lines and k.startswith(INDEX_PREFIX)]
-    store.delete(stale)
-    report.removed = len(stale)
-    return report

@@ -7,33 +7,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..layout import hour_of, segment_key
 from ..record import dumps
 from ..stores.base import Segment, Store
 
-__all__ = ["INDEX_PREFIX", "SYNC_EVERY", "IndexWriter", "hour_of", "segment_key", "writer_of"]
-
-INDEX_PREFIX = "index/"
-
-
-def segment_key(hour: str, writer: str) -> str:
-    """``index/2026-11-24T19_<writer>.jsonl``: sorts by hour, one file per writer per hour."""
-    return f"{INDEX_PREFIX}{hour}_{writer}.jsonl"
-
-
-def writer_of(key: str) -> str:
-    """The writer of a segment key, with or without a part number (object stores).
-
-    >>> writer_of("index/2026-11-24T19_ab12cd34-77.jsonl"), writer_of("index/2026-11-24T19_ab12cd34-77.000003.jsonl")
-    ('ab12cd34-77', 'ab12cd34-77')
-    """
-    name = key.rsplit("/", 1)[-1].removesuffix(".jsonl")
-    return name.split("_", 1)[-1].split(".", 1)[0]
-
-
-def hour_of(created_ns: int) -> str:
-    """The UTC hour of a nanosecond timestamp, as used in segment names and image folders."""
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(created_ns // 1_000_000_000))
-
+__all__ = ["SYNC_EVERY", "IndexWriter"]
 
 #: With syncing on, appended lines reach stable storage within this many seconds (group commit).
 SYNC_EVERY = 0.05

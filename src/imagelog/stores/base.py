@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ObjectInfo", "Segment", "Store"]
+__all__ = ["ObjectCapabilities", "ObjectInfo", "Segment", "Store"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -37,11 +38,18 @@ class Segment(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    """Where a run lives. Keys are ``/``-separated paths relative to the run root."""
+    """Where a run lives. Keys are ``/``-separated paths relative to the run root.
+
+    Besides storing objects, a store declares what else it can do: ``local_root`` (its keys are
+    files under a local folder: tails are cheap to read, ``Run.path()`` works), ``remove_temp``
+    (it leaves temporary files when a writer dies mid-write) and ``stats`` (its own counters).
+    """
 
     url: str
     concurrency: int
     """How many puts the pipeline should keep in flight (local disk: one per core)."""
+    local_root: Path | None
+    """The folder whose files are the keys (``root / key``), or None for other stores."""
 
     def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
         """Store ``data`` under ``key`` atomically: readers see all of it or nothing."""
@@ -64,5 +72,33 @@ class Store(Protocol):
     def free_bytes(self) -> int | None:
         """Free space where the images go, or None if the store has no such limit."""
 
+    def remove_temp(self, prefix: str) -> int:
+        """Delete temporary files of writers that died mid-write under ``prefix``; how many.
+
+        Stores whose puts leave no temporary objects return 0.
+        """
+
+    def stats(self) -> dict[str, Any]:
+        """The store's own counters (a spool's pending, uploaded, network errors...), or {}."""
+
     def close(self) -> None:
         """Release connections and file handles."""
+
+
+class ObjectCapabilities:
+    """The capabilities of a store of whole objects with no local folder (memory, a bucket):
+    no local files, no free-space limit, no temporary objects, no counters of its own."""
+
+    local_root: Path | None = None
+
+    def free_bytes(self) -> int | None:
+        """No free-space limit that we can see."""
+        return None
+
+    def remove_temp(self, prefix: str) -> int:
+        """Puts are atomic: no temporary objects."""
+        return 0
+
+    def stats(self) -> dict[str, Any]:
+        """No counters of its own."""
+        return {}

@@ -9,6 +9,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreError
 from .base import ObjectInfo
@@ -106,6 +107,7 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.url = str(self.root)
+        self.local_root: Path | None = self.root
         self.concurrency = max(2, os.cpu_count() or 2)
         self._dirs: set[Path] = set()
         self._lock = threading.Lock()
@@ -247,6 +249,10 @@ class LocalStore:
             return shutil.disk_usage(self.root).free
         except OSError:
             return None
+
+    def stats(self) -> dict[str, Any]:
+        """No counters of its own."""
+        return {}
 
     def close(self) -> None:
         """Nothing to release."""

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
-from .base import ObjectInfo
+from .base import ObjectCapabilities, ObjectInfo
 
 __all__ = ["MemorySegment", "MemoryStore"]
 
@@ -35,7 +35,7 @@ class MemorySegment:
         """Nothing to close."""
 
 
-class MemoryStore:
+class MemoryStore(ObjectCapabilities):
     """A dict of key -> bytes; ``memory://name`` opens the same dict again within one process."""
 
     _named: ClassVar[dict[str, MemoryStore]] = {}
@@ -87,10 +87,6 @@ class MemoryStore:
     def open_segment(self, key: str) -> MemorySegment:
         """An append-only segment."""
         return MemorySegment(self, key)
-
-    def free_bytes(self) -> int | None:
-        """No limit."""
-        return None
 
     def close(self) -> None:
         """Nothing to release."""

@@ -23,17 +23,13 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["PartFlusher", "PartSegment", "part_key"]
+from ..layout import part_key
+
+__all__ = ["PartFlusher", "PartSegment"]
 
 logger = logging.getLogger("imagelog")
 
 Put = Callable[[str, bytes], None]
-
-
-def part_key(segment_key: str, part: int) -> str:
-    """``index/<hour>_<writer>.jsonl`` and 3 -> ``index/<hour>_<writer>.000003.jsonl``."""
-    base = segment_key.removesuffix(".jsonl")
-    return f"{base}.{part:06d}.jsonl"
 
 
 class PartSegment:

@@ -37,7 +37,7 @@ from obstore.store import S3Store as _ObS3Store
 
 from ..errors import InvalidSetting, StoreError
 from ..settings import parse_bytes, parse_duration
-from .base import ObjectInfo, Store
+from .base import ObjectCapabilities, ObjectInfo, Store
 from .parts import PartFlusher, PartSegment
 
 if TYPE_CHECKING:
@@ -166,7 +166,7 @@ def _first_line(exc: BaseException) -> str:
     return text[:300]
 
 
-class S3Store:
+class S3Store(ObjectCapabilities):
     """A run under ``s3://bucket/prefix``: objects through obstore, index segments as parts.
 
     Example (``probe=False`` skips the check at open that would need a server; the S3 tests
@@ -244,7 +244,7 @@ class S3Store:
             try:
                 store.probe(write=create)
             except StoreError as exc:
-                if not (spooled and getattr(exc, "transient", False)):
+                if not (spooled and exc.transient):
                     store.close()
                     raise
                 import logging
@@ -285,9 +285,8 @@ class S3Store:
             transient = True
             msg = f"{self.url}: cannot reach {self.options.endpoint or 'S3'} while {what}: {_first_line(exc)}"
             err_no = errno.EIO
-        err = StoreError(msg, path=self.url)
+        err = StoreError(msg, path=self.url, transient=transient)
         err.errno = err_no
-        err.transient = transient  # type: ignore[attr-defined]
         return err
 
     def probe(self, *, write: bool = True) -> None:
@@ -391,10 +390,6 @@ class S3Store:
             self._parts[key] = segment
         self._flusher.add(segment)
         return segment
-
-    def free_bytes(self) -> int | None:
-        """Buckets have no free-space limit we can see."""
-        return None
 
     def close(self) -> None:
         """Stop the index-part thread (open segments upload their parts when closed)."""

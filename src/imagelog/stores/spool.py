@@ -44,8 +44,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .._backoff import Doubling
 from .._report import RateLimitedReporter
 from ..errors import SpoolFull
+from ..layout import INDEX_PREFIX
 from .base import ObjectInfo, Store
 from .parts import PartFlusher, PartSegment
 
@@ -151,6 +153,7 @@ class SpoolStore:
         self.inner = inner
         self.url = inner.url
         self.concurrency = inner.concurrency
+        self.local_root: Path | None = None  # the spool is local; the run's keys are not
         self.root = Path(spool_dir).expanduser().absolute()
         self.max_bytes = max_bytes
         self.index_interval = index_interval
@@ -238,9 +241,9 @@ class SpoolStore:
                 if data.strip():
                     last += 1
                     path = folder.path / f"{last:016d}.i"
-                    _write_entry(path, f"index/{part.name}", data, sync=False)
+                    _write_entry(path, f"{INDEX_PREFIX}{part.name}", data, sync=False)
                     size = path.stat().st_size
-                    folder.entries.append(_Entry(path, f"index/{part.name}", size, True))
+                    folder.entries.append(_Entry(path, f"{INDEX_PREFIX}{part.name}", size, True))
                     self._bytes += size
                     self._counts["journal_parts_recovered"] += 1
                 part.unlink()
@@ -266,7 +269,7 @@ class SpoolStore:
                 return
             except Exception as exc:
                 self._failed(exc)
-        self._spool(key, data, index=key.startswith("index/"), sync=sync)
+        self._spool(key, data, index=key.startswith(INDEX_PREFIX), sync=sync)
 
     def _spool(self, key: str, data: bytes, *, index: bool, sync: bool) -> None:
         size = len(data)
@@ -350,6 +353,10 @@ class SpoolStore:
         """The inner store's free space (None for buckets)."""
         return self.inner.free_bytes()
 
+    def remove_temp(self, prefix: str) -> int:
+        """The inner store's temporary files (spooled files are whole before they are listed)."""
+        return self.inner.remove_temp(prefix)
+
     # -- the uploader ---------------------------------------------------------------------------------
     def _start(self) -> None:
         with self._cond:
@@ -392,7 +399,7 @@ class SpoolStore:
         return None
 
     def _run(self) -> None:
-        backoff = self.initial_backoff
+        backoff = Doubling(self.initial_backoff, self.max_backoff)
         while True:
             with self._cond:
                 while not self._stop and self._next_batch() is None:
@@ -400,7 +407,7 @@ class SpoolStore:
                 if self._stop:
                     return
                 folder, batch = self._next_batch() or (self._own, [])
-            if backoff > self.initial_backoff:
+            if backoff.failing:
                 batch = batch[:1]  # after a failure, one object tells whether the store is back
             if len(batch) == 1:
                 results = [self._upload(batch[0])]
@@ -428,17 +435,16 @@ class SpoolStore:
                     folder.release(remove=True)
                 self._cond.notify_all()
             if not failed:
-                backoff = self.initial_backoff
+                backoff.reset()
                 continue
             self._failed(failed[0], n=len(failed))
             with self._cond:
-                deadline = time.monotonic() + backoff
+                deadline = time.monotonic() + backoff.fail()
                 while not self._stopping() and not self._kick and time.monotonic() < deadline:
                     self._cond.wait(deadline - time.monotonic())
                 self._kick = False
                 if self._stopping():
                     return
-            backoff = min(self.max_backoff, backoff * 2)
 
     def _stopping(self) -> bool:
         return self._stop

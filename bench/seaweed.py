@@ -7,7 +7,7 @@ Telemetry, WebDAV, Iceberg, Lance and the admin UI are off; every gRPC port is s
 global ``-logdir`` flag; ``GOMEMLIMIT`` caps the Go heap (384 MiB: lower thrashes the collector).
 
 Example:
-    >>> from imagelog._seaweed import SeaweedFS, find_weed
+    >>> from bench.seaweed import SeaweedFS, find_weed
     >>> with SeaweedFS(tmp_dir) as server:  # doctest: +SKIP
     ...     server.create_bucket("runs")
     ...     imagelog.open("s3://runs/demo", storage_options=server.storage_options())

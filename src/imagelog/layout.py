@@ -1,0 +1,162 @@
+"""The run's on-disk layout: every key a run holds, and how to read one back.
+
+The bottom floor of the house: it imports nothing from the package, and every module that names
+or parses a key asks it. A run looks like::
+
+    imagelog.json                                         the manifest (MANIFEST)
+    index/<YYYY-MM-DDTHH>_<writer>.jsonl                  one segment per writer per hour
+    index/<YYYY-MM-DDTHH>_<writer>.<part>.jsonl           its parts, on object stores
+    index/<YYYY-MM-DDTHH>_kept.jsonl                      lines of kept files of a purged hour
+    images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
+    quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
+
+An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
+*writer* is one process's id (``<hex>-<pid>``).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+import time
+
+__all__ = [
+    "IMAGES_PREFIX",
+    "INDEX_PREFIX",
+    "KEPT_WRITER",
+    "LAYOUT",
+    "MANIFEST",
+    "QUARANTINE_PREFIX",
+    "hour_end_ns",
+    "hour_of",
+    "hour_of_key",
+    "image_key",
+    "images_prefix",
+    "is_segment",
+    "part_key",
+    "quarantine_key",
+    "segment_key",
+    "segment_name",
+    "source_dir",
+    "writer_of",
+    "writer_pid",
+]
+
+#: The run manifest, at the run's root.
+MANIFEST = "imagelog.json"
+#: Where image files (and pass-through sidecars) live.
+IMAGES_PREFIX = "images/"
+#: Where index segments live.
+INDEX_PREFIX = "index/"
+#: Where torn index lines and lone sidecars are moved by repair and reindex.
+QUARANTINE_PREFIX = "quarantine/"
+#: The writer name of the segment that holds the lines of kept files of a purged hour.
+KEPT_WRITER = "kept"
+#: The layout as the manifest states it.
+LAYOUT = {
+    "index": "index/<YYYY-MM-DDTHH>_<writer>.jsonl",
+    "images": "images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>",
+}
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
+_IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
+
+
+# -- hours ------------------------------------------------------------------------------------
+def hour_of(created_ns: int) -> str:
+    """The UTC hour of a nanosecond timestamp, as used in segment names and image folders.
+
+    >>> hour_of(1_764_010_800 * 10**9)
+    '2025-11-24T19'
+    """
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(created_ns // 1_000_000_000))
+
+
+def hour_end_ns(hour: str) -> int:
+    """The end (exclusive) of an hour, in Unix nanoseconds."""
+    t = time.strptime(hour, "%Y-%m-%dT%H")
+    return (calendar.timegm(t) + 3600) * 1_000_000_000
+
+
+def hour_of_key(key: str) -> str | None:
+    """The hour (``YYYY-MM-DDTHH``) of an image or index key, or None.
+
+    >>> hour_of_key("images/2026/11/24/19/cam1/x.png"), hour_of_key("index/2026-11-24T19_w.jsonl")
+    ('2026-11-24T19', '2026-11-24T19')
+    """
+    m = _IMAGE_RE.match(key)
+    if m:
+        return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
+    m = _SEGMENT_RE.match(key)
+    return m[1] if m else None
+
+
+# -- images -----------------------------------------------------------------------------------
+def source_dir(source: str) -> str:
+    """A source name made safe for one path component (the record keeps the original)."""
+    safe = _UNSAFE.sub("_", source).strip("._")
+    return safe[:64] or "_"
+
+
+def image_key(created_ns: int, source: str, seq: int, writer: str, ext: str) -> str:
+    """``images/YYYY/MM/DD/HH/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>`` (UTC, log time)."""
+    sec, rem = divmod(created_ns, 1_000_000_000)
+    t = time.gmtime(sec)
+    return (
+        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{source_dir(source)}/"
+        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
+    )
+
+
+def images_prefix(hour: str) -> str:
+    """The image folder of an hour: ``images/YYYY/MM/DD/HH/``."""
+    return f"{IMAGES_PREFIX}{hour[0:4]}/{hour[5:7]}/{hour[8:10]}/{hour[11:13]}/"
+
+
+# -- index segments ---------------------------------------------------------------------------
+def segment_key(hour: str, writer: str) -> str:
+    """``index/2026-11-24T19_<writer>.jsonl``: sorts by hour, one file per writer per hour."""
+    return f"{INDEX_PREFIX}{hour}_{writer}.jsonl"
+
+
+def is_segment(key: str) -> bool:
+    """Whether a key is an index segment or a part of one (``index/<hour>_<writer>[.<part>].jsonl``)."""
+    return _SEGMENT_RE.match(key) is not None
+
+
+def segment_name(key: str) -> str:
+    """The file name of a segment key, without its folder."""
+    return key.rsplit("/", 1)[-1]
+
+
+def part_key(segment_key: str, part: int) -> str:
+    """``index/<hour>_<writer>.jsonl`` and 3 -> ``index/<hour>_<writer>.000003.jsonl``."""
+    base = segment_key.removesuffix(".jsonl")
+    return f"{base}.{part:06d}.jsonl"
+
+
+def quarantine_key(segment_key: str, n: int) -> str:
+    """Where the ``n``-th batch of torn lines of a segment goes: ``quarantine/<name>.<n>.torn``."""
+    return f"{QUARANTINE_PREFIX}{segment_name(segment_key)}.{n}.torn"
+
+
+# -- writers ----------------------------------------------------------------------------------
+def writer_of(key: str) -> str:
+    """The writer of a segment key, with or without a part number (object stores).
+
+    >>> writer_of("index/2026-11-24T19_ab12cd34-77.jsonl"), writer_of("index/2026-11-24T19_ab12cd34-77.000003.jsonl")
+    ('ab12cd34-77', 'ab12cd34-77')
+    """
+    name = segment_name(key).removesuffix(".jsonl")
+    return name.split("_", 1)[-1].split(".", 1)[0]
+
+
+def writer_pid(writer: str) -> int | None:
+    """The process id in a writer id (``<hex>-<pid>``), or None if it has none.
+
+    >>> writer_pid("ab12cd34-77"), writer_pid("kept")
+    (77, None)
+    """
+    _, _, pid_text = writer.rpartition("-")
+    return int(pid_text) if pid_text.isdigit() else None
