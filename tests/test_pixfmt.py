@@ -7,11 +7,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import imagelog
 from imagelog import audit, pixfmt
 from imagelog.checks import check_frame
 from imagelog.errors import FormatMismatch, InvalidFrame, UnsupportedInput
+from imagelog.frames import normalise
 from imagelog.samples import photo
 
 Array = np.ndarray[Any, Any]
@@ -502,3 +505,32 @@ def test_handler_passes_the_pixel_format(run_dir: Path) -> None:
     run, rec = only(run_dir)
     assert rec["image"]["pixel_format"] == "bayer_bggr8" and rec["message"] == "raw frame"
     np.testing.assert_array_equal(run.load(rec), frame)
+
+
+@given(
+    name=st.sampled_from(EVERY),
+    w=st.integers(1, 40),
+    h=st.integers(1, 30),
+    pad=st.integers(0, 9),
+    x=st.integers(0, 200),
+)
+def test_any_size_and_padding(name: str, w: int, h: int, pad: int, x: int) -> None:
+    """Any size the format allows, any padding: the copy (and the file's plane layout, there
+    and back) is the frame without its padding."""
+    fmt = pixfmt.parse(name)
+    if fmt.kind != "bayer" and fmt.kind != "mono" and fmt.kind != "rgb":
+        w, h = w + w % 2, h + h % 2  # chroma subsampling needs even sizes
+    rgb = np.ascontiguousarray(photo("astronaut.png")[x : x + h, x : x + w])
+    if fmt.dtype == "float32":
+        frame = rgb[:, :, 0].astype(np.float32) / 255
+    else:
+        frame = pixfmt.from_rgb(rgb if fmt.dtype == "uint8" else rgb.astype(np.uint16) * 257, fmt)
+    stride = fmt.row_bytes(w) + pad * fmt.itemsize * (2 if fmt.kind == "yuv420p" else 1)
+    f = normalise(padded(frame, fmt, stride), size=(w, h), pixel_format=name, stride=stride)
+    assert (f.width, f.height, f.stride, f.bit_depth) == (w, h, stride, fmt.bit_depth)
+    assert f.pixels is not None
+    if fmt.pattern.startswith("BGR"):
+        frame = frame[:, :, [2, 1, 0, 3][: fmt.channels]]
+    stored, layout = pixfmt.to_stored(f.pixels, f.pixel_format or name)
+    back = pixfmt.from_stored(stored, f.pixel_format or name, layout, w, h)
+    np.testing.assert_array_equal(back, frame)
