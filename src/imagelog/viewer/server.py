@@ -158,7 +158,10 @@ class Viewer:
         return f"http://{host}:{self.port}{path}{sep}token={self.token}"
 
     def _make_server(self) -> uvicorn.Server:
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off")
+        # log_config=None: uvicorn leaves logging alone (no handlers installed in the host process)
+        config = uvicorn.Config(
+            self.app, log_level="warning", access_log=False, lifespan="off", log_config=None
+        )
         return uvicorn.Server(config)
 
     def start(self) -> Viewer:
