@@ -143,6 +143,7 @@ def _summarise_python(run: Run) -> dict[str, Any]:
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     first = last = None
     for rec in run.records(include_events=True):
         image = rec.get("image", {})
@@ -158,6 +159,8 @@ def _summarise_python(run: Run) -> dict[str, Any]:
         elif action == "dropped":
             by_source[src]["dropped"] += 1
             drops[rec.get("event", {}).get("reason", "?")] += 1
+        elif action == "encoding_warning":
+            warnings[rec.get("event", {}).get("reason", "?")] += 1
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
@@ -168,6 +171,7 @@ def _summarise_python(run: Run) -> dict[str, Any]:
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
+        "encoding_warnings_by_kind": dict(warnings),
         "writers": len({writer_of(k) for k in run.segments()}),
     }
 
@@ -195,6 +199,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con.print("formats: " + (", ".join(f"{k} {v}" for k, v in s["formats"].items()) or "none"))
     if s["drops_by_reason"]:
         con.print("drops: " + ", ".join(f"{k} {v}" for k, v in s["drops_by_reason"].items()))
+    if s["encoding_warnings_by_kind"]:
+        kinds = s["encoding_warnings_by_kind"].items()
+        con.print("encoding warnings: " + ", ".join(f"{k} {v}" for k, v in kinds))
     return 0
 
 
