@@ -289,20 +289,20 @@ def lines_records_sql(lines: str) -> str:
 def _jsonl_sql(paths: Sequence[str], *, whole: bool = False, lines: str | None = None) -> str:
     """Typed columns from JSON lines read as text (never struct inference), torn lines left out.
 
-    The scalar columns come from one ``json_extract_string`` of every path (one parse per line;
-    measured 2.5x faster than a parse per column for ``stats``); ``labels``, ``meta`` and
-    ``record`` are parsed only by the queries that use them. (``whole`` is accepted for callers
+    Every column comes from one ``json_extract_string`` of every path (one parse per line;
+    measured 2.5x faster than a parse per column for ``stats``; ``labels`` and ``meta`` come out
+    as their JSON text); ``record`` (the line) is parsed only by the queries that use it. (``whole`` is accepted for callers
     that read every column; every query now takes this path.)
     """
     del whole
     names = list(_PATHS)
-    every = [_PATHS[n] for n in names] + ["$.image.id", "$.event.id"]
+    every = [_PATHS[n] for n in names] + ["$.image.id", "$.event.id", "$.labels", "$.meta"]
     cols = []
     for name, typ in COLUMNS.items():
         if name == "id":
             expr = f"coalesce(j[{len(names) + 1}], j[{len(names) + 2}])"
-        elif name in ("labels", "meta"):
-            expr = f"(line->'$.{name}')"
+        elif name in ("labels", "meta"):  # the object's text, from the same parse
+            expr = f"CAST(j[{len(names) + (3 if name == 'labels' else 4)}] AS JSON)"
         elif name == "record":
             expr = "line::JSON"
         else:
