@@ -99,12 +99,13 @@ def summarise(run: Run) -> dict[str, Any]:
     rows = with_retry(run.store, lambda con: con.sql(
         "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
         "count(*), coalesce(sum(bytes), 0), min(ts), max(ts) FROM records "
-        "WHERE action IN ('logged', 'dropped') GROUP BY ALL"
+        "WHERE action IN ('logged', 'dropped', 'encoding_warning') GROUP BY ALL"
     ).fetchall())  # fmt: skip
     files = list_files(run.store)
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     first = last = None
     for src, action, reason, fmt, n, nbytes, lo, hi in rows:
         if action == "logged":
@@ -113,9 +114,11 @@ def summarise(run: Run) -> dict[str, Any]:
             formats[fmt] += n
             first = lo if first is None else min(first, lo)
             last = hi if last is None else max(last, hi)
-        else:
+        elif action == "dropped":
             by_source[src]["dropped"] += n
             drops[reason] += n
+        else:
+            warnings[reason] += n
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
@@ -126,6 +129,7 @@ def summarise(run: Run) -> dict[str, Any]:
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
+        "encoding_warnings_by_kind": dict(warnings),
         "writers": len(files.writers),
     }
 
