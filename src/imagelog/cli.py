@@ -116,9 +116,11 @@ def summarise(run: Run) -> dict[str, Any]:
             formats[fmt] += n
             first = lo if first is None else min(first, lo)
             last = hi if last is None else max(last, hi)
-        else:
+        elif action == "dropped":
             by_source[src]["dropped"] += n
             drops[reason] += n
+        else:
+            warnings[reason] += n
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
