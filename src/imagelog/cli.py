@@ -108,9 +108,7 @@ def summarise(run: Run) -> dict[str, Any]:
     warnings: Counter[str] = Counter()
     first = last = None
     for src, action, reason, fmt, n, nbytes, lo, hi in rows:
-        if action == "encoding_warning":
-            warnings[reason] += n
-        elif action == "logged":
+        if action == "logged":
             by_source[src]["images"] += n
             by_source[src]["bytes"] += nbytes
             formats[fmt] += n

@@ -159,9 +159,7 @@ class Viewer:
 
     def _make_server(self) -> uvicorn.Server:
         # log_config=None: uvicorn leaves logging alone (no handlers installed in the host process)
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", log_config=None
-        )
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", log_config=None)
         return uvicorn.Server(config)
 
     def start(self) -> Viewer:
