@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench lock clean
+.PHONY: demo test lint typecheck unit bench lock clean docs-img
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt "pip==26.3"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[s3,query,fast-jxl,color]" --group test --group typing --group lint
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[s3,query,view,fast-jxl,color]" --group test --group typing --group lint
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,6 +29,10 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# the README's screenshots of `imagelog view`, made by the browser tests (needs chromium)
+docs-img: $(STAMP)
+	VIEW_SCREENSHOTS_TO=docs/img $(BIN)/pytest tests/viewer/test_browser.py -k readme -q
 
 lock: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | sed '1i # Pinned versions that `make` installs and CI tests (regenerate: make lock).' > constraints.txt

@@ -1,4 +1,4 @@
-"""The command line: ``imagelog ls | stats | show``; one ``cmd_<verb>`` function per subcommand.
+"""The command line: ``imagelog ls | stats | show | view``; one ``cmd_<verb>`` function per subcommand.
 
 ``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``.
 """
@@ -244,6 +244,22 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    """Serve the run to a browser (needs the ``view`` extra)."""
+    try:
+        from .viewer.server import main_serve
+    except ImportError as exc:
+        print(f"imagelog view needs the view extra: pip install 'imagelog[view]' ({exc})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        return main_serve(args.run, host=args.host, port=args.port, open_browser=not args.no_browser,
+                          allow_remote=args.allow_remote, cache_dir=args.cache_dir)  # fmt: skip
+    except ValueError as exc:
+        print(f"imagelog view: {exc}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (one subparser per verb)."""
     p = argparse.ArgumentParser(prog="imagelog", description="Inspect runs written by imagelog.")
@@ -268,6 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
     sh.set_defaults(func=cmd_show)
+
+    vw = sub.add_parser("view", help="browse the run in a web page (timeline, grid, frames; live)")
+    vw.add_argument("run")
+    vw.add_argument("--port", type=int, default=0, help="0 (default): any free port")
+    vw.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    vw.add_argument("--allow-remote", action="store_true",
+                    help="allow a --host other machines can reach (prints a warning)")  # fmt: skip
+    vw.add_argument("--no-browser", action="store_true", help="print the address, open nothing")
+    vw.add_argument(
+        "--cache-dir", help="thumbnails and the viewer's index (default ~/.cache/imagelog)"
+    )
+    vw.set_defaults(func=cmd_view)
 
     from ._cli_query import add_query_commands
     from ._cli_storage import add_storage_commands

@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ls {run}/images/*/*/*/*/",
     ):
         console.print(f"  [cyan]{cmd}[/cyan]")
+    console.print("\nLook at what was logged (timeline, thumbnails, frames; Ctrl-C stops):")
+    console.print(f"  [bold cyan].venv/bin/imagelog view {run}[/bold cyan]")
     return 0
 
 
