@@ -50,7 +50,7 @@ def find_itxt(png: bytes, keyword: bytes) -> str | None:
 
 
 class PNG(Codec):
-    """PNG, lossless, 8/16 bit gray, RGB, RGBA, and bool masks as 1-bit."""
+    """PNG, lossless, 8/16 bit gray, RGB, RGBA; bool masks as 1-bit (RGB(A) masks as 0/255)."""
 
     name = "png"
     extension = "png"
@@ -61,7 +61,9 @@ class PNG(Codec):
     library = "libpng"
 
     def encode(self, pixels: Pixels, params: Mapping[str, Any]) -> bytes:
-        """Encode; bool masks go through Pillow as 1-bit PNG."""
+        """Encode; bool masks go through Pillow as 1-bit PNG, bool RGB(A) as 8-bit 0/255."""
+        if pixels.dtype == np.bool_ and pixels.ndim == 3:  # PNG's 1-bit depth is gray-only
+            return bytes(imagecodecs.png_encode(pixels.view(np.uint8) * 255, level=params["level"]))
         if pixels.dtype == np.bool_:
             from PIL import Image
 
@@ -75,7 +77,8 @@ class PNG(Codec):
         if data[24:26] == b"\x01\x00":  # IHDR bit depth 1, colour type 0: our bool masks
             from PIL import Image
 
-            return np.asarray(Image.open(io.BytesIO(data)), dtype=bool)
+            with Image.open(io.BytesIO(data)) as im:  # via "L": Pillow's "1" arrays hold 0xff
+                return np.asarray(im.convert("L")) > 0
         return np.asarray(imagecodecs.png_decode(data))
 
     def embed(self, data: bytes, record_json: str) -> bytes:

@@ -35,9 +35,13 @@ class TIFF(Codec):
         return self._encode(pixels, params, _PREFIX + record_json), True
 
     def _encode(self, pixels: Pixels, params: Mapping[str, Any], description: str | None) -> bytes:
+        # Say HxWxC is one RGB(A) page: left to guess, libtiff writes a float32 HxWx3 frame as H
+        # pages of Wx3 (it guesses RGB only for uint8/uint16 with 3-4 samples).
+        photometric = "rgb" if pixels.ndim == 3 else "minisblack"
         return bytes(
             imagecodecs.tiff_encode(
                 pixels,
+                photometric=photometric,
                 compression=params["compression"],
                 level=params["level"],
                 predictor=params["predictor"],
