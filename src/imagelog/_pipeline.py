@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import logging
@@ -26,7 +27,7 @@ from .frames import BufferPool, Frame
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dropped_record, dumps, iso_utc, ordered, stored_file
+from .record import dropped_record, dumps, failed_record, iso_utc, ordered, stored_file
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -34,6 +35,10 @@ from .stores.base import Store
 __all__ = ["EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
+
+#: Records (drops, failures) held in memory while the index cannot be written (a full disk);
+#: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
+MAX_HELD_RECORDS = 10_000
 
 _STORAGE_ERRNOS = {
     errno.ENOSPC,
@@ -78,6 +83,9 @@ class Stats:
         self.failed_by_reason: Counter[str] = Counter()
         self.last_error: str | None = None
         self.first_error: BaseException | None = None
+        #: drop/failure records waiting for a writable index, oldest first
+        self.held: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
+        self.unrecorded = 0
 
     def add(self, source: str, key: str, n: int = 1) -> None:
         """Count ``n`` of ``key`` for ``source`` and in total."""
@@ -116,6 +124,7 @@ class Pipeline:
         self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
         self.verifier = Verifier(settings.verify)
         self.backoff = Backoff()
+        self._pause_error: OSError | None = None
         self.retention = Retention(
             store, max_bytes=settings.max_bytes, max_age=settings.max_age,
             min_free_bytes=settings.min_free_bytes, keep=settings.keep, index=self.index,
@@ -154,6 +163,7 @@ class Pipeline:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = self.maintenance.settle(left)
         if ok:
+            self.write_held()
             self.index.flush()  # object stores: upload the open index part
             if self.settings.fsync is not Fsync.NONE:
                 self.index.sync()
@@ -184,6 +194,8 @@ class Pipeline:
                 "dropped_by_reason": dict(self.stats.dropped_by_reason),
                 "failed_by_reason": dict(self.stats.failed_by_reason),
                 "last_error": self.stats.last_error,
+                "held_records": len(self.stats.held),
+                "unrecorded": self.stats.unrecorded,
                 "paused": self.backoff.reason,
                 "encode_seconds": c["encode_ns"] / 1e9,
                 "write_seconds": c["write_ns"] / 1e9,
@@ -250,12 +262,16 @@ class Pipeline:
                 events.append(self._drop_record(item.payload, "close_timeout"))
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        for e in events:
+            self.hold(e.record, e.created_ns)
         try:
-            if events:
-                self.index.append_many([(e.record, e.created_ns) for e in events])
+            self.write_held()
             self.index.close()
         except OSError as exc:
             self.report("index-close", exc)
+        with self.stats.lock:  # what the index could not take by now is lost from its books
+            self.stats.unrecorded += len(self.stats.held)
+            self.stats.held.clear()
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
@@ -305,18 +321,22 @@ class Pipeline:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
                     self._write_guarded(payload)
+                elif self.stats.held or self.backoff.reason is not None:
+                    self.hold(payload.record, payload.created_ns)  # keep the index's order
                 else:
-                    self.index.append(ordered(payload.record), payload.created_ns)
+                    self.index.append(payload.record, payload.created_ns)
             except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
                 if isinstance(item.payload, FrameJob):
                     self.record_drop(item.payload, "spool_full")
                 else:
-                    self._fail("", exc)
+                    self.report("spool_full", exc)
+                    self.hold(item.payload.record, item.payload.created_ns)
             except BaseException as exc:
                 if isinstance(item.payload, FrameJob):
-                    self._fail(item.payload.source, exc)
-                else:  # an event line (a drop record) that could not be written: no frame failed
+                    self._fail(item.payload, exc)
+                else:  # an event line (a drop record) that could not be written: held for later
                     self.report(_reason(exc), exc)
+                    self.hold(item.payload.record, item.payload.created_ns)
             finally:
                 if isinstance(item.payload, FrameJob):
                     self.recycle(item.payload)
@@ -325,10 +345,8 @@ class Pipeline:
     def _write_guarded(self, job: FrameJob) -> None:
         """Write a frame unless storage is paused (fail fast) or below ``min_free_bytes`` (drop)."""
         reason = self.backoff.blocked()
-        if reason is not None:
-            self.stats.add(job.source, "failed")
-            with self.stats.lock:
-                self.stats.failed_by_reason[reason] += 1
+        if reason is not None:  # failed fast: its record waits for a writable index
+            self._fail(job, self._pause_error or OSError(reason), reason=reason, quiet=True)
             return
         if self.guard is not None and not self.guard.ok():
             self.maintenance.wake()
@@ -339,11 +357,14 @@ class Pipeline:
             self._write_frame(job)
         except OSError as exc:
             if exc.errno in _STORAGE_ERRNOS:
+                self._pause_error = exc
                 if self.backoff.failed(_reason(exc)):
                     self.maintenance.wake()  # a full disk: let retention free what it may
             else:
                 self.backoff.succeeded()
             raise
+        if self.stats.held:
+            self.write_held()
         if self.backoff.succeeded():
             try:
                 logger.warning(
@@ -437,15 +458,52 @@ class Pipeline:
         for hook in self.on_written:
             hook(final)
 
-    def _fail(self, source: str, exc: BaseException) -> None:
-        reason = _reason(exc)
-        self.stats.add(source, "failed")
+    def _fail(
+        self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
+    ) -> None:
+        """Count a frame the write path could not store and write its ``failed`` record (held
+        while the index cannot take it). ``quiet``: failed fast while paused (already reported)."""
+        reason = reason or _reason(exc)
+        self.stats.add(job.source, "failed")
         with self.stats.lock:
             self.stats.failed_by_reason[reason] += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            if self.stats.first_error is None:
-                self.stats.first_error = exc
-        self.report(reason, exc)
+            if not quiet:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                if self.stats.first_error is None:
+                    self.stats.first_error = exc
+        if not quiet:
+            self.report(reason, exc)
+        rec = failed_record(job.record, reason, self._frame_fields(job.frame), exc)
+        if self.stats.held or self.backoff.reason is not None:
+            self.hold(rec, job.created_ns)
+            return
+        try:
+            self.index.append(rec, job.created_ns)
+        except OSError as err:
+            self.report(_reason(err), err)
+            self.hold(rec, job.created_ns)
+
+    def hold(self, record: dict[str, Any], created_ns: int) -> None:
+        """Keep a drop/failure record until the index can be written (``write_held``)."""
+        with self.stats.lock:
+            if len(self.stats.held) < MAX_HELD_RECORDS:
+                self.stats.held.append((record, created_ns))
+            else:
+                self.stats.unrecorded += 1
+
+    def write_held(self) -> None:
+        """Append the held records to the index, oldest first; on failure they stay held."""
+        with self.stats.lock:
+            items = list(self.stats.held)
+            self.stats.held.clear()
+        if not items:
+            return
+        try:
+            self.index.append_many(items)
+        except OSError as exc:
+            with self.stats.lock:
+                self.stats.held.extendleft(reversed(items))
+            self.report(_reason(exc), exc)
 
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""

@@ -248,7 +248,9 @@ def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool)
 def _not_stored(
     rec: Mapping[str, Any], action: str, reason: str, image: Mapping[str, Any]
 ) -> dict[str, Any]:
-    out = dict(rec)
+    out = {k: v for k, v in rec.items() if k not in ("file", "exif")}  # nothing was stored
+    if "sidecar" in rec.get("imagelog", {}):
+        out["imagelog"] = {k: v for k, v in rec["imagelog"].items() if k != "sidecar"}
     out["event"] = {**rec["event"], "action": action, "reason": reason, "outcome": "failure"}
     out["image"] = {**rec["image"], **image}
     return out
