@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..layout import hour_of, segment_key
@@ -63,7 +63,7 @@ class IndexWriter:
         """Append one record as one line to the segment of its hour."""
         self.append_many([(record, created_ns)])
 
-    def append_many(self, items: list[tuple[Mapping[str, Any], int]]) -> None:
+    def append_many(self, items: Sequence[tuple[Mapping[str, Any], int]]) -> None:
         """Append records (each with its ``event.created`` in ns) with as few writes as possible."""
         by_hour: dict[str, list[str]] = {}
         for record, created_ns in items:
