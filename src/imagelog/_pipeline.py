@@ -125,6 +125,7 @@ class Pipeline:
         self.verifier = Verifier(settings.verify)
         self.backoff = Backoff()
         self._pause_error: OSError | None = None
+        self._fields: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         self.retention = Retention(
             store, max_bytes=settings.max_bytes, max_age=settings.max_age,
             min_free_bytes=settings.min_free_bytes, keep=settings.keep, index=self.index,
@@ -387,11 +388,30 @@ class Pipeline:
             fields["converted_from"] = frame.converted_from
         return fields
 
+    def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
+        """``image.format``, ``image.lossless`` and ``image.encoder`` of a codec and parameters,
+        made once per pair (each record gets its own copy of the dict, sharing the values)."""
+        key = (codec.name, id(params))
+        hit = self._fields.get(key)
+        if hit is None or hit[0] is not params:
+            fields = {
+                "format": codec.name,
+                "lossless": codec.is_lossless(params),
+                "encoder": {
+                    "name": codec.library or codec.name,
+                    "version": codec.version,
+                    "params": params,
+                },
+            }
+            hit = self._fields[key] = (params, fields)
+        return hit[1]
+
     def _write_frame(self, job: FrameJob) -> None:
         frame, rec = job.frame, job.record
         image = rec["image"]
         image.update(self._frame_fields(frame))
         t0 = time.perf_counter()
+        body: str | None = None  # the record as embedded, serialised once
         if frame.encoded is not None:
             fmt = frame.encoded_format or "jpeg"
             ext, mime = extension_of(fmt)
@@ -408,18 +428,11 @@ class Pipeline:
         else:
             codec = job.codec
             key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
-            image.update(
-                format=codec.name,
-                lossless=codec.is_lossless(job.params),
-                encoder={
-                    "name": codec.library or codec.name,
-                    "version": codec.version,
-                    "params": job.params,
-                },
-            )
+            image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
-            data, embedded = codec.encode_with_record(frame.pixels, job.params, dumps(ordered(rec)))
+            body = dumps(ordered(rec))
+            data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
             if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
                 problem = self.verifier.check(codec, frame.pixels, data)
                 self.stats.add(job.source, "verified")
@@ -432,13 +445,18 @@ class Pipeline:
         sync = self.settings.fsync is Fsync.ALL
         if not embedded:
             sidecar = key + ".json"
-            self.store.put(sidecar, dumps(ordered(rec)).encode("utf-8"), sync=sync)
+            self.store.put(sidecar, (body or dumps(ordered(rec))).encode("utf-8"), sync=sync)
             rec["imagelog"]["sidecar"] = sidecar
+            body = None  # the index line names the sidecar: serialised again below
         self.store.put(key, data, sync=sync)
-        rec["file"] = stored_file(rec["file"], key, data, sha256=self.settings.hash)
-        final = ordered(rec)
+        unstored = rec["file"]
+        rec["file"] = stored_file(unstored, key, data, sha256=self.settings.hash)
+        if body is not None:  # the same bytes but file.*: splice the stored file.* in
+            line = body.replace(f'"file":{dumps(unstored)}', f'"file":{dumps(rec["file"])}', 1)
+        else:
+            line = dumps(ordered(rec))
         try:
-            self.index.append(final, job.created_ns)
+            self.index.append_line(line, job.created_ns)
         except (
             BaseException
         ):  # no index line: take the file away too, so a failed frame leaves nothing
@@ -448,15 +466,17 @@ class Pipeline:
                 pass
             raise
         t2 = time.perf_counter()
+        n = len(data)
         with self.stats.lock:
-            self.stats.counts["written"] += 1
-            self.stats.counts["bytes_written"] += len(data)
-            self.stats.by_source[job.source]["written"] += 1
-            self.stats.by_source[job.source]["bytes_written"] += len(data)
-            self.stats.counts["encode_ns"] += int((t1 - t0) * 1e9)
-            self.stats.counts["write_ns"] += int((t2 - t1) * 1e9)
+            counts, mine = self.stats.counts, self.stats.by_source[job.source]
+            counts["written"] += 1
+            counts["bytes_written"] += n
+            mine["written"] += 1
+            mine["bytes_written"] += n
+            counts["encode_ns"] += int((t1 - t0) * 1e9)
+            counts["write_ns"] += int((t2 - t1) * 1e9)
         for hook in self.on_written:
-            hook(final)
+            hook(rec)
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
