@@ -63,6 +63,7 @@ class ImageLog:
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
@@ -181,6 +182,8 @@ class ImageLog:
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode, pool=pipeline.pool
         )
         codec, params = self._codec_for(f, source, format)
+        if f.width * f.height < codecs.SMALL_FRAME_PIXELS and f.encoded is None:
+            codec, params = self._small_codec_for(f, source, format, codec, params)
         meta_json = jsonable(meta) if meta else {}
         labels_json = labels_of(labels)
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
@@ -210,6 +213,28 @@ class ImageLog:
             hit = codecs.resolve(spec, dtype=f.dtype, channels=f.channels, options=options)
             hit[0].check(f, hit[1])
             self._resolved[key] = hit
+        return hit
+
+    def _small_codec_for(
+        self, f: Frame, source: str, format: str | None, codec: Codec, params: dict[str, Any]
+    ) -> tuple[Codec, dict[str, Any]]:
+        """The codec for a small frame: the ``lossless`` preset's small-frame choice
+        (``codecs.small_frame_spec``), or the one already resolved."""
+        spec = format or self._settings.formats.get(source) or self._settings.format
+        key = (spec, f.dtype, f.channels, format is None)
+        hit = self._small.get(key)
+        if hit is None:
+            small = codecs.small_frame_spec(spec, f.dtype)
+            tuned = format is None and bool(self._settings.codec_options)
+            hit = (codec, params)
+            if small is not None and not tuned:
+                try:
+                    cand = codecs.resolve(small, dtype=f.dtype, channels=f.channels)
+                    cand[0].check(f, cand[1])
+                    hit = cand
+                except ValueError:  # the small-frame codec cannot hold it: keep the preset's
+                    pass
+            self._small[key] = hit
         return hit
 
     def flush(self, timeout: float | None = None) -> bool:
