@@ -116,6 +116,7 @@ class Pipeline:
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
+        self._idents: frozenset[int | None] = frozenset()
         self._start_lock = threading.Lock()
         self._reporter = RateLimitedReporter()
         self.workers = settings.workers or store.concurrency
@@ -226,6 +227,7 @@ class Pipeline:
             ]
             for t in threads:
                 t.start()
+            self._idents = frozenset(t.ident for t in threads)
             self._threads = threads
         self.maintenance.start()
 
@@ -240,7 +242,7 @@ class Pipeline:
 
     def is_worker_thread(self) -> bool:
         """Whether the current thread is one of ours (re-entrancy guard)."""
-        return threading.current_thread() in self._threads
+        return threading.get_ident() in self._idents
 
     def stop(self, timeout: float | None) -> int:
         """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
@@ -253,6 +255,7 @@ class Pipeline:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        self._idents = frozenset()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         self.maintenance.stop(remaining)
         frames = 0

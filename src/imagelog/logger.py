@@ -194,6 +194,7 @@ class ImageLog:
         record = base_record(
             rid=rid, seq=seq, source=source, captured_ns=captured, created_ns=created,
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
+            pid=self._pid,
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
         try:
