@@ -279,11 +279,31 @@ class Pipeline:
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
-        """Count a logged frame and queue it; drops made to honour the bound become ``dropped``
-        records. Starts the workers on the first frame."""
+    def make_room(self, nbytes: int, policy: OnFull) -> bool:
+        """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
+        frames it would not fit beside (their buffers go back to the pool, for this copy);
+        False under ``drop_newest`` when it will not fit (drop it, uncopied)."""
+        if policy is OnFull.DROP_OLDEST:
+            for old in self.queue.evict(nbytes):
+                self.record_drop(old.payload, "queue_full")
+                self.recycle(old.payload)
+                old.payload = None
+            return True
+        return policy is not OnFull.DROP_NEWEST or self.queue.fits(nbytes)
+
+    def submit(
+        self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
+    ) -> None:
+        """Count a logged frame and queue it (``drop``: drop it at once, ``queue_full``); drops
+        made to honour the bound become ``dropped`` records. Starts the workers on the first
+        frame."""
         self.start()
         self.stats.add(job.source, "logged")
+        if drop:
+            if self.queue.closed:
+                raise QueueClosed
+            self.record_drop(job, "queue_full")
+            return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from . import _lifecycle, codecs
 from ._lifecycle import LogState
 from ._pipeline import FrameJob, Pipeline
@@ -175,6 +177,12 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
+        # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
+        drop_now = isinstance(frame, np.ndarray) and not pipeline.make_room(
+            frame.nbytes, self._settings.on_full
+        )
+        copy = copy and not drop_now
         created = self._clock()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
@@ -198,7 +206,7 @@ class ImageLog:
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
         try:
-            pipeline.submit(job, self._settings.on_full)
+            pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
