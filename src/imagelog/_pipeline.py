@@ -13,21 +13,31 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from . import exif
+from . import exif, pixfmt
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
-from ._verify import Verifier
+from ._verify import Sampler, Verifier
+from .checks import check_frame
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
+from .ids import uuid7
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dropped_record, dumps, failed_record, iso_utc, ordered, stored_file
+from .record import (
+    dropped_record,
+    dumps,
+    encoding_record,
+    failed_record,
+    iso_utc,
+    ordered,
+    stored_file,
+)
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -81,6 +91,7 @@ class Stats:
         self.by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.dropped_by_reason: Counter[str] = Counter()
         self.failed_by_reason: Counter[str] = Counter()
+        self.warnings_by_kind: Counter[str] = Counter()
         self.last_error: str | None = None
         self.first_error: BaseException | None = None
         #: drop/failure records waiting for a writable index, oldest first
@@ -124,6 +135,7 @@ class Pipeline:
         # recycled frame buffers count against max_queue_bytes together with the queued frames
         self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
         self.verifier = Verifier(settings.verify)
+        self.checker = Sampler(settings.check_encoding)
         self.backoff = Backoff()
         self._pause_error: OSError | None = None
         self._fields: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -195,6 +207,9 @@ class Pipeline:
                 "peak_queue_bytes": self.queue.peak_bytes,
                 "dropped_by_reason": dict(self.stats.dropped_by_reason),
                 "failed_by_reason": dict(self.stats.failed_by_reason),
+                "encoding_checked": c["encoding_checked"],
+                "encoding_warnings": c["encoding_warnings"],
+                "encoding_warnings_by_kind": dict(self.stats.warnings_by_kind),
                 "last_error": self.stats.last_error,
                 "held_records": len(self.stats.held),
                 "unrecorded": self.stats.unrecorded,
@@ -409,6 +424,10 @@ class Pipeline:
         }
         if frame.converted_from:
             fields["converted_from"] = frame.converted_from
+        if frame.pixel_format is not None:
+            fields["pixel_format"] = frame.pixel_format
+            fields["stride"] = frame.stride
+            fields["bit_depth"] = frame.bit_depth
         return fields
 
     def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
@@ -454,10 +473,15 @@ class Pipeline:
             image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
+            pixels = frame.pixels
+            if frame.pixel_format is not None:  # Bayer/YUV planes side by side: smaller files
+                pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                if layout is not None:
+                    image["layout"] = layout
             body = dumps(ordered(rec))
-            data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
+            data, embedded = codec.encode_with_record(pixels, job.params, body)
             if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
-                problem = self.verifier.check(codec, frame.pixels, data)
+                problem = self.verifier.check(codec, pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
                     self.stats.add(job.source, "verify_failed")
@@ -498,8 +522,40 @@ class Pipeline:
             mine["bytes_written"] += n
             counts["encode_ns"] += int((t1 - t0) * 1e9)
             counts["write_ns"] += int((t2 - t1) * 1e9)
+        final = ordered(rec)  # schema order for the hooks and encoding events (a dict copy)
         for hook in self.on_written:
-            hook(rec)
+            hook(final)
+        if frame.pixels is not None and self.checker.due():
+            self._check_encoding(job, final)
+
+    def _check_encoding(self, job: FrameJob, final: dict[str, Any]) -> None:
+        """``check_encoding=``: look for signs of a mis-declared frame; each finding is counted
+        and written to the index as an ``encoding_warning`` event (never raises)."""
+        frame = job.frame
+        assert frame.pixels is not None
+        try:
+            findings = check_frame(frame.pixels, frame.pixel_format, bit_depth=frame.bit_depth)
+        except Exception as exc:
+            self.report("encoding-check", exc)
+            return
+        self.stats.add(job.source, "encoding_checked")
+        for f in findings:
+            now = self.clock()
+            rec = encoding_record(
+                final, now_ns=now, rid=uuid7(now), kind=f.kind, message=f.message, values=f.values
+            )
+            self.stats.add(job.source, "encoding_warnings")
+            with self.stats.lock:
+                self.stats.warnings_by_kind[f.kind] += 1
+            try:  # the frame is written: a failed event line must not count it as failed
+                self.index.append(rec, job.created_ns)  # the frame's hour: purged with it
+            except Exception as exc:
+                self.report("encoding-check", exc)
+            self._reporter.warn(
+                f"encoding-{f.kind}",
+                f"{self.store.url}: {final['file']['path']}:",
+                ValueError(f.message),
+            )
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False

@@ -154,6 +154,7 @@ class Settings:
     min_free_bytes: int | None = None
     keep: Callable[[Mapping[str, Any]], bool] | None = None
     verify: str | float = "off"
+    check_encoding: str | float = "off"
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     strict: bool = False
     hash: bool = True
@@ -204,9 +205,10 @@ class Settings:
             raise TypeError(
                 f"format must be a string such as 'lossless' or 'png', not {self.format!r}"
             )
-        v = self.verify
-        ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
-        if not ok:
-            raise InvalidSetting(
-                f"verify must be 'off', 'sample', 'all' or a fraction 0..1, got {v!r}"
-            )
+        for name in ("verify", "check_encoding"):
+            v = getattr(self, name)
+            ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
+            if not ok:
+                raise InvalidSetting(
+                    f"{name} must be 'off', 'sample', 'all' or a fraction 0..1, got {v!r}"
+                )
