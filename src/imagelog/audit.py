@@ -17,13 +17,20 @@ import dataclasses
 import hashlib
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .codecs import embedded_record
-from .index.reader import iter_segment_lines, segment_keys
+from .index.reader import iter_segment_lines, parquet_records, segment_keys
 from .index.recover import purged_ids
-from .layout import IMAGES_PREFIX, INDEX_PREFIX, QUARANTINE_PREFIX, segment_key, writer_of
+from .layout import (
+    IMAGES_PREFIX,
+    INDEX_PREFIX,
+    QUARANTINE_PREFIX,
+    is_compacted,
+    segment_key,
+    writer_of,
+)
 from .record import dumps, stored_file
 from .stores.base import Store
 
@@ -130,7 +137,16 @@ def verify(
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
-    for key in segment_keys(store):
+    from .query import list_files
+
+    jsonl_keys, parquet_keys = list_files(store).keys()  # compacted hours replace their segments
+    for key in parquet_keys:
+        report.segments += 1
+        try:
+            records.extend(rec for _, rec in parquet_records(store.get(key)))
+        except FileNotFoundError:
+            continue
+    for key in jsonl_keys:
         report.segments += 1
         try:
             data = store.get(key)
@@ -269,12 +285,21 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
             store.delete([key])
             report.lone_sidecars.append(key)
     old = segment_keys(store)
-    for key in old:  # keep the event lines (drops, purges) the old index still holds
+    from .query import list_files
+
+    compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
+    for key in old + compacted:  # keep the event lines (drops, purges) the old index holds
         try:
             data = store.get(key)
         except FileNotFoundError:
             continue
-        for _, _, rec in iter_segment_lines(data):
+        if is_compacted(key):
+            found: Iterable[tuple[Any, Any, dict[str, Any] | None]] = (
+                (0, raw, rec) for raw, rec in parquet_records(data)
+            )
+        else:
+            found = iter_segment_lines(data)
+        for _, _, rec in found:
             if rec is None or (rec.get("event") or {}).get("action") == "logged":
                 continue
             created = str((rec.get("event") or {}).get("created", ""))
@@ -288,7 +313,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         items.sort()
         store.put(key, "".join(line + "\n" for _, line in items).encode("utf-8"))
         report.segments += 1
-    stale = [k for k in old if k not in lines and k.startswith(INDEX_PREFIX)]
+    stale = [k for k in old if k not in lines and k.startswith(INDEX_PREFIX)] + compacted
     store.delete(stale)
     report.removed = len(stale)
     return report

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from collections import Counter, defaultdict
@@ -41,13 +42,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     run = read(args.run)
-    recs = list(run.records(source=args.source, include_events=args.all))
-    shown = recs[-args.limit :] if args.limit else recs
+    shown = newest(
+        run, args.limit or None, source=args.source, include_events=args.all, where=args.where
+    )
     if args.json:
         for rec in shown:
             print(json.dumps(rec))
         return 0
-    table = Table(title=f"{run.url}: {len(shown)} of {len(recs)} records")
+    what = f"the last {len(shown)}" if args.limit else f"all {len(shown)}"
+    table = Table(title=f"{run.url}: {what} records")
     for col in ("id", "@timestamp", "source", "event", "size", "format", "bytes", "message"):
         table.add_column(col, no_wrap=col in ("id", "@timestamp"))
     for rec in shown:
@@ -66,7 +69,80 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def newest(
+    run: Run,
+    limit: int | None,
+    *,
+    source: str | None = None,
+    include_events: bool = False,
+    where: str | None = None,
+) -> list[dict[str, Any]]:
+    """The newest ``limit`` records (all if None), oldest first; reads the newest hours only."""
+    try:
+        from .query import iter_records
+    except ImportError:  # pragma: no cover - the query extra is installed wherever tests run
+        recs = list(run.records(source=source, include_events=include_events, where=where))
+        return recs[-limit:] if limit else recs
+    if limit is None:
+        return list(run.records(source=source, include_events=include_events, where=where))
+    found = iter_records(run.store, source=source, include_events=include_events, where=where,
+                         newest_first=True, limit=limit)  # fmt: skip
+    return list(found)[::-1]
+
+
 def summarise(run: Run) -> dict[str, Any]:
+    """Counts and bytes by source, formats, time span and drops of a run (one SQL pass)."""
+    try:
+        from .query import list_files, with_retry
+    except ImportError:  # pragma: no cover
+        return _summarise_python(run)
+    rows = with_retry(run.store, lambda con: con.sql(
+        "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
+        "count(*), coalesce(sum(bytes), 0), min(ts), max(ts) FROM records "
+        "WHERE action IN ('logged', 'dropped', 'encoding_warning') GROUP BY ALL"
+    ).fetchall())  # fmt: skip
+    files = list_files(run.store)
+    by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    formats: Counter[str] = Counter()
+    drops: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
+    first = last = None
+    for src, action, reason, fmt, n, nbytes, lo, hi in rows:
+        if action == "logged":
+            by_source[src]["images"] += n
+            by_source[src]["bytes"] += nbytes
+            formats[fmt] += n
+            first = lo if first is None else min(first, lo)
+            last = hi if last is None else max(last, hi)
+        elif action == "dropped":
+            by_source[src]["dropped"] += n
+            drops[reason] += n
+        else:
+            warnings[reason] += n
+    return {
+        "url": run.url,
+        "images": sum(c["images"] for c in by_source.values()),
+        "bytes": sum(c["bytes"] for c in by_source.values()),
+        "dropped": sum(drops.values()),
+        "first": _iso(first),
+        "last": _iso(last),
+        "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
+        "formats": dict(formats),
+        "drops_by_reason": dict(drops),
+        "encoding_warnings_by_kind": dict(warnings),
+        "writers": len(files.writers),
+    }
+
+
+def _iso(ts: Any) -> str | None:
+    """A DuckDB TIMESTAMPTZ as the records write it: ``2026-11-24T19:00:00.123456Z``."""
+    if ts is None:
+        return None
+    text: str = ts.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return text
+
+
+def _summarise_python(run: Run) -> dict[str, Any]:
     """Counts and bytes by source, formats, time span and drops of a run."""
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
@@ -179,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--source")
     ls.add_argument("--all", action="store_true", help="include drops and other events")
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    ls.add_argument("--where", help="an SQL condition on the records view (docs/query.md)")
     ls.set_defaults(func=cmd_ls)
 
     st = sub.add_parser("stats", help="counts and bytes by source, formats, time span, drops")
@@ -192,10 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
     sh.set_defaults(func=cmd_show)
 
+    from ._cli_query import add_query_commands
     from ._cli_storage import add_storage_commands
     from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
+    add_query_commands(sub)  # compact, query, export, tail
     add_bench(sub)  # imagelog bench: codec speeds on this machine
     return p
 
@@ -206,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (ImageLogError, KeyError, OSError) as exc:
+    except (ImageLogError, KeyError, OSError, ImportError, ValueError) as exc:
         print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if type(exc).__module__.lstrip("_").startswith("duckdb"):  # bad SQL: DuckDB says why
+            print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
+            return 1
+        raise

@@ -7,6 +7,7 @@ or parses a key asks it. A run looks like::
     index/<YYYY-MM-DDTHH>_<writer>.jsonl                  one segment per writer per hour
     index/<YYYY-MM-DDTHH>_<writer>.<part>.jsonl           its parts, on object stores
     index/<YYYY-MM-DDTHH>_kept.jsonl                      lines of kept files of a purged hour
+    index/date=<YYYY-MM-DD>/hour=<HH>/<writer>.parquet    a compacted hour (imagelog.compact)
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
 
@@ -28,11 +29,14 @@ __all__ = [
     "LAYOUT",
     "MANIFEST",
     "QUARANTINE_PREFIX",
+    "compacted_key",
+    "compacted_prefix",
     "hour_end_ns",
     "hour_of",
     "hour_of_key",
     "image_key",
     "images_prefix",
+    "is_compacted",
     "is_segment",
     "part_key",
     "quarantine_key",
@@ -62,6 +66,7 @@ LAYOUT = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
 _IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
+_COMPACTED_RE = re.compile(r"^index/date=(\d{4}-\d\d-\d\d)/hour=(\d\d)/([^/]+)\.parquet$")
 
 
 # -- hours ------------------------------------------------------------------------------------
@@ -95,7 +100,10 @@ def hour_of_key(key: str) -> str | None:
     if m:
         return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
     m = _SEGMENT_RE.match(key)
-    return m[1] if m else None
+    if m:
+        return m[1]
+    m = _COMPACTED_RE.match(key)
+    return f"{m[1]}T{m[2]}" if m else None
 
 
 # -- images -----------------------------------------------------------------------------------
@@ -136,6 +144,25 @@ def segment_key(hour: str, writer: str) -> str:
 def is_segment(key: str) -> bool:
     """Whether a key is an index segment or a part of one (``index/<hour>_<writer>[.<part>].jsonl``)."""
     return _SEGMENT_RE.match(key) is not None
+
+
+def compacted_prefix(hour: str) -> str:
+    """The folder of an hour's compacted files: ``index/date=YYYY-MM-DD/hour=HH/``."""
+    return f"{INDEX_PREFIX}date={hour[:10]}/hour={hour[11:13]}/"
+
+
+def compacted_key(hour: str, writer: str) -> str:
+    """One writer's compacted hour (hive-partitioned, so engines read ``index/**/*.parquet``).
+
+    >>> compacted_key("2026-11-24T19", "ab12cd34-77")
+    'index/date=2026-11-24/hour=19/ab12cd34-77.parquet'
+    """
+    return f"{compacted_prefix(hour)}{writer}.parquet"
+
+
+def is_compacted(key: str) -> bool:
+    """Whether a key is a compacted hour's Parquet file."""
+    return _COMPACTED_RE.match(key) is not None
 
 
 def segment_name(key: str) -> str:

@@ -37,16 +37,18 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .ids import uuid7
-from .index.reader import iter_segment_lines
+from .index.reader import iter_segment_lines, parquet_records
 from .index.segment import IndexWriter
 from .layout import (
     IMAGES_PREFIX,
     INDEX_PREFIX,
     KEPT_WRITER,
+    compacted_prefix,
     hour_end_ns,
     hour_of,
     hour_of_key,
     images_prefix,
+    is_compacted,
     is_segment,
     segment_key,
     writer_of,
@@ -336,6 +338,8 @@ class Retention:
     def _listing(self, hour: str) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
         files = list(self.store.list(images_prefix(hour)))
         segments = [o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if is_segment(o.key)]
+        # a compacted hour (imagelog.compact): its Parquet files go with it
+        segments += [o for o in self.store.list(compacted_prefix(hour)) if is_compacted(o.key)]
         return files, segments
 
     def _keeps(self, rec: Mapping[str, Any]) -> bool:
@@ -355,6 +359,9 @@ class Retention:
             try:
                 data = self.store.get(info.key)
             except FileNotFoundError:
+                continue
+            if is_compacted(info.key):  # the record column of a compacted hour
+                out.extend(parquet_records(data))
                 continue
             out.extend((raw, rec) for _, raw, rec in iter_segment_lines(data) if rec is not None)
         return out

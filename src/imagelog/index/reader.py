@@ -10,7 +10,7 @@ from typing import Any
 from ..layout import INDEX_PREFIX
 from ..stores.base import Store
 
-__all__ = ["iter_segment_lines", "parse_segment", "segment_keys"]
+__all__ = ["iter_segment_lines", "parquet_records", "parse_segment", "segment_keys"]
 
 logger = logging.getLogger("imagelog")
 
@@ -48,3 +48,16 @@ def parse_segment(data: bytes, *, key: str = "", warn: bool = True) -> list[dict
             continue
         records.append(rec)
     return records
+
+
+def parquet_records(data: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """``(line, record)`` for every row of a compacted hour (``layout.compacted_key``), in its
+    order (id, seq): the ``record`` column holds each line as it was. Needs pyarrow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(pa.BufferReader(data))
+    for batch in pf.iter_batches(columns=["record"], batch_size=4096):
+        for text in batch.column(0).to_pylist():
+            if text is not None:
+                yield text.encode("utf-8"), json.loads(text)

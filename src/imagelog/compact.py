@@ -1,0 +1,237 @@
+"""Compaction: a closed hour's JSON Lines segments of one writer become one Parquet file.
+
+Layout (hive-partitioned, so any engine reads ``index/**/*.parquet`` with a plain glob)::
+
+    index/date=2026-11-24/hour=19/<writer>.parquet
+
+Each file holds the columns of the ``records`` view (docs/query.md; ``labels``, ``meta`` and
+``record`` as JSON text), sorted by ``id`` then ``seq``, zstd-compressed, with the segment keys it
+replaces in its key-value metadata (``imagelog.segments``).
+
+Order of operations, and why a reader sees each record exactly once at every moment:
+
+1. The segments are read and the file is written whole under a temporary name, then renamed
+   (local) or PUT in one request (S3): it exists whole or not at all.
+2. Only then are the segments deleted. Between 1 and 2, and after a ``kill -9`` between them,
+   readers see both; for a writer and hour with a Parquet file, readers ignore the JSON Lines
+   segments (``query.list_files``). The next compaction finds the leftover segments listed in
+   the file's metadata and deletes them.
+
+Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
+so no writer adds lines to them any more. Each (hour, writer) is compacted on its own and the
+result depends only on the segments, so two compactors that race (two hosts on one bucket, or
+``imagelog compact`` run twice) write the same rows to the same key; a compactor that finds a
+segment gone while reading it (the other one finished first) leaves that hour alone. Writers can
+restrict compaction to their own segments with ``writers=``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from .index.reader import parquet_records
+from .layout import (
+    INDEX_PREFIX,
+    QUARANTINE_PREFIX,
+    compacted_key,
+    hour_end_ns,
+    hour_of_key,
+    is_compacted,
+    is_segment,
+    writer_of,
+)
+from .query import COLUMNS, LocalFiles, records_sql, sql_str
+from .stores.base import Store
+
+__all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
+
+#: An hour is closed (compacted) this long after it ended: lines of frames in flight at the
+#: rollover are written by then (the same rule retention uses to purge whole hours).
+GRACE_NS = 120 * 10**9
+
+_META_KEY = "imagelog.segments"
+
+
+@dataclasses.dataclass
+class Compacted:
+    """One writer's hour turned into one Parquet file."""
+
+    hour: str
+    writer: str
+    key: str
+    segments: list[str]
+    records: int
+    bytes_in: int
+    bytes_out: int
+    seconds: float
+
+
+@dataclasses.dataclass
+class CompactReport:
+    """What a compaction pass did."""
+
+    compacted: list[Compacted] = dataclasses.field(default_factory=list)
+    finished: list[str] = dataclasses.field(default_factory=list)
+    """Leftover segments of an interrupted compaction, deleted (their records were in Parquet)."""
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    """Hours (``hour writer``) left alone: still open, or a segment vanished while reading."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary."""
+        return {
+            "compacted": [dataclasses.asdict(c) for c in self.compacted],
+            "finished": self.finished,
+            "skipped": self.skipped,
+            "records": sum(c.records for c in self.compacted),
+            "bytes_in": sum(c.bytes_in for c in self.compacted),
+            "bytes_out": sum(c.bytes_out for c in self.compacted),
+        }
+
+
+def segments_of(data: bytes) -> list[str]:
+    """The segment keys a compacted file lists in its metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+    raw = meta.get(_META_KEY.encode())
+    return list(json.loads(raw)) if raw else []
+
+
+def compact(
+    store: Store,
+    *,
+    writers: Iterable[str] | None = None,
+    now_ns: int | None = None,
+    grace_ns: int = GRACE_NS,
+    progress: Callable[[int, int], None] | None = None,
+) -> CompactReport:
+    """Compact every closed hour of a run (of these writers only, if given) into Parquet.
+
+    Safe to run at any time, while writers log, concurrently with readers and with another
+    compactor; a pass interrupted at any point (``kill -9`` included) is finished by the next.
+    """
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    own = None if writers is None else set(writers)
+    jsonl: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    parquet: dict[tuple[str, str], str] = {}
+    for info in store.list(INDEX_PREFIX):
+        hour = hour_of_key(info.key)
+        if hour is None:
+            continue
+        if is_compacted(info.key):
+            parquet[(hour, writer_of(info.key))] = info.key
+        elif is_segment(info.key):
+            jsonl.setdefault((hour, writer_of(info.key)), []).append((info.key, info.size))
+    report = CompactReport()
+    groups = sorted(g for g in jsonl if own is None or g[1] in own)
+    for done, (hour, writer) in enumerate(groups):
+        if progress is not None:
+            progress(done, len(groups))
+        if hour_end_ns(hour) + grace_ns > now_ns:
+            report.skipped.append(f"{hour} {writer}")
+            continue
+        segments = sorted(jsonl[(hour, writer)])
+        try:
+            result = _compact_one(store, hour, writer, segments, parquet.get((hour, writer)))
+        except FileNotFoundError:  # another compactor finished first
+            report.skipped.append(f"{hour} {writer}")
+            continue
+        if isinstance(result, Compacted):
+            report.compacted.append(result)
+        else:
+            report.finished.extend(result)
+    if progress is not None:
+        progress(len(groups), len(groups))
+    return report
+
+
+def _compact_one(
+    store: Store, hour: str, writer: str, segments: list[tuple[str, int]], existing: str | None
+) -> Compacted | list[str]:
+    keys = [k for k, _ in segments]
+    old_data = store.get(existing) if existing is not None else None
+    listed = set(segments_of(old_data)) if old_data is not None else set()
+    if old_data is not None and set(keys) <= listed:
+        store.delete(keys)  # an interrupted compaction: the file holds these lines already
+        return keys
+    started = time.perf_counter()
+    import duckdb
+
+    with (
+        LocalFiles(store, pin=True) as local,
+        tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp,
+    ):
+        paths = [local.path(k) for k in keys]
+        for key, path in zip(keys, paths, strict=True):
+            _quarantine_torn_tail(store, key, path)
+        parquet_paths = []
+        if old_data is not None:  # late lines after a compaction: merge them in
+            old_path = os.path.join(tmp, "old.parquet")
+            Path(old_path).write_bytes(old_data)
+            parquet_paths.append(old_path)
+        out = os.path.join(tmp, "out.parquet")
+        cols = ", ".join(
+            f"CAST({name} AS VARCHAR) AS {name}" if typ == "JSON" else name
+            for name, typ in COLUMNS.items()
+        )
+        replaced = json.dumps(sorted(listed | set(keys)))
+        con = duckdb.connect(
+            config={"memory_limit": "512MB", "autoinstall_known_extensions": False}
+        )
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET threads = 1")  # a background chore: one core, bounded memory
+            con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
+            con.execute(
+                f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, whole=True)}) "
+                f"ORDER BY id, seq) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
+                f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}}})"
+            )
+        finally:
+            con.close()
+        data = Path(out).read_bytes()
+    rows = _num_rows(data)
+    key = compacted_key(hour, writer)
+    store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
+    store.delete(keys)
+    return Compacted(
+        hour=hour,
+        writer=writer,
+        key=key,
+        segments=keys,
+        records=int(rows),
+        bytes_in=sum(size for _, size in segments),
+        bytes_out=len(data),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _num_rows(data: bytes) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(pa.BufferReader(data)).num_rows)
+
+
+def _quarantine_torn_tail(store: Store, key: str, path: str) -> None:
+    """Keep the bytes of a torn last line (left out of the Parquet file) in ``quarantine/``."""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(max(0, size - 1))
+        if fh.read(1) == b"\n":
+            return
+        fh.seek(0)
+        data = fh.read()
+    cut = data.rfind(b"\n") + 1
+    store.put(f"{QUARANTINE_PREFIX}{key.removeprefix(INDEX_PREFIX)}.torn", data[cut:])

@@ -1,0 +1,575 @@
+"""Export a run (or the records an SQL condition picks) as a training data set.
+
+Three targets, each loadable by the standard tool without imagelog:
+
+- ``imagefolder``: ``images/<source>/<id>.<ext>`` plus ``metadata.jsonl`` (``file_name`` and the
+  record's fields), for ``datasets.load_dataset("imagefolder", data_dir=OUT)``.
+- ``webdataset``: size-bounded tar shards ``shard-000000.tar``, one sample per record (the key is
+  the record id: no dots), ``<id>.<ext>`` and ``<id>.json`` (the record), for ``webdataset``.
+- ``parquet``: ``data/part-000000.parquet`` with the image bytes as a Hugging Face ``Image``
+  feature (``{"bytes", "path"}``) plus the record's columns.
+
+Images are copied as stored unless the target cannot decode them (Pillow, which ``datasets``
+decodes with, reads no JPEG XL and no ``.npy``; webdataset reads plain ``.npy`` but not imagelog's
+zstd-compressed one): those are converted losslessly, to PNG (float images, which PNG cannot
+hold, to TIFF; for webdataset, compressed ``.npy`` to plain ``.npy``). ``image_format="png"|"jpeg"`` converts
+every image. Each converted sample says so in its fields (``export_converted_from``).
+
+Every export writes ``export.json`` (what was asked, what was done) and ``gaps.jsonl``: the drops,
+failures and purges among the chosen records, and images missing from storage, so a data set
+never hides what it lacks. An interrupted export resumes where it stopped when run again with the
+same arguments: records go out in id order, and finished output is never rewritten.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .run import Run
+
+__all__ = ["TARGETS", "ExportReport", "export"]
+
+TARGETS = ("imagefolder", "webdataset", "parquet")
+IMAGE_FORMATS = ("keep", "png", "jpeg")
+STATE = "export.json"
+GAPS = "gaps.jsonl"
+
+#: Formats whose files Pillow opens (as the ``datasets`` Image feature decodes with it).
+_EXT = {"jpeg": "jpg", "tiff": "tif"}
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    out: str
+    to: str
+    samples: int = 0
+    skipped: int = 0
+    """Records already exported by an earlier, interrupted run."""
+    converted: dict[str, int] = dataclasses.field(default_factory=dict)
+    """``"jxl->png": n``: conversions the target needed (or ``image_format`` asked for)."""
+    gaps: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Drops, failures, purges and missing images, by kind; listed in ``gaps.jsonl``."""
+    bytes: int = 0
+    files: list[str] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary."""
+        return dataclasses.asdict(self)
+
+
+_PROBED: dict[tuple[str, str, int, str], bool] = {}
+#: Formats that a stock Pillow (what ``datasets`` decodes with) opens without plugins.
+_STOCK_PILLOW = frozenset({"png", "jpeg", "webp", "tiff", "qoi", "avif"})
+
+
+def _pillow_reads(rec: dict[str, Any], data: bytes) -> bool:
+    """Whether Pillow (what the ``datasets`` Image feature decodes with) reads this record's
+    image: tried on the first image of each format, dtype, channels and encoder settings."""
+    image = rec.get("image") or {}
+    if str(image.get("format")) not in _STOCK_PILLOW:
+        return False  # a plugin in this process (pyjpegxl's, say) is not the reader's Pillow
+    encoder = json.dumps(image.get("encoder") or {}, sort_keys=True)
+    key = (
+        str(image.get("format")),
+        str(image.get("dtype")),
+        int(image.get("channels") or 0),
+        encoder,
+    )
+    if key not in _PROBED:
+        from PIL import Image
+
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+            _PROBED[key] = True
+        except Exception:
+            _PROBED[key] = False
+    return _PROBED[key]
+
+
+def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
+    """Encode pixels for a target that cannot read the stored format; returns (bytes, ext)."""
+    import imagecodecs
+
+    if fmt == "jpeg" and arr.dtype == np.uint8:
+        return bytes(imagecodecs.jpeg8_encode(arr, level=95)), "jpg"
+    if arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_:
+        return bytes(
+            imagecodecs.png_encode(arr.astype(np.uint8) if arr.dtype == np.bool_ else arr)
+        ), "png"
+    return bytes(imagecodecs.tiff_encode(arr)), "tif"  # float: lossless, and Pillow reads mode F
+
+
+def _fields(rec: dict[str, Any]) -> dict[str, Any]:
+    """Flat, schema-stable fields of a record (nested parts as JSON text)."""
+    image = rec.get("image") or {}
+    file = rec.get("file") or {}
+    event = rec.get("event") or {}
+    return {
+        "id": image.get("id"),
+        "ts": rec.get("@timestamp"),
+        "created": event.get("created"),
+        "source": image.get("source"),
+        "seq": image.get("seq"),
+        "width": image.get("width"),
+        "height": image.get("height"),
+        "channels": image.get("channels"),
+        "dtype": image.get("dtype"),
+        "format": image.get("format"),
+        "lossless": image.get("lossless"),
+        "path": file.get("path"),
+        "message": rec.get("message"),
+        "labels": json.dumps(rec.get("labels") or {}, sort_keys=True),
+        "meta": json.dumps(rec.get("meta") or {}, sort_keys=True),
+        "record": json.dumps(rec, separators=(",", ":")),
+    }
+
+
+class _Writer:
+    """One target's output: ``add`` a sample, ``close`` at the end; ``done`` = last id written."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def resume(self) -> str:
+        raise NotImplementedError
+
+    def add(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> None:
+        raise NotImplementedError
+
+    def close(self) -> list[str]:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Release open files without finishing anything."""
+
+
+class _ImageFolder(_Writer):
+    def resume(self) -> str:
+        meta = self.out / "metadata.jsonl"
+        last = ""
+        if meta.exists():
+            data = meta.read_bytes()
+            cut = data.rfind(b"\n") + 1
+            if cut < len(data):  # a torn last line of an interrupted export
+                with open(meta, "r+b") as fh:
+                    fh.truncate(cut)
+            for line in data[:cut].splitlines():
+                last = max(last, str(json.loads(line)["id"]))
+        self._fh = open(meta, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        return last
+
+    def add(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> None:
+        source = str(fields.get("source") or "unknown").replace("/", "_") or "unknown"
+        name = f"images/{source}/{rid}.{ext}"
+        path = self.out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        self._fh.write(json.dumps({"file_name": name, **fields}) + "\n")
+        self._fh.flush()
+
+    def close(self) -> list[str]:
+        self._fh.close()
+        return ["metadata.jsonl", "images/"]
+
+    def abort(self) -> None:
+        self._fh.close()
+
+
+class _Sharded(_Writer):
+    """Shards written under a ``.part`` name and renamed when full: a finished shard is whole."""
+
+    prefix = ""
+    suffix = ""
+
+    def __init__(self, out: Path, shard_bytes: int) -> None:
+        super().__init__(out)
+        self.shard_bytes = shard_bytes
+        self.finished: list[str] = []
+        self._n = 0
+        self._size = 0
+        self._open = False
+
+    def _name(self, n: int) -> str:
+        return f"{self.prefix}{n:06d}{self.suffix}"
+
+    def resume(self) -> str:
+        last = ""
+        folder = (self.out / self._name(0)).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in folder.glob("*.part"):
+            p.unlink()
+        done = sorted(folder.glob(f"*{self.suffix}"))
+        for p in done:
+            last = max(last, self._last_id(p))
+            self.finished.append(str(p.relative_to(self.out)))
+        self._n = len(done)
+        return last
+
+    def _last_id(self, path: Path) -> str:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _write(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> int:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+    def add(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> None:
+        if not self._open:
+            self._start()
+            self._open = True
+            self._size = 0
+        self._size += self._write(rid, data, ext, rec, fields)
+        if self._size >= self.shard_bytes:
+            self._rotate()
+
+    def _rotate(self) -> None:
+        self._finish()
+        part = self.out / (self._name(self._n) + ".part")
+        part.replace(self.out / self._name(self._n))
+        self.finished.append(self._name(self._n))
+        self._n += 1
+        self._open = False
+
+    def close(self) -> list[str]:
+        if self._open:
+            self._rotate()
+        return self.finished
+
+
+class _WebDataset(_Sharded):
+    prefix = "shard-"
+    suffix = ".tar"
+
+    def _last_id(self, path: Path) -> str:
+        with tarfile.open(path) as tar:
+            return max((m.name.split(".", 1)[0] for m in tar.getmembers()), default="")
+
+    def _start(self) -> None:
+        self._tar = tarfile.open(self.out / (self._name(self._n) + ".part"), "w")  # noqa: SIM115
+
+    def _add_member(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = 0
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def _write(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> int:
+        doc = json.dumps(
+            {**rec, "export": {k: v for k, v in fields.items() if k.startswith("export_")}}
+        )
+        self._add_member(f"{rid}.{ext}", data)
+        self._add_member(f"{rid}.json", doc.encode("utf-8"))
+        return len(data) + len(doc) + 2048
+
+    def _finish(self) -> None:
+        self._tar.close()
+
+    def abort(self) -> None:
+        if self._open:
+            self._tar.close()
+
+
+class _Parquet(_Sharded):
+    prefix = "data/part-"
+    suffix = ".parquet"
+
+    def _last_id(self, path: Path) -> str:
+        import pyarrow.parquet as pq
+
+        ids = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        return max((str(i) for i in ids), default="")
+
+    def _start(self) -> None:
+        import pyarrow.parquet as pq
+
+        self._rows: list[dict[str, Any]] = []
+        self._pq = pq.ParquetWriter(
+            self.out / (self._name(self._n) + ".part"), _parquet_schema(), compression="zstd"
+        )
+
+    def _write(
+        self, rid: str, data: bytes, ext: str, rec: dict[str, Any], fields: dict[str, Any]
+    ) -> int:
+        self._rows.append({"image": {"bytes": data, "path": f"{rid}.{ext}"}, **fields})
+        if len(self._rows) >= _ROW_GROUP:
+            self._flush()
+        return len(data) + len(fields["record"])
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._rows:
+            self._pq.write_table(pa.Table.from_pylist(self._rows, schema=_parquet_schema()))
+            self._rows = []
+
+    def _finish(self) -> None:
+        self._flush()
+        self._pq.close()
+
+    def abort(self) -> None:
+        if self._open:
+            self._pq.close()
+
+
+#: Rows per Parquet row group of an export: images are large, so groups stay small in memory.
+_ROW_GROUP = 64
+
+
+def _parquet_schema() -> Any:
+    import pyarrow as pa
+
+    fields = [
+        pa.field(
+            "image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])
+        ),
+        *(pa.field(n, pa.string()) for n in ("id", "ts", "created", "source")),
+        pa.field("seq", pa.int64()),
+        *(pa.field(n, pa.int64()) for n in ("width", "height", "channels")),
+        *(pa.field(n, pa.string()) for n in ("dtype", "format")),
+        pa.field("lossless", pa.bool_()),
+        *(pa.field(n, pa.string()) for n in ("path", "message", "labels", "meta", "record")),
+        *(pa.field(n, pa.string()) for n in ("export_format", "export_converted_from")),
+    ]
+    features = {f.name: {"dtype": _hf_dtype(f.type), "_type": "Value"} for f in fields[1:]}
+    features = {"image": {"_type": "Image"}, **features}
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    return pa.schema(fields, metadata=meta)
+
+
+def _hf_dtype(t: Any) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_int64(t):
+        return "int64"
+    if pa.types.is_boolean(t):
+        return "bool"
+    return "string"
+
+
+def export(
+    run: Run,
+    out: str | os.PathLike[str],
+    *,
+    to: str,
+    where: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    image_format: str = "keep",
+    shard_bytes: int = 512 * 2**20,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> ExportReport:
+    """Export the chosen records of ``run`` to ``out`` as ``to`` (see the module docstring).
+
+    Resumes an interrupted export of the same arguments into the same folder; refuses a folder
+    that holds a different export. ``workers`` threads read and convert images (default: one
+    per CPU); samples are written in record order.
+    """
+    if to not in TARGETS:
+        raise ValueError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"unknown image format {image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
+        )
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
+             "until": until, "image_format": image_format}  # fmt: skip
+    state_path = folder / STATE
+    if state_path.exists():
+        previous = json.loads(state_path.read_text(encoding="utf-8"))
+        if previous.get("asked") != asked:
+            raise ValueError(
+                f"{folder} holds another export ({previous.get('asked')}); choose an empty folder"
+            )
+    elif any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty and holds no imagelog export")
+    state_path.write_text(
+        json.dumps({"asked": asked, "complete": False}, indent=2), encoding="utf-8"
+    )
+    writer: _Writer
+    if to == "imagefolder":
+        writer = _ImageFolder(folder)
+    elif to == "webdataset":
+        writer = _WebDataset(folder, shard_bytes)
+    else:
+        writer = _Parquet(folder, shard_bytes)
+    last = writer.resume()
+    report = ExportReport(out=str(folder), to=to)
+    total = _count(run, where=where, source=source, since=since, until=until) if progress else 0
+    gaps_path = folder / GAPS
+    seen_gaps = _gap_ids(gaps_path)
+    done = 0
+    workers = max(1, workers or os.cpu_count() or 1)
+    pending: collections.deque[tuple[str, dict[str, Any], Future[_Prepared | None]]] = (
+        collections.deque()
+    )
+
+    def drain(keep: int) -> None:
+        """Write prepared samples in record order, keeping ``keep`` in flight."""
+        while len(pending) > keep:
+            rid, rec, future = pending.popleft()
+            prepared = future.result()
+            if prepared is None:
+                _gap(gaps, seen_gaps, report, "missing", rid, rec)
+                continue
+            data, ext, converted = prepared
+            image = rec.get("image") or {}
+            fields = _fields(rec)
+            fmt = str(image.get("format", ""))
+            fields["export_format"] = ext
+            fields["export_converted_from"] = fmt if converted else None
+            if converted:
+                key = f"{fmt}->{ext}"
+                report.converted[key] = report.converted.get(key, 0) + 1
+            writer.add(rid, data, ext, rec, fields)
+            report.samples += 1
+            report.bytes += len(data)
+
+    # reading and converting run in threads (the codecs release the GIL); writing stays in order
+    with (
+        open(gaps_path, "a", encoding="utf-8") as gaps,
+        _closing(writer),
+        ThreadPoolExecutor(workers, thread_name_prefix="imagelog-export") as pool,
+    ):
+        for rec in run.records(
+            source=source, since=since, until=until, where=where, include_events=True
+        ):
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            event = rec.get("event") or {}
+            image = rec.get("image") or {}
+            rid = str(image.get("id") or event.get("id") or "")
+            action = event.get("action")
+            if action != "logged":
+                drain(0)  # gaps.jsonl in record order too
+                _gap(gaps, seen_gaps, report, str(action), rid, rec)
+                continue
+            if rid <= last:
+                report.skipped += rid not in seen_gaps
+                continue
+            pending.append((rid, rec, pool.submit(_prepare, run, rec, to, image_format)))
+            drain(workers)
+        drain(0)
+    report.files = writer.close()
+    report.gaps = dict(Counter(json.loads(x)["kind"] for x in gaps_path.read_text().splitlines()))
+    state_path.write_text(
+        json.dumps({"asked": asked, "complete": True, "report": report.to_dict()}, indent=2),
+        encoding="utf-8",
+    )
+    return report
+
+
+_Prepared = tuple[bytes, str, bool]
+
+
+def _prepare(run: Run, rec: dict[str, Any], to: str, image_format: str) -> _Prepared | None:
+    """The bytes to export for a record (None if its image is missing from storage)."""
+    try:
+        data = run.read_bytes(rec)
+    except FileNotFoundError:
+        return None
+    return _for_target(run, rec, data, to, image_format)
+
+
+def _for_target(
+    run: Run, rec: dict[str, Any], data: bytes, to: str, image_format: str
+) -> tuple[bytes, str, bool]:
+    image = rec.get("image") or {}
+    fmt = str(image.get("format", ""))
+    ext = str((rec.get("file") or {}).get("extension") or _EXT.get(fmt, fmt))
+    if image_format == "keep":
+        if to == "webdataset" and fmt == "npy":
+            # imagelog's .npy is zstd- or lz4-compressed; webdataset decodes plain .npy itself
+            buf = io.BytesIO()
+            np.save(buf, run.load(rec), allow_pickle=False)
+            return buf.getvalue(), "npy", True
+        if _pillow_reads(rec, data):
+            return data, ext, False
+        target = "png"
+    else:
+        target = image_format
+        if _EXT.get(fmt, fmt) == _EXT.get(target, target):
+            return data, ext, False
+    arr = run.load(rec)
+    new, new_ext = _encode(arr, target)
+    return new, new_ext, True
+
+
+@contextlib.contextmanager
+def _closing(writer: _Writer) -> Iterator[None]:
+    """On an error or an interruption, release the output's files (unfinished shards stay
+    ``.part`` files, removed when the export resumes)."""
+    try:
+        yield
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _gap(
+    gaps: Any, seen: set[str], report: ExportReport, kind: str, rid: str, rec: dict[str, Any]
+) -> None:
+    report.gaps[kind] = report.gaps.get(kind, 0) + 1
+    if rid in seen:
+        return
+    seen.add(rid)
+    event = rec.get("event") or {}
+    gaps.write(json.dumps({"kind": kind, "id": rid, "ts": rec.get("@timestamp"),
+                           "source": (rec.get("image") or {}).get("source"),
+                           "reason": event.get("reason"), "message": rec.get("message")}) + "\n")  # fmt: skip
+
+
+def _gap_ids(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    out = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.add(str(json.loads(line)["id"]))
+        except (ValueError, KeyError):
+            continue
+    return out
+
+
+def _count(run: Run, **filters: Any) -> int:
+    from .query import filters_sql, with_retry
+
+    cond, params = filters_sql(include_events=True, **filters)
+    rows = with_retry(run.store, lambda con: con.sql(
+        f"SELECT count(*) FROM records WHERE {cond}", params=params or None).fetchall())  # fmt: skip
+    return int(rows[0][0])

@@ -1,0 +1,214 @@
+"""Compaction into Parquet: exactly once at every moment, other engines, retention, verify, reindex."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import imagelog
+from imagelog.audit import reindex, verify
+from imagelog.cli import main, summarise
+from imagelog.compact import compact
+from imagelog.logger import ImageLog
+from imagelog.samples import CameraSimulator
+from imagelog.settings import Settings
+from imagelog.stores import make_store
+
+START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+HOUR = 3600 * 10**9
+
+
+class Clock:
+    """Unix ns that moves only when the test ticks it."""
+
+    def __init__(self) -> None:
+        self.ns = START_NS
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def hours_run(path: Path, tiny: CameraSimulator, hours: int = 3, per_hour: int = 4) -> Clock:
+    """A real run over ``hours`` hours of January 2024 (injected clock), meta keys varying."""
+    clock = Clock()
+    with ImageLog(make_store(path), Settings.from_kwargs(format="png"), clock=clock) as log:
+        for i in range(hours * per_hour):
+            clock.ns = START_NS + i * HOUR // per_hour
+            meta: dict[str, Any] = {"step": i} if i % 2 else {"loss": {"value": i / 10}}
+            log.log(
+                tiny.frame(), source=f"cam{i % 2}", labels={"keep": "1"} if i == 1 else None, **meta
+            )
+    return clock
+
+
+@pytest.fixture(name="tiny", scope="module")
+def _tiny() -> CameraSimulator:
+    return CameraSimulator(32, 24, seed=3)
+
+
+def snapshot(run_dir: Path) -> tuple[list[dict[str, Any]], list[Any]]:
+    run = imagelog.read(run_dir)
+    rows = run.query("select * exclude (record) from records order by id, seq").fetchall()
+    return list(run.records(include_events=True)), rows
+
+
+def files(run_dir: Path, suffix: str) -> list[str]:
+    return sorted(str(p.relative_to(run_dir)) for p in (run_dir / "index").rglob(f"*{suffix}"))
+
+
+def test_closed_hours_become_parquet_and_read_the_same(
+    run_dir: Path, tiny: CameraSimulator
+) -> None:
+    """Closed hours are compacted, the open one stays JSON Lines; every reader agrees."""
+    clock = hours_run(run_dir, tiny)
+    before = snapshot(run_dir)
+    stats_before = summarise(imagelog.read(run_dir))
+    report = compact(make_store(run_dir), now_ns=clock() + 60 * 10**9)
+    assert [c.hour for c in report.compacted] == ["2024-01-01T00", "2024-01-01T01"]
+    assert len(report.skipped) == 1 and report.skipped[0].startswith("2024-01-01T02")
+    assert sum(c.records for c in report.compacted) == 8
+    assert files(run_dir, ".parquet") == [
+        f"index/date=2024-01-01/hour={h}/{report.compacted[0].writer}.parquet" for h in ("00", "01")
+    ]
+    assert [Path(f).name[:13] for f in files(run_dir, ".jsonl")] == ["2024-01-01T02"]
+    assert snapshot(run_dir) == before
+    assert summarise(imagelog.read(run_dir)) == stats_before
+    check = verify(imagelog.read(run_dir), sample=1.0)
+    assert not check.damaged and check.records == 12
+    # a second pass has nothing to do; once the last hour closes it is compacted too
+    assert not compact(make_store(run_dir), now_ns=clock()).compacted
+    assert len(compact(make_store(run_dir), now_ns=clock() + 2 * HOUR).compacted) == 1
+    assert files(run_dir, ".jsonl") == [] and snapshot(run_dir) == before
+
+
+def test_other_engines_read_the_files_with_a_glob(run_dir: Path, tiny: CameraSimulator) -> None:
+    """DuckDB, pyarrow.dataset and polars read index/**/*.parquet with hive partitions."""
+    import duckdb
+    import polars as pl
+    import pyarrow.dataset as ds
+
+    clock = hours_run(run_dir, tiny)
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    glob = str(run_dir / "index" / "**" / "*.parquet")
+    expected = Counter(r["image"]["source"] for r in imagelog.read(run_dir).records())
+    con = duckdb.connect()
+    rows = con.sql(
+        f"select source, count(*), max(hour) from read_parquet('{glob}', hive_partitioning=true) "
+        "group by 1 order by 1"
+    ).fetchall()
+    assert {s: n for s, n, _ in rows} == expected and int(rows[0][2]) == 2
+    table = ds.dataset(run_dir / "index", format="parquet", partitioning="hive").to_table()
+    assert Counter(table.column("source").to_pylist()) == expected
+    assert set(table.column("date").to_pylist()) == {"2024-01-01"}
+    frame = pl.scan_parquet(glob, hive_partitioning=True).collect()
+    assert Counter(frame["source"].to_list()) == expected
+    metas = [json.loads(m) for m in frame.sort("seq")["meta"].to_list()]
+    assert metas[0] == {"loss": {"value": 0.0}} and metas[1] == {"step": 1}
+
+
+def test_interrupted_compaction_is_read_once_and_finished(
+    run_dir: Path, tiny: CameraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parquet written, segments not yet removed: readers count each record once; the next
+    pass removes the leftovers."""
+    clock = hours_run(run_dir, tiny, hours=2)
+    before = snapshot(run_dir)
+    store = make_store(run_dir)
+
+    def crash(keys: Any) -> None:
+        raise KeyboardInterrupt("killed between the put and the delete")
+
+    monkeypatch.setattr(store, "delete", crash)
+    with pytest.raises(KeyboardInterrupt):
+        compact(store, now_ns=clock() + 2 * HOUR)
+    assert len(files(run_dir, ".parquet")) == 1 and len(files(run_dir, ".jsonl")) == 2
+    assert snapshot(run_dir) == before
+    report = compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    assert len(report.finished) == 1 and len(report.compacted) == 1
+    assert files(run_dir, ".jsonl") == [] and snapshot(run_dir) == before
+
+
+def test_retention_and_reindex_on_compacted_hours(
+    run_dir: Path, tiny: CameraSimulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """reindex rebuilds compacted hours as JSON Lines; purge removes them whole but the kept."""
+    clock = hours_run(run_dir, tiny)
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    logged = list(imagelog.read(run_dir).records())
+    report = reindex(make_store(run_dir))
+    assert report.records == 12 and files(run_dir, ".parquet") == []
+    assert list(imagelog.read(run_dir).records()) == logged
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    assert main(["purge", str(run_dir), "--older-than", "7d", "--json"]) == 0
+    capsys.readouterr()
+    left = list(imagelog.read(run_dir).records())
+    assert [r["labels"] for r in left] == [{"keep": "1"}]  # the kept record of a compacted hour
+    assert files(run_dir, ".parquet") == []
+    assert [f for f in files(run_dir, ".jsonl") if "2024" in f] == [
+        "index/2024-01-01T00_kept.jsonl"
+    ]
+    assert not verify(imagelog.read(run_dir), sample=1.0).damaged
+
+
+COMPACTOR = """
+import sys
+from imagelog.compact import compact
+from imagelog.stores import make_store
+compact(make_store(sys.argv[1]), grace_ns=0, now_ns=2**62)
+"""
+
+
+def synthetic_hours(run_dir: Path, hours: int, lines: int) -> int:
+    """Segments of many writers and hours (a copied real record each line): returns lines."""
+    template = next(imagelog.read(run_dir).records())
+    n = 0
+    for h in range(hours):
+        for w in range(3):
+            rows = []
+            for i in range(lines):
+                rec = json.loads(json.dumps(template))
+                rec["image"]["id"] = f"0{h:03d}{w}{i:06d}-0000-7000-8000-000000000000"
+                rec["image"]["seq"] = i
+                rows.append(json.dumps(rec, separators=(",", ":")) + "\n")
+            name = f"2023-12-{1 + h // 24:02d}T{h % 24:02d}_{w:08x}-{w}.jsonl"
+            (run_dir / "index" / name).write_text("".join(rows))
+            n += lines
+    return n
+
+
+def test_kill9_mid_compaction(run_dir: Path, tiny: CameraSimulator) -> None:
+    """A compactor killed with SIGKILL mid-pass: readers saw every record exactly once all along,
+    and after; the next pass finishes the job."""
+    hours_run(run_dir, tiny, hours=1, per_hour=2)
+    total = synthetic_hours(run_dir, hours=12, lines=1000) + 2
+    run = imagelog.read(run_dir)
+    assert sum(1 for _ in run.records()) == total
+    proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(run_dir)])
+    seen = []
+    try:
+        deadline = time.monotonic() + 120
+        while not files(run_dir, ".parquet") and proc.poll() is None:
+            assert time.monotonic() < deadline, "the compactor wrote nothing"
+            seen.append(summarise(run)["images"])
+        seen.append(summarise(run)["images"])
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode in (-signal.SIGKILL, 0)
+    assert set(seen) == {total}
+    assert len(files(run_dir, ".parquet")) > 0 and sum(1 for _ in run.records()) == total
+    assert summarise(run)["images"] == total
+    compact(make_store(run_dir), now_ns=2**62, grace_ns=0)
+    assert files(run_dir, ".jsonl") == [] and len(files(run_dir, ".parquet")) == 37
+    assert sum(1 for _ in run.records()) == total and summarise(run)["images"] == total
+    ids = [i for (i,) in run.query("select id from records").fetchall()]
+    assert len(ids) == len(set(ids)) == total
