@@ -1,5 +1,9 @@
 """End-to-end runs of one contender in this process: the caller's latency, sustained frames/s,
-bytes per frame and peak RSS. ``python -m bench.e2e --contender lossless --size 1920x1080``.
+bytes per frame, CPU per frame, peak RSS over the queue bound, and the same codec alone on the
+same frames on every core. ``python -m bench.e2e --contender lossless --size 1920x1080``.
+
+Per-frame overhead = the process's CPU time (user + system, every thread) per written frame,
+minus the codec-alone CPU time per frame: what imagelog itself costs around the codec.
 """
 
 from __future__ import annotations
@@ -55,21 +59,75 @@ def frames_bank(width: int, height: int, n: int = 8) -> list[np.ndarray[Any, Any
     return [cam.frame() for _ in range(n)]
 
 
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def codec_alone(
+    contender: str, bank: list[np.ndarray[Any, Any]], frames: int, threads: int
+) -> dict[str, float]:
+    """The codec the contender resolves to, encoding the same frames on ``threads`` threads
+    (every core): frames/s and CPU seconds per frame, with no imagelog around it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imagelog import codecs
+
+    f = bank[0]
+    dtype = {"B": "uint8", "H": "uint16", "f": "float32", "?": "bool"}[f.dtype.char]
+    spec = contender
+    if f.shape[0] * f.shape[1] < codecs.SMALL_FRAME_PIXELS:  # what log() picks for small frames
+        spec = codecs.small_frame_spec(contender, dtype) or contender
+    codec, params = codecs.resolve(spec, dtype=dtype, channels=f.shape[2] if f.ndim == 3 else 1)
+    n = max(threads * 4, frames)
+
+    def work(k: int) -> None:
+        for i in range(k, n, threads):
+            codec.encode(bank[i % len(bank)], params)
+
+    codec.encode(bank[0], params)  # warm up (imports, tables)
+    c0, t0 = _cpu_s(), time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(work, range(threads)))
+    wall, cpu = time.perf_counter() - t0, _cpu_s() - c0
+    return {"codec_fps": n / wall, "codec_cpu_us": cpu / n * 1e6, "codec": codec.name}
+
+
 def run_contender(
-    contender: str, width: int, height: int, frames: int, fps: float, on_full: str, max_queue: str
+    contender: str,
+    width: int,
+    height: int,
+    frames: int,
+    fps: float,
+    on_full: str,
+    max_queue: str,
+    producers: int = 1,
+    alone: bool = True,
 ) -> dict[str, Any]:
-    """Log ``frames`` frames (paced at ``fps``, or as fast as possible if 0) and measure."""
+    """Log ``frames`` frames from ``producers`` threads (each paced at ``fps``, or as fast as
+    possible if 0) and measure; then the codec alone on the same frames, on every core."""
+    import threading
+
     bank = frames_bank(width, height)
+    if contender != "seed":
+        import imagelog  # imported before the baseline: the library is not the queue
+        from imagelog.settings import parse_bytes
+
+        max_queue_bytes = parse_bytes(max_queue)
+    else:
+        max_queue_bytes = 0
     base_rss = _current_rss_mb()
-    lat: list[int] = []
+    lats: list[list[int]] = [[] for _ in range(producers)]
     with tempfile.TemporaryDirectory(prefix="imagelog-bench-") as tmp:
         folder = Path(tmp) / "run"
         folder.mkdir()
         period = 1.0 / fps if fps else 0.0
+        c0 = _cpu_s()
         if contender == "seed":
             from bench.seed import SeedLogger
 
             seed = SeedLogger(str(folder), (width, height))
+            lat = lats[0]
             t0 = time.perf_counter()
             for i in range(frames):
                 if period:
@@ -81,41 +139,64 @@ def run_contender(
             seed.close()
             stats: dict[str, Any] = {"dropped": 0}
         else:
-            import imagelog
-
             log = imagelog.open(
                 folder, format=contender, on_full=on_full, max_queue_bytes=max_queue
             )
+            go = threading.Barrier(producers + 1)
+
+            def produce(p: int) -> None:
+                lat = lats[p]
+                go.wait()
+                t0 = time.perf_counter()
+                for i in range(p, frames, producers):
+                    if period:
+                        time.sleep(max(0.0, t0 + (i // producers) * period - time.perf_counter()))
+                    a = time.perf_counter_ns()
+                    log.log(bank[i % len(bank)], source=f"cam{p}")
+                    lat.append(time.perf_counter_ns() - a)
+
+            threads = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+            for t in threads:
+                t.start()
+            go.wait()
             t0 = time.perf_counter()
-            for i in range(frames):
-                if period:
-                    time.sleep(max(0.0, t0 + i * period - time.perf_counter()))
-                a = time.perf_counter_ns()
-                log.log(bank[i % len(bank)], source="cam1")
-                lat.append(time.perf_counter_ns() - a)
+            for t in threads:
+                t.join()
             t_push = time.perf_counter() - t0
             log.close()
             stats = log.stats()
         t_total = time.perf_counter() - t0
+        cpu = _cpu_s() - c0
         nbytes, nfiles = _folder_bytes(folder)
-    written = nfiles
-    return {
+    peak_rss = _rss_mb()
+    written = stats.get("written", nfiles)
+    out: dict[str, Any] = {
         "contender": contender,
         "size": f"{width}x{height}",
         "frames": frames,
+        "producers": producers,
         "paced_fps": fps,
         "on_full": on_full if contender != "seed" else "unbounded",
         "written": written,
         "dropped": stats.get("dropped", 0),
+        "failed": stats.get("failed", 0),
         "push_s": t_push,
         "total_s": t_total,
         "sustained_fps": written / t_total if t_total else 0.0,
-        "bytes_per_frame": nbytes / written if written else 0,
+        "bytes_per_frame": nbytes / nfiles if nfiles else 0,
         "raw_bytes_per_frame": width * height * 3,
-        "peak_rss_mb": _rss_mb(),
+        "cpu_us_per_frame": cpu / max(1, written) * 1e6,
+        "peak_rss_mb": peak_rss,
         "base_rss_mb": base_rss,
-        **_percentiles(lat),
+        "max_queue_mb": max_queue_bytes / 2**20,
+        "rss_over_bound_mb": peak_rss - base_rss - max_queue_bytes / 2**20,
+        **_percentiles([x for lat in lats for x in lat]),
     }
+    if alone and contender != "seed":
+        out.update(codec_alone(contender, bank, min(frames, 400), os.cpu_count() or 1))
+        out["vs_codec"] = out["sustained_fps"] / out["codec_fps"]
+        out["overhead_us"] = out["cpu_us_per_frame"] - out["codec_cpu_us"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=0.0, help="pace the producer (0 = burst)")
     p.add_argument("--on-full", default="block")
     p.add_argument("--max-queue", default="256 MiB")
+    p.add_argument("--producers", type=int, default=1, help="threads calling log()")
+    p.add_argument("--no-alone", action="store_true", help="skip the codec-alone figure")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
-    res = run_contender(a.contender, w, h, a.frames, a.fps, a.on_full, a.max_queue)
+    res = run_contender(
+        a.contender, w, h, a.frames, a.fps, a.on_full, a.max_queue, a.producers, not a.no_alone
+    )
     json.dump(res, sys.stdout)
     print()
     return 0

@@ -37,6 +37,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "archive": {"uint8": "png", "uint8 RGBA": "png", "uint16": "png", "float32": "tiff",
                 "bool": "png"},
 }  # fmt: skip
+#: README "Formats": frames under 256x256 pixels (all of this matrix's) where a preset differs.
+SMALL_FRAMES: dict[str, dict[str, str]] = {"lossless": {"uint8": "tiff", "uint8 RGBA": "tiff"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +267,8 @@ def oracle(fmt: str, dtype: str, channels: int) -> Outcome:
     if fmt in PRESETS:
         column = "uint8 RGBA" if (dtype, channels) == ("uint8", 4) else dtype
         stored = PRESETS[fmt][column]
+        if H * W < 256 * 256:
+            stored = SMALL_FRAMES.get(fmt, {}).get(column, stored)
         return Outcome(stored, lossless=stored != "jpeg")
     holds = CODECS[fmt]
     name = fmt.partition(":")[0]

@@ -142,3 +142,49 @@ def test_queue_memory_is_bounded_by_bytes() -> None:
     big = Item("big", 500)
     assert q.put(big, OnFull.DROP_NEWEST) == []
     assert q.bytes == 500
+
+
+def test_a_full_queue_is_handled_before_the_copy(run_dir: Path, gate: threading.Event) -> None:
+    """drop_oldest evicts for a frame before copying it, but a frame log() refuses evicts
+    nothing; drop_newest's dropped frame keeps its record (size, dtype) though never copied."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_oldest", max_queue_bytes=4 * 1024, workers=2
+    )
+    log.log(_frame(0), i=0)
+    log.log(_frame(1), i=1)
+    _workers_hold(2)
+    for i in range(2, 4):
+        log.log(_frame(i), i=i)  # the queue is now full: 2 x 1 KiB held + 2 x 1 KiB queued
+    assert log.stats()["dropped"] == 0
+    with pytest.raises(TypeError, match="float64"):
+        log.log(np.zeros((32, 32), np.float64))
+    with pytest.raises(ValueError, match="channels"):
+        log.log(np.zeros((32, 32, 2), np.uint8))
+    assert log.stats()["dropped"] == 0  # refused frames made no room
+    log.log(_frame(4), i=4)
+    assert log.stats()["dropped"] == 1
+    gate.set()
+    log.close()
+    assert [r["meta"]["i"] for r in imagelog.read(run_dir).records()] == [0, 1, 3, 4]
+
+
+def test_drop_newest_records_the_uncopied_frame(run_dir: Path, gate: threading.Event) -> None:
+    """A frame drop_newest lets go without copying still has its full ``image.*`` record."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_newest", max_queue_bytes=2 * 1024, workers=1
+    )
+    log.log(_frame(0), i=0)
+    _workers_hold(1)
+    log.log(_frame(1), i=1)
+    log.log(_frame(2), i=2)  # 1 KiB held by the worker + 1 KiB queued: no room
+    late = np.full((32, 32, 3), 7, np.uint8)
+    log.log(late[:, :, ::-1], i=3, channel_order="BGR")  # 3 KiB: does not fit either
+    gate.set()
+    log.close()
+    recs = list(imagelog.read(run_dir).records(include_events=True))
+    assert [r["meta"]["i"] for r in recs if r["event"]["action"] == "logged"] == [0, 1]
+    drops = {r["meta"]["i"]: r for r in recs if r["event"]["action"] == "dropped"}
+    assert sorted(drops) == [2, 3]
+    img = drops[3]["image"]
+    assert (img["width"], img["height"], img["channels"], img["dtype"]) == (32, 32, 3, "uint8")
+    assert img["converted_from"] == "BGR"

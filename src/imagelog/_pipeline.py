@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import logging
@@ -28,7 +29,15 @@ from .ids import uuid7
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dropped_record, dumps, encoding_record, iso_utc, ordered, stored_file
+from .record import (
+    dropped_record,
+    dumps,
+    encoding_record,
+    failed_record,
+    iso_utc,
+    ordered,
+    stored_file,
+)
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -36,6 +45,10 @@ from .stores.base import Store
 __all__ = ["EventJob", "FrameJob", "Pipeline"]
 
 logger = logging.getLogger("imagelog")
+
+#: Records (drops, failures) held in memory while the index cannot be written (a full disk);
+#: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
+MAX_HELD_RECORDS = 10_000
 
 _STORAGE_ERRNOS = {
     errno.ENOSPC,
@@ -81,6 +94,9 @@ class Stats:
         self.warnings_by_kind: Counter[str] = Counter()
         self.last_error: str | None = None
         self.first_error: BaseException | None = None
+        #: drop/failure records waiting for a writable index, oldest first
+        self.held: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
+        self.unrecorded = 0
 
     def add(self, source: str, key: str, n: int = 1) -> None:
         """Count ``n`` of ``key`` for ``source`` and in total."""
@@ -111,6 +127,7 @@ class Pipeline:
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
+        self._idents: frozenset[int | None] = frozenset()
         self._start_lock = threading.Lock()
         self._reporter = RateLimitedReporter()
         self.workers = settings.workers or store.concurrency
@@ -120,6 +137,8 @@ class Pipeline:
         self.verifier = Verifier(settings.verify)
         self.checker = Sampler(settings.check_encoding)
         self.backoff = Backoff()
+        self._pause_error: OSError | None = None
+        self._fields: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
         self.retention = Retention(
             store, max_bytes=settings.max_bytes, max_age=settings.max_age,
             min_free_bytes=settings.min_free_bytes, keep=settings.keep, index=self.index,
@@ -158,6 +177,7 @@ class Pipeline:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = self.maintenance.settle(left)
         if ok:
+            self.write_held()
             self.index.flush()  # object stores: upload the open index part
             if self.settings.fsync is not Fsync.NONE:
                 self.index.sync()
@@ -191,6 +211,8 @@ class Pipeline:
                 "encoding_warnings": c["encoding_warnings"],
                 "encoding_warnings_by_kind": dict(self.stats.warnings_by_kind),
                 "last_error": self.stats.last_error,
+                "held_records": len(self.stats.held),
+                "unrecorded": self.stats.unrecorded,
                 "paused": self.backoff.reason,
                 "encode_seconds": c["encode_ns"] / 1e9,
                 "write_seconds": c["write_ns"] / 1e9,
@@ -220,6 +242,7 @@ class Pipeline:
             ]
             for t in threads:
                 t.start()
+            self._idents = frozenset(t.ident for t in threads)
             self._threads = threads
         self.maintenance.start()
 
@@ -234,7 +257,7 @@ class Pipeline:
 
     def is_worker_thread(self) -> bool:
         """Whether the current thread is one of ours (re-entrancy guard)."""
-        return threading.current_thread() in self._threads
+        return threading.get_ident() in self._idents
 
     def stop(self, timeout: float | None) -> int:
         """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
@@ -247,6 +270,7 @@ class Pipeline:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        self._idents = frozenset()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         self.maintenance.stop(remaining)
         frames = 0
@@ -257,20 +281,44 @@ class Pipeline:
                 events.append(self._drop_record(item.payload, "close_timeout"))
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        for e in events:
+            self.hold(e.record, e.created_ns)
         try:
-            if events:
-                self.index.append_many([(e.record, e.created_ns) for e in events])
+            self.write_held()
             self.index.close()
         except OSError as exc:
             self.report("index-close", exc)
+        with self.stats.lock:  # what the index could not take by now is lost from its books
+            self.stats.unrecorded += len(self.stats.held)
+            self.stats.held.clear()
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
-        """Count a logged frame and queue it; drops made to honour the bound become ``dropped``
-        records. Starts the workers on the first frame."""
+    def make_room(self, nbytes: int, policy: OnFull) -> bool:
+        """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
+        frames it would not fit beside (their buffers go back to the pool, for this copy);
+        False under ``drop_newest`` when it will not fit (drop it, uncopied)."""
+        if policy is OnFull.DROP_OLDEST:
+            for old in self.queue.evict(nbytes):
+                self.record_drop(old.payload, "queue_full")
+                self.recycle(old.payload)
+                old.payload = None
+            return True
+        return policy is not OnFull.DROP_NEWEST or self.queue.fits(nbytes)
+
+    def submit(
+        self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
+    ) -> None:
+        """Count a logged frame and queue it (``drop``: drop it at once, ``queue_full``); drops
+        made to honour the bound become ``dropped`` records. Starts the workers on the first
+        frame."""
         self.start()
         self.stats.add(job.source, "logged")
+        if drop:
+            if self.queue.closed:
+                raise QueueClosed
+            self.record_drop(job, "queue_full")
+            return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)
@@ -312,18 +360,22 @@ class Pipeline:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
                     self._write_guarded(payload)
+                elif self.stats.held or self.backoff.reason is not None:
+                    self.hold(payload.record, payload.created_ns)  # keep the index's order
                 else:
-                    self.index.append(ordered(payload.record), payload.created_ns)
+                    self.index.append(payload.record, payload.created_ns)
             except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
                 if isinstance(item.payload, FrameJob):
                     self.record_drop(item.payload, "spool_full")
                 else:
-                    self._fail("", exc)
+                    self.report("spool_full", exc)
+                    self.hold(item.payload.record, item.payload.created_ns)
             except BaseException as exc:
                 if isinstance(item.payload, FrameJob):
-                    self._fail(item.payload.source, exc)
-                else:  # an event line (a drop record) that could not be written: no frame failed
+                    self._fail(item.payload, exc)
+                else:  # an event line (a drop record) that could not be written: held for later
                     self.report(_reason(exc), exc)
+                    self.hold(item.payload.record, item.payload.created_ns)
             finally:
                 if isinstance(item.payload, FrameJob):
                     self.recycle(item.payload)
@@ -332,10 +384,8 @@ class Pipeline:
     def _write_guarded(self, job: FrameJob) -> None:
         """Write a frame unless storage is paused (fail fast) or below ``min_free_bytes`` (drop)."""
         reason = self.backoff.blocked()
-        if reason is not None:
-            self.stats.add(job.source, "failed")
-            with self.stats.lock:
-                self.stats.failed_by_reason[reason] += 1
+        if reason is not None:  # failed fast: its record waits for a writable index
+            self._fail(job, self._pause_error or OSError(reason), reason=reason, quiet=True)
             return
         if self.guard is not None and not self.guard.ok():
             self.maintenance.wake()
@@ -346,11 +396,14 @@ class Pipeline:
             self._write_frame(job)
         except OSError as exc:
             if exc.errno in _STORAGE_ERRNOS:
+                self._pause_error = exc
                 if self.backoff.failed(_reason(exc)):
                     self.maintenance.wake()  # a full disk: let retention free what it may
             else:
                 self.backoff.succeeded()
             raise
+        if self.stats.held:
+            self.write_held()
         if self.backoff.succeeded():
             try:
                 logger.warning(
@@ -377,11 +430,30 @@ class Pipeline:
             fields["bit_depth"] = frame.bit_depth
         return fields
 
+    def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
+        """``image.format``, ``image.lossless`` and ``image.encoder`` of a codec and parameters,
+        made once per pair (each record gets its own copy of the dict, sharing the values)."""
+        key = (codec.name, id(params))
+        hit = self._fields.get(key)
+        if hit is None or hit[0] is not params:
+            fields = {
+                "format": codec.name,
+                "lossless": codec.is_lossless(params),
+                "encoder": {
+                    "name": codec.library or codec.name,
+                    "version": codec.version,
+                    "params": params,
+                },
+            }
+            hit = self._fields[key] = (params, fields)
+        return hit[1]
+
     def _write_frame(self, job: FrameJob) -> None:
         frame, rec = job.frame, job.record
         image = rec["image"]
         image.update(self._frame_fields(frame))
         t0 = time.perf_counter()
+        body: str | None = None  # the record as embedded, serialised once
         if frame.encoded is not None:
             fmt = frame.encoded_format or "jpeg"
             ext, mime = extension_of(fmt)
@@ -398,15 +470,7 @@ class Pipeline:
         else:
             codec = job.codec
             key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
-            image.update(
-                format=codec.name,
-                lossless=codec.is_lossless(job.params),
-                encoder={
-                    "name": codec.library or codec.name,
-                    "version": codec.version,
-                    "params": job.params,
-                },
-            )
+            image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             assert frame.pixels is not None
             pixels = frame.pixels
@@ -414,7 +478,8 @@ class Pipeline:
                 pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
                 if layout is not None:
                     image["layout"] = layout
-            data, embedded = codec.encode_with_record(pixels, job.params, dumps(ordered(rec)))
+            body = dumps(ordered(rec))
+            data, embedded = codec.encode_with_record(pixels, job.params, body)
             if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
                 problem = self.verifier.check(codec, pixels, data)
                 self.stats.add(job.source, "verified")
@@ -427,13 +492,18 @@ class Pipeline:
         sync = self.settings.fsync is Fsync.ALL
         if not embedded:
             sidecar = key + ".json"
-            self.store.put(sidecar, dumps(ordered(rec)).encode("utf-8"), sync=sync)
+            self.store.put(sidecar, (body or dumps(ordered(rec))).encode("utf-8"), sync=sync)
             rec["imagelog"]["sidecar"] = sidecar
+            body = None  # the index line names the sidecar: serialised again below
         self.store.put(key, data, sync=sync)
-        rec["file"] = stored_file(rec["file"], key, data, sha256=self.settings.hash)
-        final = ordered(rec)
+        unstored = rec["file"]
+        rec["file"] = stored_file(unstored, key, data, sha256=self.settings.hash)
+        if body is not None:  # the same bytes but file.*: splice the stored file.* in
+            line = body.replace(f'"file":{dumps(unstored)}', f'"file":{dumps(rec["file"])}', 1)
+        else:
+            line = dumps(ordered(rec))
         try:
-            self.index.append(final, job.created_ns)
+            self.index.append_line(line, job.created_ns)
         except (
             BaseException
         ):  # no index line: take the file away too, so a failed frame leaves nothing
@@ -443,13 +513,16 @@ class Pipeline:
                 pass
             raise
         t2 = time.perf_counter()
+        n = len(data)
         with self.stats.lock:
-            self.stats.counts["written"] += 1
-            self.stats.counts["bytes_written"] += len(data)
-            self.stats.by_source[job.source]["written"] += 1
-            self.stats.by_source[job.source]["bytes_written"] += len(data)
-            self.stats.counts["encode_ns"] += int((t1 - t0) * 1e9)
-            self.stats.counts["write_ns"] += int((t2 - t1) * 1e9)
+            counts, mine = self.stats.counts, self.stats.by_source[job.source]
+            counts["written"] += 1
+            counts["bytes_written"] += n
+            mine["written"] += 1
+            mine["bytes_written"] += n
+            counts["encode_ns"] += int((t1 - t0) * 1e9)
+            counts["write_ns"] += int((t2 - t1) * 1e9)
+        final = ordered(rec)  # schema order for the hooks and encoding events (a dict copy)
         for hook in self.on_written:
             hook(final)
         if frame.pixels is not None and self.checker.due():
@@ -484,15 +557,52 @@ class Pipeline:
                 ValueError(f.message),
             )
 
-    def _fail(self, source: str, exc: BaseException) -> None:
-        reason = _reason(exc)
-        self.stats.add(source, "failed")
+    def _fail(
+        self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
+    ) -> None:
+        """Count a frame the write path could not store and write its ``failed`` record (held
+        while the index cannot take it). ``quiet``: failed fast while paused (already reported)."""
+        reason = reason or _reason(exc)
+        self.stats.add(job.source, "failed")
         with self.stats.lock:
             self.stats.failed_by_reason[reason] += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            if self.stats.first_error is None:
-                self.stats.first_error = exc
-        self.report(reason, exc)
+            if not quiet:
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                if self.stats.first_error is None:
+                    self.stats.first_error = exc
+        if not quiet:
+            self.report(reason, exc)
+        rec = failed_record(job.record, reason, self._frame_fields(job.frame), exc)
+        if self.stats.held or self.backoff.reason is not None:
+            self.hold(rec, job.created_ns)
+            return
+        try:
+            self.index.append(rec, job.created_ns)
+        except OSError as err:
+            self.report(_reason(err), err)
+            self.hold(rec, job.created_ns)
+
+    def hold(self, record: dict[str, Any], created_ns: int) -> None:
+        """Keep a drop/failure record until the index can be written (``write_held``)."""
+        with self.stats.lock:
+            if len(self.stats.held) < MAX_HELD_RECORDS:
+                self.stats.held.append((record, created_ns))
+            else:
+                self.stats.unrecorded += 1
+
+    def write_held(self) -> None:
+        """Append the held records to the index, oldest first; on failure they stay held."""
+        with self.stats.lock:
+            items = list(self.stats.held)
+            self.stats.held.clear()
+        if not items:
+            return
+        try:
+            self.index.append_many(items)
+        except OSError as exc:
+            with self.stats.lock:
+                self.stats.held.extendleft(reversed(items))
+            self.report(_reason(exc), exc)
 
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""

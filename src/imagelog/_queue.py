@@ -52,6 +52,10 @@ class ByteQueue:
         self._bytes = 0
         self._seq = 0
         self._pending: dict[int, Item] = {}
+        # flush()/close() waiters: (upto, event), woken only when their items are done, so a
+        # finished frame does not wake a waiting thread that then has to take the GIL to sleep again
+        self._flushers: list[tuple[int, threading.Event]] = []
+        self._flush_upto = -1  # the lowest ``upto`` among them
         self._closed = False
         self.peak_bytes = 0
 
@@ -121,6 +125,31 @@ class ByteQueue:
             self._admit(item)
             return []
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether an item of ``nbytes`` would be admitted now."""
+        return self._fits(nbytes)
+
+    def evict(self, nbytes: int) -> list[Item]:
+        """Cancel the oldest queued items (not those being processed) until ``nbytes`` fits;
+        return them (``drop_oldest`` before the new frame is copied)."""
+        if self._fits(nbytes):  # the common case, without the lock
+            return []
+        dropped: list[Item] = []
+        with self._lock:
+            while self._order and not self._fits(nbytes):
+                old = self._order.popleft()
+                if old.taken or old.cancelled:
+                    continue
+                old.cancelled = True
+                self._release(old)
+                dropped.append(old)
+        return dropped
+
     def put_control(self, item: Item) -> None:
         """Enqueue a zero-byte item (a drop record) that bypasses the bound; allowed while closing."""
         with self._lock:
@@ -148,8 +177,21 @@ class ByteQueue:
     def _release(self, item: Item) -> None:
         if self._pending.pop(item.seq, None) is not None:
             self._bytes -= item.nbytes
-        if self._waiting:
+        if self._waiting:  # producers waiting for room (``block``)
             self._cond.notify_all()
+        if self._flushers and item.seq <= self._flush_upto:
+            self._wake_flushers()
+
+    def _wake_flushers(self) -> None:
+        first = next(iter(self._pending), None)
+        left = []
+        for upto, event in self._flushers:
+            if first is None or first > upto:
+                event.set()
+            else:
+                left.append((upto, event))
+        self._flushers = left
+        self._flush_upto = min((u for u, _ in left), default=-1)
 
     def done(self, item: Item) -> None:
         """Mark an item finished (written or failed): its bytes are free again."""
@@ -168,18 +210,19 @@ class ByteQueue:
 
     def wait_done(self, upto: int, timeout: float | None) -> bool:
         """Wait until every item admitted up to ``upto`` is done; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            self._waiting += 1
-            try:
-                while self._pending and next(iter(self._pending)) <= upto:
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    self._cond.wait(remaining)
-            finally:
-                self._waiting -= 1
+            if not self._pending or next(iter(self._pending)) > upto:
+                return True
+            event = threading.Event()
+            self._flushers.append((upto, event))
+            self._flush_upto = min(self._flush_upto, upto) if self._flush_upto >= 0 else upto
+        if event.wait(timeout):
             return True
+        with self._lock:
+            if (upto, event) in self._flushers:
+                self._flushers.remove((upto, event))
+                self._flush_upto = min((u for u, _ in self._flushers), default=-1)
+            return event.is_set()
 
     def close(self, workers: int) -> None:
         """No more puts; each of ``workers`` consumers gets a stop marker after what is queued."""

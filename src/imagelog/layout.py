@@ -18,6 +18,7 @@ An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of 
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 import time
 
@@ -75,7 +76,12 @@ def hour_of(created_ns: int) -> str:
     >>> hour_of(1_764_010_800 * 10**9)
     '2025-11-24T19'
     """
-    return time.strftime("%Y-%m-%dT%H", time.gmtime(created_ns // 1_000_000_000))
+    return _hour_of_hour(created_ns // 3_600_000_000_000)
+
+
+@functools.lru_cache(maxsize=16)
+def _hour_of_hour(hours: int) -> str:
+    return time.strftime("%Y-%m-%dT%H", time.gmtime(hours * 3600))
 
 
 def hour_end_ns(hour: str) -> int:
@@ -101,6 +107,7 @@ def hour_of_key(key: str) -> str | None:
 
 
 # -- images -----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
 def source_dir(source: str) -> str:
     """A source name made safe for one path component (the record keeps the original)."""
     safe = _UNSAFE.sub("_", source).strip("._")
@@ -110,10 +117,16 @@ def source_dir(source: str) -> str:
 def image_key(created_ns: int, source: str, seq: int, writer: str, ext: str) -> str:
     """``images/YYYY/MM/DD/HH/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>`` (UTC, log time)."""
     sec, rem = divmod(created_ns, 1_000_000_000)
+    folder, stamp = _second_parts(sec)
+    return f"{folder}{source_dir(source)}/{stamp}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
+
+
+@functools.lru_cache(maxsize=64)
+def _second_parts(sec: int) -> tuple[str, str]:
     t = time.gmtime(sec)
     return (
-        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/{source_dir(source)}/"
-        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}_{rem // 1000:06d}_{seq:09d}_{writer}.{ext}"
+        f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/",
+        f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}",
     )
 
 

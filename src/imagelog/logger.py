@@ -8,7 +8,9 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
+
+import numpy as np
 
 from . import _lifecycle, codecs, pixfmt
 from ._lifecycle import LogState
@@ -63,6 +65,7 @@ class ImageLog:
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
@@ -183,6 +186,12 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
+        # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
+        drop_now = _plausible(frame) and not pipeline.make_room(
+            frame.nbytes, self._settings.on_full
+        )
+        copy = copy and not drop_now
         created = self._clock()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
@@ -191,6 +200,9 @@ class ImageLog:
             pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
         )  # fmt: skip
         codec, params = self._codec_for(f, source, format)
+        small = f.width * f.height < codecs.SMALL_FRAME_PIXELS
+        if small and f.encoded is None and f.pixel_format is None:
+            codec, params = self._small_codec_for(f, source, format, codec, params)
         meta_json = jsonable(meta) if meta else {}
         labels_json = labels_of(labels)
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
@@ -201,10 +213,11 @@ class ImageLog:
         record = base_record(
             rid=rid, seq=seq, source=source, captured_ns=captured, created_ns=created,
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
+            pid=self._pid,
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
         try:
-            pipeline.submit(job, self._settings.on_full)
+            pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
@@ -230,6 +243,28 @@ class ImageLog:
                 hit = codecs.resolve("lossless", dtype=f.dtype, channels=f.channels)
             hit[0].check(f, hit[1])
             self._resolved[key] = hit
+        return hit
+
+    def _small_codec_for(
+        self, f: Frame, source: str, format: str | None, codec: Codec, params: dict[str, Any]
+    ) -> tuple[Codec, dict[str, Any]]:
+        """The codec for a small frame: the ``lossless`` preset's small-frame choice
+        (``codecs.small_frame_spec``), or the one already resolved."""
+        spec = format or self._settings.formats.get(source) or self._settings.format
+        key = (spec, f.dtype, f.channels, format is None)
+        hit = self._small.get(key)
+        if hit is None:
+            small = codecs.small_frame_spec(spec, f.dtype)
+            tuned = format is None and bool(self._settings.codec_options)
+            hit = (codec, params)
+            if small is not None and not tuned:
+                try:
+                    cand = codecs.resolve(small, dtype=f.dtype, channels=f.channels)
+                    cand[0].check(f, cand[1])
+                    hit = cand
+                except ValueError:  # the small-frame codec cannot hold it: keep the preset's
+                    pass
+            self._small[key] = hit
         return hit
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -293,6 +328,16 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
+
+
+def _plausible(frame: object) -> TypeGuard[np.ndarray[Any, Any]]:
+    """An array that looks like a frame ``normalise`` takes (so a bad one evicts nothing)."""
+    return (
+        isinstance(frame, np.ndarray)
+        and frame.size > 0
+        and frame.dtype.char in "BHf?"
+        and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4)))
+    )
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:

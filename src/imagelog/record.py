@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 import numpy as np
+import orjson
 
 from .errors import MetadataNotJSON
 
@@ -194,8 +195,17 @@ def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def dumps(record: Mapping[str, Any]) -> str:
-    """Serialise a record as one compact JSON line (no newline), keys in schema order."""
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Serialise a record as one compact JSON line (no newline), keys in schema order.
+
+    orjson writes the same compact UTF-8 JSON as ``json.dumps`` at about a tenth of its cost
+    (measured: 8 µs against 45-100 µs for a record); what it refuses (integers beyond 64 bits,
+    lone surrogates) goes through ``json``. orjson writes NaN as ``null`` where ``json`` raises:
+    none reaches a record (``jsonable`` and ``parse_time_ns`` refuse them in the caller's thread).
+    """
+    try:
+        return orjson.dumps(record).decode("utf-8")
+    except (TypeError, ValueError):
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def base_record(
@@ -211,16 +221,13 @@ def base_record(
     meta: dict[str, Any],
     writer: str,
     action: str = "logged",
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """The caller-thread half of a record (everything but ``file.*`` and encoder fields)."""
+    created = iso_utc(created_ns)
     rec: dict[str, Any] = {
-        "@timestamp": iso_utc(captured_ns),
-        "event": {
-            "kind": "event",
-            "action": action,
-            "dataset": "imagelog",
-            "created": iso_utc(created_ns),
-        },
+        "@timestamp": created if captured_ns == created_ns else iso_utc(captured_ns),
+        "event": {"kind": "event", "action": action, "dataset": "imagelog", "created": created},
         "log": {"level": level},
     }
     if message is not None:
@@ -231,7 +238,7 @@ def base_record(
     if meta:
         rec["meta"] = meta
     rec["host"] = {"name": HOSTNAME}
-    rec["process"] = {"pid": os.getpid()}
+    rec["process"] = {"pid": pid if pid is not None else os.getpid()}
     rec["imagelog"] = {"schema": SCHEMA_VERSION, "writer": writer}
     return rec
 
@@ -254,7 +261,9 @@ def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool)
 def _not_stored(
     rec: Mapping[str, Any], action: str, reason: str, image: Mapping[str, Any]
 ) -> dict[str, Any]:
-    out = dict(rec)
+    out = {k: v for k, v in rec.items() if k not in ("file", "exif")}  # nothing was stored
+    if "sidecar" in rec.get("imagelog", {}):
+        out["imagelog"] = {k: v for k, v in rec["imagelog"].items() if k != "sidecar"}
     out["event"] = {**rec["event"], "action": action, "reason": reason, "outcome": "failure"}
     out["image"] = {**rec["image"], **image}
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..layout import hour_of, segment_key
@@ -63,11 +63,18 @@ class IndexWriter:
         """Append one record as one line to the segment of its hour."""
         self.append_many([(record, created_ns)])
 
-    def append_many(self, items: list[tuple[Mapping[str, Any], int]]) -> None:
+    def append_line(self, line: str, created_ns: int) -> None:
+        """Append one record already serialised (``record.dumps``, no newline)."""
+        self._append({hour_of(created_ns): [line + "\n"]})
+
+    def append_many(self, items: Sequence[tuple[Mapping[str, Any], int]]) -> None:
         """Append records (each with its ``event.created`` in ns) with as few writes as possible."""
         by_hour: dict[str, list[str]] = {}
         for record, created_ns in items:
             by_hour.setdefault(hour_of(created_ns), []).append(dumps(record) + "\n")
+        self._append(by_hour)
+
+    def _append(self, by_hour: dict[str, list[str]]) -> None:
         with self._lock:
             for hour, lines in by_hour.items():
                 data = "".join(lines).encode("utf-8")
