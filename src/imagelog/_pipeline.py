@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import json
 import logging
 import os
 import threading
@@ -19,15 +20,27 @@ from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
+from ._ring import Expiry, Ring, Trigger
 from ._verify import Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
+from .ids import uuid7
 from .index import IndexWriter
 from .index.segment import SYNC_EVERY
 from .layout import image_key
-from .record import dropped_record, dumps, failed_record, iso_utc, ordered, stored_file
+from .record import (
+    dropped_record,
+    dumps,
+    expired_record,
+    failed_record,
+    iso_utc,
+    mark_triggered,
+    ordered,
+    stored_file,
+    triggered_record,
+)
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
@@ -62,6 +75,13 @@ class FrameJob:
     created_ns: int
     source: str
     captured_given: bool = False
+    captured_ns: int = 0
+    #: with a ring: the encoded bytes (no record inside), once the frame was held
+    encoded: bytes | None = None
+    #: the trigger that saves it (its window covers the frame's capture time)
+    trigger: Trigger | None = None
+    #: bytes the ring still counts for it (taken out of the ring by a trigger, not yet written)
+    ring_nbytes: int = 0
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,7 +130,15 @@ class Pipeline:
         self.settings = settings
         self.writer = writer
         self.clock = clock
-        self.queue = ByteQueue(settings.max_queue_bytes)
+        self.ring = (
+            None
+            if settings.ring_bytes is None
+            else Ring(
+                None if settings.ring is None else int(settings.ring * 1e9), settings.ring_bytes
+            )
+        )
+        # the ring's bytes are part of max_queue_bytes: the queue keeps the rest
+        self.queue = ByteQueue(settings.max_queue_bytes - (settings.ring_bytes or 0))
         self.stats = Stats()
         self.stats.counts["logged"] = 0
         syncing = settings.fsync is not Fsync.NONE
@@ -121,7 +149,10 @@ class Pipeline:
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
-        self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
+        self.pool = BufferPool(min(self.queue.max_bytes, 64 * 2**20))
+        self.opened_wall_ns = time.time_ns()
+        self._seen_triggers: set[str] = set()
+        self._stopping = False
         self.verifier = Verifier(settings.verify)
         self.backoff = Backoff()
         self._pause_error: OSError | None = None
@@ -141,6 +172,7 @@ class Pipeline:
         self.maintenance = Maintenance(
             retention=self.retention, index=self.index if syncing else None,
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
+            poll=None if self.ring is None else self.poll_triggers,
         )  # fmt: skip
 
     def _count_for_retention(self, rec: dict[str, Any]) -> None:
@@ -164,6 +196,7 @@ class Pipeline:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = self.maintenance.settle(left)
         if ok:
+            self.write_summary(force=True)
             self.write_held()
             self.index.flush()  # object stores: upload the open index part
             if self.settings.fsync is not Fsync.NONE:
@@ -198,11 +231,14 @@ class Pipeline:
                 "held_records": len(self.stats.held),
                 "unrecorded": self.stats.unrecorded,
                 "paused": self.backoff.reason,
+                **self._ring_stats(),
                 "encode_seconds": c["encode_ns"] / 1e9,
                 "write_seconds": c["write_ns"] / 1e9,
                 "by_source": {
                     s: {
-                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                        k: v[k]
+                        for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                        + (("expired", "triggered") if self.ring is not None else ())
                     }
                     for s, v in self.stats.by_source.items()
                 },
@@ -246,6 +282,7 @@ class Pipeline:
         """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
         left unwritten (each counted and indexed as dropped, reason ``close_timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._stopping = True
         self.queue.wait_done(self.queue.mark(), timeout)
         left = self.queue.drain()
         self.queue.close(len(self._threads))
@@ -263,6 +300,12 @@ class Pipeline:
                 events.append(self._drop_record(item.payload, "close_timeout"))
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        if self.ring is not None:  # what the ring still holds expires with the log
+            for job in self.ring.expire_all():
+                self.stats.add(job.source, "expired")
+            summary = self.ring.take_summary(force=True)
+            if summary is not None:
+                events.append(self._summary_event(summary, "close"))
         for e in events:
             self.hold(e.record, e.created_ns)
         try:
@@ -308,6 +351,150 @@ class Pipeline:
         rec = dropped_record(job.record, reason, self._frame_fields(job.frame))
         return EventJob(rec, job.created_ns)
 
+    # -- the ring -----------------------------------------------------------------------------------
+    def trigger(
+        self,
+        *,
+        tid: str,
+        reason: str,
+        at_ns: int,
+        before_ns: int | None,
+        after_ns: int,
+        sources: frozenset[str] | None,
+        origin: str = "api",
+    ) -> int:
+        """Open a trigger's window: queue the held frames it covers to be written (their bytes
+        stay counted by the ring until written) and its ``triggered`` record; return how many
+        held frames it took. Later frames in the window are written as they come."""
+        assert self.ring is not None
+        if self._stopping:
+            return 0
+        self.start()
+        start = 0 if before_ns is None else at_ns - before_ns
+        t = Trigger(tid, reason, at_ns, start, at_ns + after_ns, sources)
+        jobs = self.ring.trigger(t)
+        now = self.clock()
+        rec = triggered_record(
+            now_ns=now, rid=tid, reason=reason, writer=self.writer, at_ns=at_ns, start_ns=start,
+            end_ns=t.end_ns, sources=None if sources is None else sorted(sources), origin=origin,
+            frames=len(jobs),
+        )  # fmt: skip
+        with self.stats.lock:
+            self.stats.counts["triggers"] += 1
+        try:
+            self.queue.put_control(Item(EventJob(rec, now), 0))
+            for job in jobs:
+                job.trigger = t
+                mark_triggered(job.record, tid, reason)
+                self.queue.put_control(Item(job, 0))  # not droppable: the ring counts its bytes
+        except QueueClosed:
+            pass
+        return len(jobs)
+
+    def poll_triggers(self) -> None:
+        """Apply the triggers left under ``triggers/`` by ``imagelog trigger`` (maintenance thread).
+
+        Each writer applies each trigger once; one left before this writer opened (wall clock)
+        is skipped: its ring held nothing then.
+        """
+        from .layout import TRIGGERS_PREFIX
+
+        for info in self.store.list(TRIGGERS_PREFIX):
+            tid = info.key.rsplit("/", 1)[-1].removesuffix(".json")
+            if tid in self._seen_triggers or not info.key.endswith(".json"):
+                continue
+            self._seen_triggers.add(tid)
+            try:
+                spec = json.loads(self.store.get(info.key))
+                at_ns, after_ns = int(spec["at_ns"]), int(spec.get("after_ns") or 0)
+                before = spec.get("before_ns")
+                sources = spec.get("sources")
+                if int(spec.get("created_ns") or 0) < self.opened_wall_ns:
+                    continue  # left before this writer opened: its ring held nothing then
+                self.trigger(
+                    tid=tid, reason=str(spec["reason"]), at_ns=at_ns,
+                    before_ns=None if before is None else int(before), after_ns=after_ns,
+                    sources=None if sources is None else frozenset(map(str, sources)),
+                    origin="file",
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                self.report("trigger-file", ValueError(f"{info.key}: {exc}"))
+
+    def _ring_or_write(self, job: FrameJob) -> None:
+        """With a ring: write a frame a trigger's window covers; encode and hold any other."""
+        ring = self.ring
+        assert ring is not None
+        t = ring.covering(job.source, job.captured_ns)
+        if t is None:
+            frame = job.frame
+            if frame.encoded is None:
+                assert frame.pixels is not None
+                t0 = time.perf_counter_ns()
+                job.encoded = job.codec.encode(frame.pixels, job.params)
+                with self.stats.lock:
+                    self.stats.counts["encode_ns"] += time.perf_counter_ns() - t0
+                self.recycle(job)
+                frame.pixels = None  # the ring holds the encoded bytes only
+                nbytes = len(job.encoded)
+            else:
+                nbytes = len(frame.encoded)
+            seq = job.record["image"]["seq"]
+            t, expired = ring.push(job, job.source, job.captured_ns, seq, nbytes)
+            for old in expired:
+                self.stats.add(old.source, "expired")
+                old.job = None  # its bytes are gone with it
+            if expired:
+                self.write_summary()
+            if t is None:
+                return
+        job.trigger = t
+        mark_triggered(job.record, t.id, t.reason)
+        self._write_guarded(job)
+
+    def write_summary(self, *, force: bool = False) -> None:
+        """Write the ``expired`` summary of the frames that left the ring, when a ring's worth
+        has (or, with ``force``, any has)."""
+        if self.ring is None:
+            return
+        summary = self.ring.take_summary(force=force)
+        if summary is not None:
+            e = self._summary_event(summary, "ring")
+            self.append_event(e.record, e.created_ns)
+
+    def _summary_event(self, e: Expiry, reason: str) -> EventJob:
+        now = self.clock()
+        rec = expired_record(
+            now_ns=now, rid=uuid7(now), reason=reason, writer=self.writer, frames=e.frames,
+            nbytes=e.bytes, first_ns=e.first_ns, last_ns=e.last_ns, seqs=e.seq_ranges(),
+            by_source=e.by_source,
+        )  # fmt: skip
+        return EventJob(rec, now)
+
+    def append_event(self, record: dict[str, Any], created_ns: int) -> None:
+        """Append an event line now, or hold it (behind held ones, or while paused)."""
+        if self.stats.held or self.backoff.reason is not None:
+            self.hold(record, created_ns)
+            return
+        try:
+            self.index.append(record, created_ns)
+        except OSError as err:
+            self.report(_reason(err), err)
+            self.hold(record, created_ns)
+
+    def _ring_stats(self) -> dict[str, Any]:
+        c = self.stats.counts
+        if self.ring is None:
+            return {}
+        return {
+            "expired": c["expired"],
+            "triggered": c["triggered"],
+            "triggers": c["triggers"],
+            "ring_frames": self.ring.frames,
+            "ring_bytes": self.ring.bytes,
+            "max_ring_bytes": self.ring.max_bytes,
+            "peak_ring_bytes": self.ring.peak_bytes,
+        }
+
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
         _lower_priority(self.settings.worker_nice)
@@ -321,7 +508,10 @@ class Pipeline:
             try:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
-                    self._write_guarded(payload)
+                    if self.ring is not None and payload.trigger is None:
+                        self._ring_or_write(payload)
+                    else:
+                        self._write_guarded(payload)
                 elif self.stats.held or self.backoff.reason is not None:
                     self.hold(payload.record, payload.created_ns)  # keep the index's order
                 else:
@@ -341,6 +531,9 @@ class Pipeline:
             finally:
                 if isinstance(item.payload, FrameJob):
                     self.recycle(item.payload)
+                    if item.payload.ring_nbytes and self.ring is not None:
+                        self.ring.release(item.payload.ring_nbytes)
+                        item.payload.ring_nbytes = 0
                 self.queue.done(item)
 
     def _write_guarded(self, job: FrameJob) -> None:
@@ -430,10 +623,16 @@ class Pipeline:
             key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
             image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
-            assert frame.pixels is not None
             body = dumps(ordered(rec))
-            data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
-            if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
+            if job.encoded is not None:  # held in the ring, encoded bare: the record goes in now
+                inside = codec.embed(job.encoded, body)
+                data, embedded = (job.encoded, False) if inside is None else (inside, True)
+            else:
+                assert frame.pixels is not None
+                data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
+            if frame.pixels is not None and self.verifier.due(
+                codec, job.params
+            ):  # verify="sample"/"all": decode and compare
                 problem = self.verifier.check(codec, frame.pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
@@ -473,6 +672,9 @@ class Pipeline:
             counts["bytes_written"] += n
             mine["written"] += 1
             mine["bytes_written"] += n
+            if job.trigger is not None:
+                counts["triggered"] += 1
+                mine["triggered"] += 1
             counts["encode_ns"] += int((t1 - t0) * 1e9)
             counts["write_ns"] += int((t2 - t1) * 1e9)
         for hook in self.on_written:

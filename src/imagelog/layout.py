@@ -9,6 +9,7 @@ or parses a key asks it. A run looks like::
     index/<YYYY-MM-DDTHH>_kept.jsonl                      lines of kept files of a purged hour
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
+    triggers/<trigger id>.json                            a ring trigger from outside the process
 
 An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
 *writer* is one process's id (``<hex>-<pid>``).
@@ -28,6 +29,7 @@ __all__ = [
     "LAYOUT",
     "MANIFEST",
     "QUARANTINE_PREFIX",
+    "TRIGGERS_PREFIX",
     "hour_end_ns",
     "hour_of",
     "hour_of_key",
@@ -39,6 +41,7 @@ __all__ = [
     "segment_key",
     "segment_name",
     "source_dir",
+    "trigger_key",
     "writer_of",
     "writer_pid",
 ]
@@ -51,6 +54,8 @@ IMAGES_PREFIX = "images/"
 INDEX_PREFIX = "index/"
 #: Where torn index lines and lone sidecars are moved by repair and reindex.
 QUARANTINE_PREFIX = "quarantine/"
+#: Where ``imagelog trigger`` leaves triggers for the run's ring writers (polled, never removed).
+TRIGGERS_PREFIX = "triggers/"
 #: The writer name of the segment that holds the lines of kept files of a purged hour.
 KEPT_WRITER = "kept"
 #: The layout as the manifest states it.
@@ -173,3 +178,8 @@ def writer_pid(writer: str) -> int | None:
     """
     _, _, pid_text = writer.rpartition("-")
     return int(pid_text) if pid_text.isdigit() else None
+
+
+def trigger_key(trigger_id: str) -> str:
+    """Where an outside trigger is left for the writers: ``triggers/<id>.json``."""
+    return f"{TRIGGERS_PREFIX}{trigger_id}.json"

@@ -140,6 +140,9 @@ class Settings:
     """Everything ``imagelog.open()`` accepts, validated once, at open.
 
     Sizes accept ints or strings (``"512 MiB"``), durations seconds or strings (``"7d"``).
+
+    ``ring`` (seconds per source) and/or ``ring_bytes`` turn the ring on (see ``ImageLog.trigger``):
+    ``ring_bytes`` is part of ``max_queue_bytes`` (default: half of it), the queue keeps the rest.
     """
 
     format: str = DEFAULT_FORMAT
@@ -158,6 +161,8 @@ class Settings:
     strict: bool = False
     hash: bool = True
     worker_nice: int = 5
+    ring: float | None = None
+    ring_bytes: int | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -182,6 +187,12 @@ class Settings:
                 kw[key] = parse_bytes(kw[key], name=key)
         if kw.get("max_age") is not None:
             kw["max_age"] = parse_duration(kw["max_age"], name="max_age")
+        if kw.get("ring") is not None:
+            kw["ring"] = parse_duration(kw["ring"], name="ring")
+        if kw.get("ring_bytes") is not None:
+            kw["ring_bytes"] = parse_bytes(kw["ring_bytes"], name="ring_bytes")
+        elif kw.get("ring") is not None:  # the ring takes half of the memory bound by default
+            kw["ring_bytes"] = kw["max_queue_bytes"] // 2
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
@@ -203,6 +214,15 @@ class Settings:
         if not isinstance(self.format, str):
             raise TypeError(
                 f"format must be a string such as 'lossless' or 'png', not {self.format!r}"
+            )
+        if self.ring is not None and self.ring <= 0:
+            raise InvalidSetting(
+                f"ring must be a positive duration such as '30s', got {self.ring!r}"
+            )
+        if self.ring_bytes is not None and not 0 < self.ring_bytes < self.max_queue_bytes:
+            raise InvalidSetting(
+                f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
+                f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
         v = self.verify
         ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
