@@ -75,9 +75,10 @@ def codec_alone(
 
     f = bank[0]
     dtype = {"B": "uint8", "H": "uint16", "f": "float32", "?": "bool"}[f.dtype.char]
-    codec, params = codecs.resolve(
-        contender, dtype=dtype, channels=f.shape[2] if f.ndim == 3 else 1
-    )
+    spec = contender
+    if f.shape[0] * f.shape[1] < codecs.SMALL_FRAME_PIXELS:  # what log() picks for small frames
+        spec = codecs.small_frame_spec(contender, dtype) or contender
+    codec, params = codecs.resolve(spec, dtype=dtype, channels=f.shape[2] if f.ndim == 3 else 1)
     n = max(threads * 4, frames)
 
     def work(k: int) -> None:

@@ -144,6 +144,7 @@ class Pipeline:
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
         self._threads: list[threading.Thread] = []
+        self._idents: frozenset[int | None] = frozenset()
         self._start_lock = threading.Lock()
         self._reporter = RateLimitedReporter()
         self.workers = settings.workers or store.concurrency
@@ -262,6 +263,7 @@ class Pipeline:
             ]
             for t in threads:
                 t.start()
+            self._idents = frozenset(t.ident for t in threads)
             self._threads = threads
         self.maintenance.start()
 
@@ -276,7 +278,7 @@ class Pipeline:
 
     def is_worker_thread(self) -> bool:
         """Whether the current thread is one of ours (re-entrancy guard)."""
-        return threading.current_thread() in self._threads
+        return threading.get_ident() in self._idents
 
     def stop(self, timeout: float | None) -> int:
         """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
@@ -290,6 +292,7 @@ class Pipeline:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             t.join(remaining)
         self._threads = []
+        self._idents = frozenset()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         self.maintenance.stop(remaining)
         frames = 0
@@ -319,11 +322,31 @@ class Pipeline:
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def submit(self, job: FrameJob, policy: OnFull, timeout: float | None = None) -> None:
-        """Count a logged frame and queue it; drops made to honour the bound become ``dropped``
-        records. Starts the workers on the first frame."""
+    def make_room(self, nbytes: int, policy: OnFull) -> bool:
+        """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
+        frames it would not fit beside (their buffers go back to the pool, for this copy);
+        False under ``drop_newest`` when it will not fit (drop it, uncopied)."""
+        if policy is OnFull.DROP_OLDEST:
+            for old in self.queue.evict(nbytes):
+                self.record_drop(old.payload, "queue_full")
+                self.recycle(old.payload)
+                old.payload = None
+            return True
+        return policy is not OnFull.DROP_NEWEST or self.queue.fits(nbytes)
+
+    def submit(
+        self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
+    ) -> None:
+        """Count a logged frame and queue it (``drop``: drop it at once, ``queue_full``); drops
+        made to honour the bound become ``dropped`` records. Starts the workers on the first
+        frame."""
         self.start()
         self.stats.add(job.source, "logged")
+        if drop:
+            if self.queue.closed:
+                raise QueueClosed
+            self.record_drop(job, "queue_full")
+            return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self.record_drop(old.payload, "queue_full")
             self.recycle(old.payload)

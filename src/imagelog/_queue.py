@@ -125,6 +125,31 @@ class ByteQueue:
             self._admit(item)
             return []
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+        return self._closed
+
+    def fits(self, nbytes: int) -> bool:
+        """Whether an item of ``nbytes`` would be admitted now."""
+        return self._fits(nbytes)
+
+    def evict(self, nbytes: int) -> list[Item]:
+        """Cancel the oldest queued items (not those being processed) until ``nbytes`` fits;
+        return them (``drop_oldest`` before the new frame is copied)."""
+        if self._fits(nbytes):  # the common case, without the lock
+            return []
+        dropped: list[Item] = []
+        with self._lock:
+            while self._order and not self._fits(nbytes):
+                old = self._order.popleft()
+                if old.taken or old.cancelled:
+                    continue
+                old.cancelled = True
+                self._release(old)
+                dropped.append(old)
+        return dropped
+
     def put_control(self, item: Item) -> None:
         """Enqueue a zero-byte item (a drop record) that bypasses the bound; allowed while closing."""
         with self._lock:

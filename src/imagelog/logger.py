@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
+
 from . import _lifecycle, codecs
 from ._lifecycle import LogState
 from ._pipeline import FrameJob, Pipeline
@@ -64,6 +66,7 @@ class ImageLog:
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
         _lifecycle.register(self)
@@ -175,6 +178,12 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
+        # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
+        drop_now = isinstance(frame, np.ndarray) and not pipeline.make_room(
+            frame.nbytes, self._settings.on_full
+        )
+        copy = copy and not drop_now
         created = self._clock()
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
@@ -182,6 +191,8 @@ class ImageLog:
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode, pool=pipeline.pool
         )
         codec, params = self._codec_for(f, source, format)
+        if f.width * f.height < codecs.SMALL_FRAME_PIXELS and f.encoded is None:
+            codec, params = self._small_codec_for(f, source, format, codec, params)
         meta_json = jsonable(meta) if meta else {}
         labels_json = labels_of(labels)
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
@@ -192,10 +203,11 @@ class ImageLog:
         record = base_record(
             rid=rid, seq=seq, source=source, captured_ns=captured, created_ns=created,
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
+            pid=self._pid,
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, captured_at is not None, captured)
         try:
-            pipeline.submit(job, self._settings.on_full)
+            pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
@@ -276,6 +288,28 @@ class ImageLog:
             hit = codecs.resolve(spec, dtype=f.dtype, channels=f.channels, options=options)
             hit[0].check(f, hit[1])
             self._resolved[key] = hit
+        return hit
+
+    def _small_codec_for(
+        self, f: Frame, source: str, format: str | None, codec: Codec, params: dict[str, Any]
+    ) -> tuple[Codec, dict[str, Any]]:
+        """The codec for a small frame: the ``lossless`` preset's small-frame choice
+        (``codecs.small_frame_spec``), or the one already resolved."""
+        spec = format or self._settings.formats.get(source) or self._settings.format
+        key = (spec, f.dtype, f.channels, format is None)
+        hit = self._small.get(key)
+        if hit is None:
+            small = codecs.small_frame_spec(spec, f.dtype)
+            tuned = format is None and bool(self._settings.codec_options)
+            hit = (codec, params)
+            if small is not None and not tuned:
+                try:
+                    cand = codecs.resolve(small, dtype=f.dtype, channels=f.channels)
+                    cand[0].check(f, cand[1])
+                    hit = cand
+                except ValueError:  # the small-frame codec cannot hold it: keep the preset's
+                    pass
+            self._small[key] = hit
         return hit
 
     def flush(self, timeout: float | None = None) -> bool:

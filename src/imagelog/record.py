@@ -219,16 +219,13 @@ def base_record(
     meta: dict[str, Any],
     writer: str,
     action: str = "logged",
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """The caller-thread half of a record (everything but ``file.*`` and encoder fields)."""
+    created = iso_utc(created_ns)
     rec: dict[str, Any] = {
-        "@timestamp": iso_utc(captured_ns),
-        "event": {
-            "kind": "event",
-            "action": action,
-            "dataset": "imagelog",
-            "created": iso_utc(created_ns),
-        },
+        "@timestamp": created if captured_ns == created_ns else iso_utc(captured_ns),
+        "event": {"kind": "event", "action": action, "dataset": "imagelog", "created": created},
         "log": {"level": level},
     }
     if message is not None:
@@ -239,7 +236,7 @@ def base_record(
     if meta:
         rec["meta"] = meta
     rec["host"] = {"name": HOSTNAME}
-    rec["process"] = {"pid": os.getpid()}
+    rec["process"] = {"pid": pid if pid is not None else os.getpid()}
     rec["imagelog"] = {"schema": SCHEMA_VERSION, "writer": writer}
     return rec
 
