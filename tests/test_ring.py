@@ -324,3 +324,61 @@ def test_retention_with_a_ring(run_dir: Path, camera: CameraSimulator) -> None:
     assert 0 < stored <= 600_000
     assert len(logged(run_dir)) < 160  # the oldest saved frames were purged
     assert events(run_dir, "purged")
+
+
+RING_DIR_CHILD = """
+import sys, imagelog
+from imagelog.samples import CameraSimulator
+T0 = 1_764_000_000 * 10**9
+cam = CameraSimulator(64, 48, seed=3)
+frames = [cam.frame() for _ in range(8)]
+log = imagelog.open(sys.argv[1], ring="1h", ring_dir=sys.argv[2], format="png")
+for i in range(100):
+    log.log(frames[i % 8], source="cam", captured_at=T0 + i * 10**9 // 240)
+log.flush()
+print(log.writer, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_kill9_with_ring_dir_a_later_trigger_still_saves(
+    run_dir: Path, tmp_path: Path, small: list[Any]
+) -> None:
+    """With ``ring_dir=``, the frames a killed writer held are adopted by the next writer: a
+    trigger (in-process, or left by ``imagelog trigger`` while no writer ran) saves them with the
+    dead writer's ids and seqs, and the rest expire in the dead writer's books."""
+    from imagelog._cli_ring import write_trigger
+
+    ring_dir = tmp_path / "ring"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RING_DIR_CHILD, str(run_dir), str(ring_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdin is not None
+    dead = proc.stdout.readline().decode().strip()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    proc.stdout.close()
+    proc.stdin.close()
+    assert len(list((ring_dir / dead).glob("*.ring"))) == 100
+    assert logged(run_dir) == []
+    left = write_trigger(str(run_dir), "operator", before=0.0, at_ns=cap(10))  # frame 10 only
+    with imagelog.open(run_dir, ring="1h", ring_dir=ring_dir, format="png") as log:
+        assert log.stats()["adopted"] == 100
+        tid = log.trigger("crash", before="0.1s", at=cap(99))  # frames 75..99
+        deadline = time.monotonic() + 60
+        while log.stats()["triggers"] < 2:  # the trigger file, polled by the maintenance thread
+            assert time.monotonic() < deadline, "the trigger file was not picked up"
+            time.sleep(0.05)
+        assert log.flush()
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    got = {r["image"]["seq"] - 1: r["labels"]["trigger"] for r in recs}
+    assert got == {10: left, **dict.fromkeys(range(75, 100), tid)}
+    assert {r["imagelog"]["writer"] for r in recs} == {dead}
+    for rec in recs:
+        assert np.array_equal(run.load(rec), small[(rec["image"]["seq"] - 1) % 8])
+    (summary,) = events(run_dir, "expired")
+    assert summary["imagelog"]["writer"] == dead
+    assert summary["imagelog"]["expired"]["seqs"] == [[1, 10], [12, 75]]
+    assert not ring_dir.exists() or not any(ring_dir.rglob("*.ring"))

@@ -21,7 +21,9 @@ from ._maintenance import Maintenance
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring import Expiry, Ring, Trigger
+from ._ring_dir import RingDir
 from ._verify import Verifier
+from .codecs import get as get_codec
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
@@ -82,6 +84,10 @@ class FrameJob:
     trigger: Trigger | None = None
     #: bytes the ring still counts for it (taken out of the ring by a trigger, not yet written)
     ring_nbytes: int = 0
+    #: its file in ``ring_dir`` while held (removed once expired or written)
+    ring_path: str | None = None
+    #: the writer that logged it, when not this one (adopted from a dead writer's ring_dir)
+    writer: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -154,6 +160,12 @@ class Pipeline:
         self.opened_wall_ns = time.time_ns()
         self._seen_triggers: set[str] = set()
         self._stopping = False
+        self.ring_dir = (
+            None
+            if settings.ring_dir is None or self.ring is None
+            else RingDir(settings.ring_dir, writer)
+        )
+        self.adopted = 0
         self.verifier = Verifier(settings.verify)
         self.backoff = Backoff()
         self._pause_error: OSError | None = None
@@ -175,6 +187,8 @@ class Pipeline:
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
             poll=None if self.ring is None else self.poll_triggers,
         )  # fmt: skip
+        if self.ring_dir is not None:
+            self._adopt()
 
     def _count_for_retention(self, rec: dict[str, Any]) -> None:
         """An ``on_written`` hook: count the record; over quota, ask for a retention pass."""
@@ -304,11 +318,14 @@ class Pipeline:
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
         if self.ring is not None:  # what the ring still holds expires with the log
-            for job in self.ring.expire_all():
-                self.stats.add(job.source, "expired")
-            summary = self.ring.take_summary(force=True)
-            if summary is not None:
-                events.append(self._summary_event(summary, "close"))
+            for old in self.ring.expire_all():
+                self.stats.add(old.source, "expired")
+                if old.job.ring_path is not None:
+                    RingDir.remove(old.job.ring_path)
+            for w, summary in self.ring.take_summaries(force=True):
+                events.append(self._summary_event(w, summary, "close"))
+            if self.ring_dir is not None:
+                self.ring_dir.close()
         for e in events:
             self.hold(e.record, e.created_ns)
         try:
@@ -462,32 +479,99 @@ class Pipeline:
             else:
                 nbytes = len(frame.encoded)
             seq = job.record["image"]["seq"]
-            t, expired = ring.push(job, job.source, job.captured_ns, seq, nbytes)
-            for old in expired:
-                self.stats.add(old.source, "expired")
-                old.job = None  # its bytes are gone with it
-            if expired:
-                self.write_summary()
+            if self.ring_dir is not None:
+                job.ring_path = self.ring_dir.save(
+                    seq, self._ring_header(job), job.encoded or frame.encoded or b""
+                )
+            t = self._push(job, nbytes)
             if t is None:
                 return
+            if job.ring_path is not None:
+                RingDir.remove(job.ring_path)
+                job.ring_path = None
         job.trigger = t
         mark_triggered(job.record, t.id, t.reason)
         self._write_guarded(job)
+
+    def _push(self, job: FrameJob, nbytes: int) -> Trigger | None:
+        """Hold a frame in the ring; count (and remove the files of) the frames it pushes out."""
+        assert self.ring is not None
+        seq = job.record["image"]["seq"]
+        writer = job.writer or self.writer
+        t, expired = self.ring.push(job, writer, job.source, job.captured_ns, seq, nbytes)
+        for old in expired:
+            self.stats.add(old.source, "expired")
+            if old.job.ring_path is not None:
+                RingDir.remove(old.job.ring_path)
+            old.job = None  # its bytes are gone with it
+        if expired:
+            self.write_summary()
+        return t
+
+    @staticmethod
+    def _ring_header(job: FrameJob) -> dict[str, Any]:
+        f = job.frame
+        return {
+            "record": job.record,
+            "codec": job.codec.name,
+            "params": job.params,
+            "created_ns": job.created_ns,
+            "captured_ns": job.captured_ns,
+            "captured_given": job.captured_given,
+            "source": job.source,
+            "frame": {
+                "width": f.width, "height": f.height, "channels": f.channels, "dtype": f.dtype,
+                "channel_order": f.channel_order, "converted_from": f.converted_from,
+                "encoded_format": f.encoded_format if f.encoded is not None else None,
+            },
+        }  # fmt: skip
+
+    def _adopt(self) -> None:
+        """On open: take the held frames that dead writers left in ``ring_dir`` into the ring
+        (a trigger can still save them; the bounds expire the rest, in their writer's books)."""
+        from ._lifecycle import open_writers
+        from .index.recover import writer_alive
+
+        assert self.ring_dir is not None
+        own = open_writers()
+        for header, data, path, mtime in self.ring_dir.adopt(lambda w: writer_alive(w, own)):
+            try:
+                fr = header["frame"]
+                passthrough = fr["encoded_format"] is not None
+                frame = Frame(
+                    fr["width"], fr["height"], fr["channels"], fr["dtype"],
+                    encoded=data if passthrough else None, encoded_format=fr["encoded_format"],
+                    channel_order=fr["channel_order"], converted_from=fr["converted_from"],
+                )  # fmt: skip
+                rec = header["record"]
+                job = FrameJob(
+                    frame, rec, get_codec(header["codec"]), header["params"],
+                    int(header["created_ns"]), header["source"], bool(header["captured_given"]),
+                    int(header["captured_ns"]), encoded=None if passthrough else data,
+                    ring_path=path, writer=rec["imagelog"]["writer"],
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:
+                self.report("ring-dir", ValueError(f"{path}: {exc}"))
+                continue
+            self.adopted += 1
+            self.opened_wall_ns = min(self.opened_wall_ns, mtime)  # its triggers still count
+            t = self._push(job, len(data))
+            if t is not None:  # cannot happen at open (no trigger yet), kept for clarity
+                self.queue.put_control(Item(job, 0))
 
     def write_summary(self, *, force: bool = False) -> None:
         """Write the ``expired`` summary of the frames that left the ring, when a ring's worth
         has (or, with ``force``, any has)."""
         if self.ring is None:
             return
-        summary = self.ring.take_summary(force=force)
-        if summary is not None:
-            e = self._summary_event(summary, "ring")
+        for w, summary in self.ring.take_summaries(force=force):
+            e = self._summary_event(w, summary, "ring")
             self.append_event(e.record, e.created_ns)
 
-    def _summary_event(self, e: Expiry, reason: str) -> EventJob:
+    def _summary_event(self, writer: str, e: Expiry, reason: str) -> EventJob:
         now = self.clock()
         rec = expired_record(
-            now_ns=now, rid=uuid7(now), reason=reason, writer=self.writer, frames=e.frames,
+            now_ns=now, rid=uuid7(now), reason=reason, writer=writer, frames=e.frames,
             nbytes=e.bytes, first_ns=e.first_ns, last_ns=e.last_ns, seqs=e.seq_ranges(),
             by_source=e.by_source,
         )  # fmt: skip
@@ -513,6 +597,7 @@ class Pipeline:
             "triggered": c["triggered"],
             "triggers": c["triggers"],
             "ring_frames": self.ring.frames,
+            "adopted": self.adopted,
             "ring_bytes": self.ring.bytes,
             "max_ring_bytes": self.ring.max_bytes,
             "peak_ring_bytes": self.ring.peak_bytes,
@@ -557,6 +642,10 @@ class Pipeline:
                     if item.payload.ring_nbytes and self.ring is not None:
                         self.ring.release(item.payload.ring_nbytes)
                         item.payload.ring_nbytes = 0
+                    if item.payload.ring_path is not None and item.payload.trigger is not None:
+                        # saved by a trigger and written (or failed): no longer held
+                        RingDir.remove(item.payload.ring_path)
+                        item.payload.ring_path = None
                 self.queue.done(item)
 
     def _write_guarded(self, job: FrameJob) -> None:
@@ -632,7 +721,9 @@ class Pipeline:
             fmt = frame.encoded_format or "jpeg"
             ext, mime = extension_of(fmt)
             image.update(format=fmt, lossless=fmt != "jpeg", encoder={"name": "passthrough"})
-            key = image_key(job.created_ns, job.source, image["seq"], self.writer, ext)
+            key = image_key(
+                job.created_ns, job.source, image["seq"], job.writer or self.writer, ext
+            )
             rec["file"] = {"path": key, "mime_type": mime, "extension": ext}
             tags = exif.read(frame.encoded, fmt)
             if tags:
@@ -643,7 +734,9 @@ class Pipeline:
             data, embedded = frame.encoded, False
         else:
             codec = job.codec
-            key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
+            key = image_key(
+                job.created_ns, job.source, image["seq"], job.writer or self.writer, codec.extension
+            )
             image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
             body = dumps(ordered(rec))

@@ -47,6 +47,7 @@ class Trigger:
 @dataclasses.dataclass(slots=True)
 class _Held:
     job: Any  # a _pipeline.FrameJob (encoded, pixels released)
+    writer: str
     source: str
     captured_ns: int
     seq: int
@@ -100,7 +101,7 @@ class Ring:
         self.bytes = 0  # held + taken by a trigger and not yet written
         self.frames = 0  # held
         self.peak_bytes = 0
-        self.expiry = Expiry()
+        self.expiry: dict[str, Expiry] = {}  # per writer (adopted frames keep theirs)
         self._keep_ns = max(KEEP_WINDOWS_NS, duration_ns or 0)
 
     def covering(self, source: str, captured_ns: int) -> Trigger | None:
@@ -115,7 +116,7 @@ class Ring:
         return None
 
     def push(
-        self, job: Any, source: str, captured_ns: int, seq: int, nbytes: int
+        self, job: Any, writer: str, source: str, captured_ns: int, seq: int, nbytes: int
     ) -> tuple[Trigger | None, list[_Held]]:
         """Hold an encoded frame. Returns (the trigger that covers it: write it now, not held;
         the frames the bounds pushed out, possibly this one)."""
@@ -123,7 +124,7 @@ class Ring:
             t = self._covering(source, captured_ns)
             if t is not None:
                 return t, []
-            h = _Held(job, source, captured_ns, seq, nbytes)
+            h = _Held(job, writer, source, captured_ns, seq, nbytes)
             dq = self._held.get(source)
             if dq is None:
                 dq = self._held[source] = collections.deque()
@@ -159,7 +160,10 @@ class Ring:
         h.gone = True
         self.bytes -= h.nbytes
         self.frames -= 1
-        self.expiry.add(h)
+        e = self.expiry.get(h.writer)
+        if e is None:
+            e = self.expiry[h.writer] = Expiry()
+        e.add(h)
         return h
 
     def trigger(self, t: Trigger) -> list[Any]:
@@ -192,30 +196,29 @@ class Ring:
         with self.lock:
             self.bytes -= nbytes
 
-    def summary_due(self) -> bool:
-        """Whether the expired frames since the last summary span a ring's worth."""
-        e = self.expiry
+    def _due(self, e: Expiry) -> bool:
         if not e.frames:
             return False
         if self.duration_ns is not None:
             return e.last_ns - e.first_ns >= self.duration_ns
         return e.bytes >= self.max_bytes
 
-    def take_summary(self, *, force: bool = False) -> Expiry | None:
-        """The expired frames since the last summary (when due, or any with ``force``)."""
+    def take_summaries(self, *, force: bool = False) -> list[tuple[str, Expiry]]:
+        """Per writer, the frames expired since its last summary, when they span a ring's worth
+        (or any, with ``force``)."""
         with self.lock:
-            if not (self.expiry.frames and (force or self.summary_due())):
-                return None
-            e, self.expiry = self.expiry, Expiry()
-            return e
+            out = [(w, e) for w, e in self.expiry.items() if e.frames and (force or self._due(e))]
+            for w, _ in out:
+                del self.expiry[w]
+            return out
 
-    def expire_all(self) -> list[Any]:
-        """Expire every held frame (at close); return their jobs."""
+    def expire_all(self) -> list[_Held]:
+        """Expire every held frame (at close)."""
         with self.lock:
             out = [self._expire(h) for h in self._order if not h.gone]
             self._order.clear()
             self._held.clear()
-            return [h.job for h in out]
+            return out
 
     def held_by_source(self) -> dict[str, int]:
         """Frames held now, per source."""

@@ -163,6 +163,7 @@ class Settings:
     worker_nice: int = 5
     ring: float | None = None
     ring_bytes: int | None = None
+    ring_dir: str | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -193,6 +194,8 @@ class Settings:
             kw["ring_bytes"] = parse_bytes(kw["ring_bytes"], name="ring_bytes")
         elif kw.get("ring") is not None:  # the ring takes half of the memory bound by default
             kw["ring_bytes"] = kw["max_queue_bytes"] // 2
+        if kw.get("ring_dir") is not None:
+            kw["ring_dir"] = os.fspath(kw["ring_dir"])
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
@@ -219,6 +222,8 @@ class Settings:
             raise InvalidSetting(
                 f"ring must be a positive duration such as '30s', got {self.ring!r}"
             )
+        if self.ring_dir is not None and self.ring_bytes is None:
+            raise InvalidSetting("ring_dir needs a ring: add ring='30s' (and/or ring_bytes=)")
         if self.ring_bytes is not None and not 0 < self.ring_bytes < self.max_queue_bytes:
             raise InvalidSetting(
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
