@@ -204,7 +204,8 @@ def test_close_expires_what_the_ring_holds(run_dir: Path, small: list[Any]) -> N
 
 
 def test_post_window_keeps_recording_with_the_log_clock(run_dir: Path, small: list[Any]) -> None:
-    """Without captured_at the window is on log time: the injected clock drives it."""
+    """Without captured_at the window is on log time (the injected clock); ``at`` defaults to
+    the last frame logged, and frames of the post window are written as they come."""
     from imagelog.settings import Settings
     from imagelog.stores import make_store
 
@@ -218,13 +219,13 @@ def test_post_window_keeps_recording_with_the_log_clock(run_dir: Path, small: li
         for _ in range(10):  # 0.0 .. 0.9 s
             log.log(small[0], source="cam")
             now[0] += 10**8
-        tid = log.trigger("defect", before="0.45s", after="0.5s")  # at 1.0 s: 0.55 .. 1.5 s
+        tid = log.trigger("defect", before="0.45s", after="0.5s")  # at 0.9 s: 0.45 .. 1.4 s
         for _ in range(10):  # 1.0 .. 1.9 s
             log.log(small[1], source="cam")
             now[0] += 10**8
         assert log.flush()
     saved = sorted(r["image"]["seq"] for r in logged(run_dir) if r["labels"]["trigger"] == tid)
-    assert saved == list(range(7, 17))  # 0.6 .. 1.5 s
+    assert saved == list(range(6, 16))  # 0.5 .. 1.4 s
     assert_books_balance(run_dir, log.stats())
 
 

@@ -43,6 +43,9 @@ class ImageLog:
       ``stats()`` and written to the index as ``event.action == "dropped"`` records.
     - An image file appears under its final name only when whole; its index line is written only
       after that. ``flush()`` returns once everything logged before it is on storage.
+    - With a ring (``ring=``/``ring_bytes=``), frames are held, not written, until
+      ``trigger()`` saves a window of them; ``flush()`` then waits until each frame logged
+      before it is held or, if a trigger covers it, written.
     - Background failures (disk full, permission lost) are counted in ``stats()`` and reported
       through the ``imagelog`` logger; they never raise in the caller's thread, unless
       ``strict=True`` (or ``IMAGELOG_STRICT=1``), where ``flush()``/``close()`` re-raise the first.
@@ -66,6 +69,7 @@ class ImageLog:
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._last_captured: int | None = None  # the default ``at`` of trigger()
         self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
@@ -198,6 +202,7 @@ class ImageLog:
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
             message = str(message)  # type: ignore[unreachable,unused-ignore]
         captured = created if captured_at is None else parse_time_ns(captured_at)
+        self._last_captured = captured
         seq = next(self._seq)
         rid = uuid7(created)
         record = base_record(
@@ -237,7 +242,9 @@ class ImageLog:
             before: how far back (seconds, ``"10s"``, timedelta); None: all that the ring holds.
             after: how long to keep recording after ``at``.
             sources: only these sources (default: all, including sources not seen yet).
-            at: the moment of the event (datetime, Unix seconds or ns); default: now.
+            at: the moment of the event (datetime, Unix seconds or ns); default: the capture
+                time of the last frame logged (so "the frame I just logged shows a defect"
+                works whether frames carry ``captured_at=`` or not), or now if none was.
 
         Raises:
             RuntimeError: the log has no ring (``imagelog.open(..., ring="30s")``) or is closed.
@@ -248,7 +255,7 @@ class ImageLog:
             >>> with imagelog.open(tempfile.mkdtemp(), ring="30s") as log:
             ...     for i in range(10):
             ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_000_000 + i)
-            ...     _ = log.trigger("defect", before="3s", at=1_000_008)
+            ...     _ = log.trigger("defect", before="3s", at=1_000_008)  # frames 5..8
             ...     _ = log.flush()
             ...     (log.stats()["triggered"], log.stats()["ring_frames"])
             (4, 6)
@@ -269,7 +276,11 @@ class ImageLog:
         chosen = None if sources is None else frozenset(sources)
         if chosen is not None and not all(isinstance(s, str) and s for s in chosen):  # type: ignore[redundant-expr,unused-ignore]
             raise InvalidSetting(f"sources must be non-empty strs, got {sorted(map(str, chosen))}")
-        at_ns = self._clock() if at is None else parse_time_ns(at, name="at")
+        if at is not None:
+            at_ns = parse_time_ns(at, name="at")
+        else:
+            last = self._last_captured
+            at_ns = self._clock() if last is None else last
         tid = uuid7(self._clock())
         self._pipeline.trigger(
             tid=tid, reason=reason, at_ns=at_ns, before_ns=before_ns, after_ns=after_ns,
