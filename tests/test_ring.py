@@ -153,6 +153,32 @@ def test_duration_bound_per_source(run_dir: Path, small: list[Any]) -> None:
     assert_books_balance(run_dir, log.stats())
 
 
+def test_ring_per_source(run_dir: Path, small: list[Any]) -> None:
+    """``ring={source: duration}`` holds only those sources, each for its own duration; the
+    other sources are written as usual."""
+    with imagelog.open(run_dir, ring={"fast": "1s", "slow": "2s"}) as log:
+        for i in range(FPS * 3):
+            log.log(small[i % 8], source="fast", captured_at=cap(i))
+            if i % FPS == 0:
+                log.log(small[i % 8], source="overview", captured_at=cap(i))
+            if i % 24 == 0:
+                log.log(small[i % 8], source="slow", captured_at=cap(i))
+        assert log.flush()
+        held = log.stats()
+        log.trigger("look", at=cap(FPS * 3))
+        assert log.flush()
+    saved = Counter(
+        r["image"]["source"] for r in logged(run_dir) if "trigger" in r.get("labels", {})
+    )
+    written = Counter(
+        r["image"]["source"] for r in logged(run_dir) if "trigger" not in r.get("labels", {})
+    )
+    assert written == {"overview": 3}
+    assert saved == {"fast": FPS + 1, "slow": 21}  # 1 s at 240 fps; 2 s at 10 fps, ends included
+    assert held["by_source"]["overview"]["expired"] == 0
+    assert_books_balance(run_dir, log.stats())
+
+
 def test_bytes_bound(run_dir: Path, small: list[Any]) -> None:
     """``ring_bytes`` caps the encoded bytes held; the queue gets the rest of max_queue_bytes."""
     with imagelog.open(run_dir, ring_bytes="64 KiB", max_queue_bytes="1 MiB") as log:
@@ -178,6 +204,10 @@ def test_bad_ring_settings_fail_at_open(run_dir: Path) -> None:
         imagelog.open(run_dir, ring="10s", ring_bytes="2 GiB", max_queue_bytes="1 GiB")
     with pytest.raises(ValueError, match="ring must be a positive"):
         imagelog.open(run_dir, ring=0)
+    with pytest.raises(ValueError, match="ring\\['cam'\\]: cannot parse"):
+        imagelog.open(run_dir, ring={"cam": "later"})
+    with pytest.raises(ValueError, match="source names to durations"):
+        imagelog.open(run_dir, ring={})
     with imagelog.open(run_dir) as log, pytest.raises(RuntimeError, match="no ring"):
         log.trigger("defect")
     with imagelog.open(run_dir, ring="1s") as log:

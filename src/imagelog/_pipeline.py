@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import exif
@@ -136,13 +136,14 @@ class Pipeline:
         self.settings = settings
         self.writer = writer
         self.clock = clock
-        self.ring = (
-            None
-            if settings.ring_bytes is None
-            else Ring(
-                None if settings.ring is None else int(settings.ring * 1e9), settings.ring_bytes
+        self.ring: Ring | None = None
+        if settings.ring_bytes is not None:
+            r = settings.ring
+            per_source = (
+                None if not isinstance(r, Mapping) else {k: int(v * 1e9) for k, v in r.items()}
             )
-        )
+            duration = None if r is None or isinstance(r, Mapping) else int(r * 1e9)
+            self.ring = Ring(duration, settings.ring_bytes, per_source=per_source)
         # the ring's bytes are part of max_queue_bytes: the queue keeps the rest
         self.queue = ByteQueue(settings.max_queue_bytes - (settings.ring_bytes or 0))
         self.stats = Stats()
@@ -616,7 +617,11 @@ class Pipeline:
             try:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
-                    if self.ring is not None and payload.trigger is None:
+                    if (
+                        self.ring is not None
+                        and payload.trigger is None
+                        and self.ring.holds(payload.source)
+                    ):
                         self._ring_or_write(payload)
                     else:
                         self._write_guarded(payload)

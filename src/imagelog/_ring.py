@@ -90,8 +90,14 @@ class Expiry:
 class Ring:
     """Held frames per source, bounded by duration (per source) and bytes (in all)."""
 
-    def __init__(self, duration_ns: int | None, max_bytes: int) -> None:
+    def __init__(
+        self, duration_ns: int | None, max_bytes: int, *, per_source: dict[str, int] | None = None
+    ) -> None:
         self.duration_ns = duration_ns
+        #: with ``ring={source: duration}``: the sources held, each with its own duration
+        self.per_source = per_source
+        if per_source:
+            self.duration_ns = max(per_source.values())  # for summaries and window pruning
         self.max_bytes = max_bytes
         self.lock = threading.Lock()
         self._held: dict[str, collections.deque[_Held]] = {}
@@ -102,7 +108,11 @@ class Ring:
         self.frames = 0  # held
         self.peak_bytes = 0
         self.expiry: dict[str, Expiry] = {}  # per writer (adopted frames keep theirs)
-        self._keep_ns = max(KEEP_WINDOWS_NS, duration_ns or 0)
+        self._keep_ns = max(KEEP_WINDOWS_NS, self.duration_ns or 0)
+
+    def holds(self, source: str) -> bool:
+        """Whether frames of ``source`` go through the ring (else they are written as usual)."""
+        return self.per_source is None or source in self.per_source
 
     def covering(self, source: str, captured_ns: int) -> Trigger | None:
         """The earliest trigger whose window holds this frame, or None."""
@@ -138,8 +148,9 @@ class Ring:
             self.frames += 1
             newest = self._newest[source] = max(self._newest.get(source, captured_ns), captured_ns)
             out: list[_Held] = []
-            if self.duration_ns is not None:
-                while dq and newest - dq[0].captured_ns > self.duration_ns:
+            limit = self.duration_ns if self.per_source is None else self.per_source[source]
+            if limit is not None:
+                while dq and newest - dq[0].captured_ns > limit:
                     out.append(self._expire(dq.popleft()))
             order = self._order
             while self.bytes > self.max_bytes and order:
