@@ -5,16 +5,52 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from imagelog.samples import CameraSimulator, depth_frame
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+# No Hypothesis deadline nor too-slow health check: on a shared 2-core machine an example's run
+# time says nothing about the code (speed is the benchmark suite's business).
+settings.register_profile("imagelog", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("imagelog")
+
+#: how long a test waits for a condition that should hold at once: only a hang reaches it.
+PATIENCE = 120.0
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:
+    """Wait until ``condition()`` holds; fail naming ``what`` if it never does (a hang)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+def returns(fn: Callable[[], object], what: str, timeout: float = PATIENCE) -> None:
+    """Call ``fn`` in a thread and fail naming ``what`` if it has not returned by ``timeout``
+    (a hang; how long it took is not asserted). Its exception, if any, is re-raised here."""
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=call, name="test-returns", daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"{what} did not return (hung)"
+    if errors:
+        raise errors[0]
 
 
 def require(condition: bool, why: str) -> None:
@@ -49,7 +85,7 @@ def _depth16() -> np.ndarray[Any, Any]:
 def _no_leaked_threads() -> Iterator[None]:
     before = {t.ident for t in threading.enumerate()}
     yield
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + PATIENCE
     while True:
         leaked = [t.name for t in threading.enumerate()
                   if t.name.startswith("imagelog-") and t.ident not in before]  # fmt: skip

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,9 @@ def test_show_by_id_and_open(run: Path, tmp_path: Path, capsys: pytest.CaptureFi
 
 def test_show_file_reads_the_embedded_record(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`imagelog show FILE` prints the record embedded in a PNG or JPEG."""
-    for rec in imagelog.read(run).records():
+    recs = list(imagelog.read(run).records())
+    assert [r["image"]["format"] for r in recs] == ["png", "png", "png", "jpeg"]
+    for rec in recs:
         assert main(["show", str(run / rec["file"]["path"])]) == 0
         embedded = json.loads(capsys.readouterr().out)
         assert embedded["image"]["id"] == rec["image"]["id"]
@@ -71,10 +73,18 @@ def test_errors_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "no imagelog run" in capsys.readouterr().err
 
 
+def test_module_entry_point(run: Path) -> None:
+    """`python -m imagelog` of this interpreter (never an `imagelog` found first on PATH) runs."""
+    out = subprocess.run([sys.executable, "-m", "imagelog", "stats", str(run), "--json"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(out.stdout)["images"] == 4
+
+
 def test_console_script(run: Path) -> None:
-    """The installed `imagelog` script runs."""
-    exe = shutil.which("imagelog") or str(Path(__import__("sys").executable).parent / "imagelog")
+    """The `imagelog` script installed beside this interpreter (this project's) runs."""
+    exe = Path(sys.executable).parent / "imagelog"
+    assert exe.exists(), f"no console script at {exe}: is the project installed in this venv?"
     out = subprocess.run(
-        [exe, "stats", str(run), "--json"], capture_output=True, text=True, check=True
+        [str(exe), "stats", str(run), "--json"], capture_output=True, text=True, check=True
     )
     assert json.loads(out.stdout)["images"] == 4

@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +296,23 @@ class TestWebPExtended:
             assert b"imagelog:record" in im.info["xmp"]
 
 
+@pytest.fixture(name="pillow_registry")
+def _pillow_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Pillow's plugin tables put back after the test: a plugin registered here must not change
+    how other tests' Image.open() reads JPEG XL bytes."""
+    if importlib.util.find_spec("pyjpegxl") is not None:  # it registers once per process
+        import pyjpegxl.pillow
+
+        monkeypatch.setattr(pyjpegxl.pillow, "_registered", False, raising=False)
+    tables = {name: getattr(Image, name) for name in
+              ("ID", "OPEN", "MIME", "SAVE", "SAVE_ALL", "EXTENSION", "DECODERS", "ENCODERS")}  # fmt: skip
+    saved = {name: table.copy() for name, table in tables.items()}
+    yield
+    for name, table in tables.items():
+        table.clear()
+        table.update(saved[name]) if isinstance(table, dict) else table.extend(saved[name])
+
+
 def _pillow_jxl_plugin() -> bool:
     """Register a Pillow JPEG XL plugin if one is installed; whether one is."""
     if importlib.util.find_spec("pyjpegxl") is not None:
@@ -311,6 +329,7 @@ def _pillow_jxl_plugin() -> bool:
 
 class TestJpegXLContainer:
     @pytest.mark.parametrize("layout", ["rgb8", "gray16"])
+    @pytest.mark.usefixtures("pillow_registry")
     def test_container_with_xml_box_still_decodes(
         self, rgb: np.ndarray[Any, Any], layout: str
     ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,31 +11,44 @@ import numpy as np
 import pytest
 
 import imagelog
+from imagelog import codecs
 from imagelog._queue import ByteQueue, Item
 from imagelog.codecs import register
 from imagelog.codecs.png import PNG
 from imagelog.settings import OnFull
 
+from .conftest import PATIENCE, returns
+
 
 class SlowPNG(PNG):
-    """PNG that waits for a gate before encoding, so the queue can be filled deterministically."""
+    """PNG that waits for a gate before encoding, so the queue can be filled deterministically;
+    ``entered`` is released once per frame a worker has taken (and holds, at the gate)."""
 
     name = "slowpng"
     gate = threading.Event()
+    entered = threading.Semaphore(0)
 
     def encode(self, pixels: Any, params: Any) -> bytes:
-        self.gate.wait(30)
+        self.entered.release()
+        self.gate.wait(PATIENCE)
         return super().encode(pixels, params)
 
 
-register(SlowPNG())
-
-
 @pytest.fixture(name="gate")
-def _gate() -> Any:
+def _gate() -> Iterator[threading.Event]:
+    """The gate closed, SlowPNG registered for this test only; opened and removed after it."""
     SlowPNG.gate.clear()
+    SlowPNG.entered = threading.Semaphore(0)
+    register(SlowPNG())
     yield SlowPNG.gate
     SlowPNG.gate.set()
+    del codecs._REGISTRY[SlowPNG.name]
+
+
+def _workers_hold(n: int) -> None:
+    """Wait until ``n`` frames have reached the encoders (each now blocked on the gate)."""
+    for i in range(n):
+        assert SlowPNG.entered.acquire(timeout=PATIENCE), f"only {i} of {n} frames reached a worker"
 
 
 def _frame(i: int) -> np.ndarray[Any, Any]:
@@ -52,7 +65,7 @@ def test_drop_policies(run_dir: Path, gate: threading.Event, policy: str, kept: 
     )
     log.log(_frame(0), i=0)
     log.log(_frame(1), i=1)
-    time.sleep(0.2)  # both workers now hold a frame, blocked on the gate
+    _workers_hold(2)  # both workers now hold a frame, blocked on the gate
     for i in range(2, 10):
         log.log(_frame(i), i=i)
     st = log.stats()
@@ -68,7 +81,9 @@ def test_drop_policies(run_dir: Path, gate: threading.Event, policy: str, kept: 
     assert {r["event"]["reason"] for r in drops} == {"queue_full"}
     assert sorted(r["meta"]["i"] for r in drops) == sorted(set(range(10)) - set(kept))
     assert all("file" not in r for r in drops)
-    for r in run.records():
+    recs = list(run.records())
+    assert len(recs) == len(kept)
+    for r in recs:
         assert int(run.load(r)[0, 0]) == r["meta"]["i"]
 
 
@@ -85,11 +100,13 @@ def test_block_waits_for_room(run_dir: Path, gate: threading.Event) -> None:
         log.log(_frame(2))
         finished.set()
 
+    _workers_hold(1)  # the worker holds frame 0: frame 1 and frame 0 fill the 2 KiB
     t = threading.Thread(target=third)
     t.start()
-    assert not finished.wait(0.3)  # blocked: the queue holds 2 KiB
+    assert not finished.wait(0.3)  # still blocked: nothing can leave the queue while gated
+    assert log.stats()["queue_bytes"] == 2 * 1024
     gate.set()
-    assert finished.wait(10)
+    assert finished.wait(PATIENCE)
     t.join()
     log.close()
     assert log.stats()["dropped"] == 0
@@ -101,11 +118,10 @@ def test_close_timeout_counts_what_was_left(run_dir: Path, gate: threading.Event
     log = imagelog.open(run_dir, format="slowpng", max_queue_bytes=1 << 20, workers=1, strict=False)
     for i in range(5):
         log.log(_frame(i))
-    t0 = time.monotonic()
-    log.close(timeout=0.3)
-    assert time.monotonic() - t0 < 5
+    _workers_hold(1)
+    returns(lambda: log.close(timeout=0.3), "close(timeout=0.3) with a stuck encoder")
     st = log.stats()
-    assert st["dropped_by_reason"].get("close_timeout", 0) >= 3
+    assert st["dropped_by_reason"].get("close_timeout", 0) == 4  # all but the one being encoded
     gate.set()
     drops = [r for r in imagelog.read(run_dir).records(include_events=True)
              if r["event"].get("reason") == "close_timeout"]  # fmt: skip

@@ -15,6 +15,8 @@ from imagelog.settings import Settings
 from imagelog.stores import MemoryStore
 from imagelog.stores.spool import SpoolStore
 
+from .conftest import PATIENCE
+
 
 class FlakyStore(MemoryStore):
     """A memory store whose puts fail while ``down``; it records the order of successful puts."""
@@ -103,7 +105,7 @@ def test_a_new_process_adopts_a_spool_left_behind(
     inner.down = False
     second = SpoolStore(inner, spool_dir=tmp_path)
     assert second.stats()["adopted"] == 2
-    assert second.drain(10)
+    assert second.drain(PATIENCE)
     second.close()
     assert inner.order == ["images/a.png", "index/2026-11-24T19_ab12cd34-77.000000.jsonl"]
     assert not any(tmp_path.iterdir())

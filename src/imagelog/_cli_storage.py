@@ -68,7 +68,11 @@ def cmd_purge(args: argparse.Namespace) -> int:
         def step_progress(step: Step, i: int, n: int) -> None:
             update(i, n)
 
-        results = retention.enforce(dry_run=args.dry_run, progress=step_progress)
+        try:
+            results = retention.enforce(dry_run=args.dry_run, progress=step_progress)
+        finally:
+            retention.close()  # on s3:// the purged events go up as an index part now
+            run.store.close()  # and the store's part thread stops
     freed = sum(r.bytes for r in results)
     summary = {
         "run": run.url,

@@ -19,8 +19,8 @@ class RateLimitedReporter:
     crash a background thread, let alone the host program.
     """
 
-    def __init__(self, every: float = REPORT_EVERY) -> None:
-        self.every = every
+    def __init__(self, every: float | None = None) -> None:
+        self.every = REPORT_EVERY if every is None else every  # read now: tests may lengthen it
         self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 

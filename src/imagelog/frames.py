@@ -230,7 +230,8 @@ def _from_array(
 def _from_pil(img: PILImage.Image, *, channel_order: str | None) -> Frame:
     mode = img.mode
     if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "LA", "RGBX"):
-        img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
+        alpha = mode in ("PA", "LA") or "transparency" in img.info  # "LAB" has no alpha
+        img = img.convert("RGBA" if alpha else "RGB")
     elif mode.startswith("I;16"):
         arr16 = np.asarray(img).astype(np.uint16)
         return _from_array(arr16, copy=False, channel_order=None)
@@ -242,33 +243,53 @@ def _from_pil(img: PILImage.Image, *, channel_order: str | None) -> Frame:
             )
         return _from_array(arr32.astype(np.uint16), copy=False, channel_order=None)
     elif mode == "1":
-        return _from_array(np.asarray(img, dtype=bool), copy=True, channel_order=None)
+        # via "L": np.asarray of a "1" image holds 0xff for True, which is not a numpy bool
+        return _from_array(np.asarray(img.convert("L")) > 0, copy=False, channel_order=None)
     arr = np.asarray(img)  # a fresh array owned by us
     return _from_array(arr, copy=False, channel_order=channel_order)
+
+
+#: Pillow mode of an encoded image -> (dtype, channels) that ``run.load()`` gives back for it.
+_ENCODED_MODES: dict[str, tuple[str, int]] = {
+    "1": ("bool", 1), "L": ("uint8", 1), "RGB": ("uint8", 3), "RGBA": ("uint8", 4),
+    "I;16": ("uint16", 1), "I;16B": ("uint16", 1), "I": ("uint16", 1),
+}  # fmt: skip
 
 
 def _from_encoded(data: bytes, fmt: str) -> Frame:
     from PIL import Image, UnidentifiedImageError
 
-    width = height = channels = 0
-    dtype = "uint8"
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            width, height = im.size
-            channels = len(im.getbands())
-            if im.mode.startswith("I;16"):
-                dtype = "uint16"
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        if fmt != "jxl":
+    if fmt == "jxl":  # imagecodecs, not a Pillow plugin (pyjpegxl's reads 16-bit gray as 8-bit)
+        width, height, channels, dtype = _jxl_header(data)
+    else:
+        try:
+            with Image.open(io.BytesIO(data)) as im:  # reads the header only
+                width, height = im.size
+                mode = im.mode
+                if mode == "P":  # a palette: decoded to its colours
+                    mode = "RGBA" if "transparency" in im.info else "RGB"
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise InvalidFrame(
                 f"bytes look like {fmt.upper()} but the header cannot be read: {exc}"
             ) from None
-        width, height, channels, dtype = _jxl_header(data)
+        if mode not in _ENCODED_MODES:
+            raise InvalidFrame(
+                f"encoded {fmt.upper()} image in mode {mode!r} cannot be stored as logged: "
+                "expected gray, RGB or RGBA; convert it (PIL: Image.open(...).convert('RGBA')) "
+                "and log the image"
+            )
+        dtype, channels = _ENCODED_MODES[mode]
+        if fmt == "png" and data[24:25] == b"\x10":  # IHDR bit depth 16 (Pillow says RGB/RGBA)
+            dtype = "uint16"
     if width <= 0 or height <= 0:
         raise InvalidFrame(f"encoded {fmt.upper()} image has no pixels ({width}x{height})")
+    if channels not in (1, 3, 4):
+        raise InvalidFrame(
+            f"encoded {fmt.upper()} image has {channels} channels; expected 1, 3 or 4"
+        )
     return Frame(
         width=width, height=height, channels=channels, dtype=dtype, encoded=data,
-        encoded_format=fmt, channel_order=_order_name(channels) if channels in (1, 3, 4) else "RGB",
+        encoded_format=fmt, channel_order=_order_name(channels),
     )  # fmt: skip
 
 

@@ -23,9 +23,10 @@ class Handler(logging.Handler):
     Example:
         >>> import logging, numpy as np, imagelog, tempfile
         >>> log = imagelog.open(tempfile.mkdtemp())
-        >>> lg = logging.getLogger("inspect"); lg.addHandler(imagelog.Handler(log))
+        >>> lg = logging.getLogger("inspect"); handler = imagelog.Handler(log); lg.addHandler(handler)
         >>> lg.warning("defect %s", 3, extra={"image": np.zeros((4, 4), np.uint8)})
-        >>> log.close(); [r["message"] for r in imagelog.read(log.url).records()]
+        >>> lg.removeHandler(handler); log.close()
+        >>> [r["message"] for r in imagelog.read(log.url).records()]
         ['defect 3']
     """
 

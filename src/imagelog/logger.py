@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -184,7 +184,7 @@ class ImageLog:
             raise RuntimeError("log() was called from an imagelog background thread")
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
-        drop_now = isinstance(frame, np.ndarray) and not pipeline.make_room(
+        drop_now = _plausible(frame) and not pipeline.make_room(
             frame.nbytes, self._settings.on_full
         )
         copy = copy and not drop_now
@@ -390,6 +390,16 @@ class ImageLog:
 
     def __repr__(self) -> str:
         return f"<ImageLog {self.url} writer={self._writer} {self._state}>"
+
+
+def _plausible(frame: object) -> TypeGuard[np.ndarray[Any, Any]]:
+    """An array that looks like a frame ``normalise`` takes (so a bad one evicts nothing)."""
+    return (
+        isinstance(frame, np.ndarray)
+        and frame.size > 0
+        and frame.dtype.char in "BHf?"
+        and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4)))
+    )
 
 
 def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:

@@ -142,6 +142,7 @@ class Retention:
         self.keep = keep
         self.clock = clock
         self._index = index
+        self._own_index = False  # an index writer made here (the CLI's purge) is closed here
         self._report = report
         self._lock = threading.Lock()
         self._sizes: dict[str, int] = {}
@@ -442,6 +443,13 @@ class Retention:
         self._add(hour, -result.bytes)
         return result
 
+    def close(self) -> None:
+        """Close the index writer made for ``purged`` events, if one was (object stores upload
+        its part now); a writer's own index is closed by the writer."""
+        if self._own_index and self._index is not None:
+            self._index.close()
+            self._own_index = False
+
     def _record(self, result: PurgeResult) -> None:
         """Write the ``purged`` index event and warn through the ``imagelog`` logger."""
         now = self.clock()
@@ -449,6 +457,7 @@ class Retention:
             from .ids import new_writer_id
 
             self._index = IndexWriter(self.store, new_writer_id())
+            self._own_index = True
         purge: dict[str, Any] = {
             "partition": result.hour,
             "whole": result.whole,

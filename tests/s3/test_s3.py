@@ -31,7 +31,10 @@ def _frames(n: int, seed: int = 1) -> list[np.ndarray[Any, Any]]:
 
 
 def _check_pixels(run: imagelog.Run, frames: list[np.ndarray[Any, Any]]) -> None:
-    for rec in run.records():
+    recs = list(run.records())
+    assert recs, "no records to check"
+    assert len({r["meta"]["i"] for r in recs}) == len(recs)  # no frame twice
+    for rec in recs:
         assert np.array_equal(run.load(rec), frames[rec["meta"]["i"]])
 
 
@@ -267,3 +270,148 @@ class TestOutages:
         kept = list(run.records())
         assert len(kept) == 40 - dropped
         _check_pixels(run, frames)
+
+
+class TestOrderOnTheServer:
+    def test_no_index_part_is_visible_before_its_images(
+        self, s3_url: str, opts: dict[str, Any]
+    ) -> None:
+        """Watched on the real server while logging: whenever an index part can be listed,
+        every image its lines point at can already be read."""
+        frames = _frames(40, seed=4)
+        log = imagelog.open(s3_url, storage_options={**opts, "index_interval": 0.05}, format="png")
+        reader = imagelog.read(s3_url, storage_options=opts).store
+        done = threading.Event()
+
+        def write() -> None:
+            try:
+                for i, frame in enumerate(frames):
+                    log.log(frame, source="cam", i=i)
+                    if i % 8 == 7:
+                        log.flush()  # a part now, while later frames are still being written
+            finally:
+                log.close()
+                done.set()
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        seen: set[str] = set()
+        checked = 0
+        while True:
+            finished = done.is_set()  # a last pass after the writer is done
+            for obj in list(reader.list("index/")):
+                if obj.key in seen or not obj.key.endswith(".jsonl"):
+                    continue
+                seen.add(obj.key)
+                for line in reader.get(obj.key).splitlines():
+                    path = json.loads(line)["file"]["path"]
+                    assert reader.exists(path), f"{obj.key} listed before {path}"
+                    checked += 1
+            if finished:
+                break
+        writer.join()
+        assert len(seen) >= 2  # parts appeared while frames were still being written
+        assert checked == 40
+
+
+def _hours_of_frames(url: str, opts: dict[str, Any], hours: int, per_hour: int) -> None:
+    """Log ``per_hour`` frames in each of ``hours`` hours (an injected clock), to s3://."""
+    from imagelog.logger import ImageLog
+    from imagelog.settings import Settings
+    from imagelog.stores import make_store
+
+    now = [1_704_067_200 * 10**9]
+    cam = CameraSimulator(160, 120, seed=2)
+    log = ImageLog(make_store(url, storage_options=opts), Settings(format="png"),
+                   clock=lambda: now[0])  # fmt: skip
+    with log:
+        for h in range(hours):
+            for k in range(per_hour):
+                log.log(cam.frame(), source="cam", i=h * per_hour + k)
+                now[0] += 3600 * 10**9 // per_hour
+
+
+class TestStorageVerbs:
+    """verify, reindex, purge and retention on an s3:// run, through the CLI as users run them."""
+
+    @pytest.fixture(autouse=True)
+    def _aws_env(self, seaweed: SeaweedFS, monkeypatch: pytest.MonkeyPatch) -> None:
+        for key, value in seaweed.env().items():
+            monkeypatch.setenv(key, value)
+
+    def _cli_json(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+        rc = cli.main([*args, "--json"])
+        return rc, json.loads(capsys.readouterr().out)
+
+    def test_verify_finds_damage(
+        self, s3_url: str, opts: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """verify --all passes a whole run, then exits 1 naming an image changed on the server."""
+        _hours_of_frames(s3_url, opts, hours=1, per_hour=6)
+        rc, report = self._cli_json(capsys, "verify", s3_url, "--all")
+        assert rc == 0, report["findings"]
+        assert report["records"] == 6
+        run = imagelog.read(s3_url, storage_options=opts)
+        victim = next(run.records())["file"]["path"]
+        data = bytearray(run.store.get(victim))
+        data[-20] ^= 0xFF
+        run.store.put(victim, bytes(data))
+        rc, report = self._cli_json(capsys, "verify", s3_url, "--all")
+        assert rc == 1
+        assert any(victim in json.dumps(f) for f in report["findings"])
+
+    def test_reindex_rebuilds_a_lost_index(
+        self, s3_url: str, opts: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With every index part deleted, reindex finds every image's record again."""
+        _hours_of_frames(s3_url, opts, hours=2, per_hour=3)
+        run = imagelog.read(s3_url, storage_options=opts)
+        before = {r["image"]["id"]: r["file"] for r in run.records()}
+        assert len(before) == 6
+        run.store.delete([o.key for o in run.store.list("index/")])
+        assert list(run.records()) == []
+        rc, summary = self._cli_json(capsys, "reindex", s3_url)
+        assert rc == 0
+        assert summary["records"] == 6
+        after = {r["image"]["id"]: r["file"] for r in run.records()}
+        assert after == before
+
+    def test_purge_drops_the_oldest_hours(
+        self, s3_url: str, opts: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """purge --max-bytes removes whole oldest hours (images and index) and records it."""
+        _hours_of_frames(s3_url, opts, hours=4, per_hour=3)
+        run = imagelog.read(s3_url, storage_options=opts)
+        total = sum(o.size for o in run.store.list("images/"))
+        rc, _ = self._cli_json(capsys, "purge", s3_url, "--max-bytes", str(total // 2))
+        assert rc == 0
+        left = [r["meta"]["i"] for r in run.records()]
+        assert left, "everything was purged"
+        assert left == list(range(12 - len(left), 12))  # the newest survive, the oldest went
+        assert len(left) < 12
+        assert sum(o.size for o in run.store.list("images/")) <= total // 2
+        events = [r for r in run.records(include_events=True) if r["event"]["action"] == "purged"]
+        assert events
+
+    def test_max_bytes_while_logging(self, s3_url: str, opts: dict[str, Any]) -> None:
+        """open(s3://..., max_bytes=...) keeps the run under its quota as hours pass."""
+        from imagelog.logger import ImageLog
+        from imagelog.settings import Settings
+        from imagelog.stores import make_store
+
+        now = [1_704_067_200 * 10**9]
+        cam = CameraSimulator(160, 120, seed=3)
+        settings = Settings.from_kwargs(format="png", max_bytes=200_000)
+        with ImageLog(make_store(s3_url, storage_options=opts), settings,
+                      clock=lambda: now[0]) as log:  # fmt: skip
+            for i in range(40):
+                log.log(cam.frame(), source="cam", i=i)
+                now[0] += 600 * 10**9
+                assert log.flush(timeout=120)
+        run = imagelog.read(s3_url, storage_options=opts)
+        kept = [r["meta"]["i"] for r in run.records()]
+        assert kept and kept[-1] == 39
+        assert len(kept) < 40
+        size = sum(o.size for o in run.store.list("images/"))
+        assert size <= 200_000 * 1.2
+        assert any(r["event"]["action"] == "purged" for r in run.records(include_events=True))

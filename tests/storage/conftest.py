@@ -12,9 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -118,10 +120,30 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             pytest.fail(f"required under CI=true: {why}")
         pytest.skip(why)
     root = Path(str(pyfuncitem.config.rootpath))
-    cmd = ["unshare", "-rm", sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-           pyfuncitem.nodeid]  # fmt: skip
-    done = subprocess.run(cmd, cwd=root, env={**os.environ, IN_USERNS: "1"}, capture_output=True,
-                          text=True, timeout=300, check=False)  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"in a user namespace:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.xml"
+        cmd = ["unshare", "-rm", sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+               f"--junitxml={report}", pyfuncitem.nodeid]  # fmt: skip
+        done = subprocess.run(cmd, cwd=root, env={**os.environ, IN_USERNS: "1"},
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        if done.returncode != 0:
+            pytest.fail(f"in a user namespace:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+        outcome = inner_outcome(report)
+    if outcome != "passed":  # an inner skip is a skip here (a failure under CI=true), never a pass
+        why = f"in a user namespace: {outcome}"
+        if CI:
+            pytest.fail(f"required under CI=true: {why}")
+        pytest.skip(why)
     return True
+
+
+def inner_outcome(junit_xml: Path) -> str:
+    """``"passed"`` if the report holds exactly one test that passed, else what happened."""
+    cases = ElementTree.parse(junit_xml).getroot().findall(".//testcase")
+    if len(cases) != 1:
+        return f"{len(cases)} tests ran, expected 1"
+    for kind in ("skipped", "failure", "error"):
+        found = cases[0].find(kind)
+        if found is not None:
+            return f"{kind}: {found.get('message', '')}"
+    return "passed"

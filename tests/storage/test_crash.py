@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from imagelog.codecs import embedded_record
 from imagelog.index import IndexWriter
 from imagelog.samples import CameraSimulator
 from imagelog.stores import MemoryStore
+
+from ..conftest import PATIENCE
 
 CHILD = r"""
 import io, sys
@@ -209,7 +212,9 @@ def test_embedded_record_of_every_format(run_dir: Path, camera: CameraSimulator)
         for fmt in ("png", "jxl", "webp", "tiff", "jpeg"):
             log.log(camera.frame(), source=fmt, format=fmt)
     run = imagelog.read(run_dir)
-    for rec in run.records():
+    recs = list(run.records())
+    assert sorted(r["image"]["format"] for r in recs) == ["jpeg", "jxl", "png", "tiff", "webp"]
+    for rec in recs:
         data = run.read_bytes(rec)
         sidecar = rec["imagelog"].get("sidecar")
         found = json.loads((run_dir / sidecar).read_text()) if sidecar else embedded_record(data)
@@ -252,13 +257,44 @@ class TestGroupCommit:
         assert len(syncs) == 10
 
     @pytest.mark.parametrize("fsync", ["none", "index", "all"])
-    def test_policies_write_whole_runs(self, run_dir: Path, fsync: str) -> None:
-        """Each fsync policy writes a run that verifies clean."""
+    def test_policies_fsync_what_they_promise(
+        self, run_dir: Path, fsync: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Counted on the real os.fsync: "none" never syncs; "index" syncs index segments only;
+        "all" also syncs every image (and its folder) before the rename. Each run verifies clean."""
+        synced: list[str] = []
+        real_fsync = os.fsync
+
+        def counting_fsync(fd: int) -> None:
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", counting_fsync)
         cam = CameraSimulator(64, 48, seed=1)
         with imagelog.open(run_dir, fsync=fsync, format="png") as log:
             for _ in range(20):
                 log.log(cam.frame())
-            assert log.flush(timeout=30)
+            assert log.flush(timeout=PATIENCE)
         report = verify(imagelog.read(run_dir), sample=1.0)
         assert report.records == 20
         assert not report.findings
+        root = str(run_dir.resolve())
+        index = [p for p in synced if p.startswith(f"{root}/index/")]
+        images = {p for p in synced if p.startswith(f"{root}/images/") and ".tmp-" in p}
+        folders = {p for p in synced if Path(p).is_dir()}
+        if fsync == "none":
+            assert synced == []
+            return
+        assert index, synced  # at least flush()'s group commit
+        assert all(p.endswith(".jsonl") for p in index)
+        if fsync == "index":
+            assert not images
+            assert not folders
+            return
+        written = {str((run_dir / r["file"]["path"]).resolve())
+                   for r in imagelog.read(run_dir).records()}  # fmt: skip
+        assert len(written) == 20
+        # each image was synced under its temporary name, then its folder after the rename
+        finals = {str(Path(p).parent / Path(p).name[1:].split(".tmp-")[0]) for p in images}
+        assert finals == written
+        assert {str(Path(p).parent) for p in written} <= folders

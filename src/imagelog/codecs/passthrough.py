@@ -28,11 +28,15 @@ def decode_any(data: bytes) -> Pixels:
         import imagecodecs
 
         return np.asarray(imagecodecs.jpegxl_decode(data))
+    if fmt == "png":  # libpng: 16-bit RGB(A) exactly, palettes as their colours, 1-bit as bool
+        from .png import PNG
+
+        return PNG().decode(data)
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
         if im.mode == "1":
-            return np.asarray(im, dtype=bool)
+            return np.asarray(im.convert("L")) > 0  # Pillow's "1" arrays hold 0xff for True
         return np.asarray(im)
 
 
