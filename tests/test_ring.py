@@ -413,3 +413,22 @@ def test_kill9_with_ring_dir_a_later_trigger_still_saves(
     assert summary["imagelog"]["writer"] == dead
     assert summary["imagelog"]["expired"]["seqs"] == [[1, 10], [12, 75]]
     assert not ring_dir.exists() or not any(ring_dir.rglob("*.ring"))
+
+
+def test_small_lossless_frames_keep_their_record_inside(run_dir: Path, small: list[Any]) -> None:
+    """The lossless preset stores small frames as TIFF, which has no place for a record after
+    encoding: a saved frame is encoded again with its record inside, pixel-exact, no sidecar."""
+    from imagelog.codecs import embedded_record
+
+    with imagelog.open(run_dir, ring="10s") as log:
+        for i in range(10):
+            log.log(small[i % 8], source="cam", captured_at=cap(i))
+        tid = log.trigger("defect", at=cap(9))
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    assert len(recs) == 10 and {r["image"]["format"] for r in recs} == {"tiff"}
+    for rec in recs:
+        assert "sidecar" not in rec["imagelog"]
+        inside = embedded_record(run.read_bytes(rec))
+        assert inside is not None and inside["labels"]["trigger"] == tid
+        assert np.array_equal(run.load(rec), small[(rec["image"]["seq"] - 1) % 8])

@@ -747,7 +747,13 @@ class Pipeline:
             body = dumps(ordered(rec))
             if job.encoded is not None:  # held in the ring, encoded bare: the record goes in now
                 inside = codec.embed(job.encoded, body)
-                data, embedded = (job.encoded, False) if inside is None else (inside, True)
+                if inside is None and _embeds_while_encoding(codec, job.params):
+                    # TIFF puts the record in a tag as it encodes: lossless, so decode and
+                    # encode again (the lossless preset's small frames, cheap)
+                    pixels = codec.decode(job.encoded)
+                    data, embedded = codec.encode_with_record(pixels, job.params, body)
+                else:
+                    data, embedded = (job.encoded, False) if inside is None else (inside, True)
             else:
                 assert frame.pixels is not None
                 data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
@@ -851,6 +857,12 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
+
+
+def _embeds_while_encoding(codec: Codec, params: dict[str, Any]) -> bool:
+    """Whether a codec with no ``embed`` puts the record in while encoding, losslessly."""
+    own = type(codec).encode_with_record is not Codec.encode_with_record
+    return own and codec.is_lossless(params)
 
 
 def _lower_priority(nice: int) -> None:
