@@ -179,6 +179,23 @@ def test_ring_per_source(run_dir: Path, small: list[Any]) -> None:
     assert_books_balance(run_dir, log.stats())
 
 
+def test_module_level_trigger(run_dir: Path, small: list[Any]) -> None:
+    """``imagelog.trigger()`` triggers the default log of ``imagelog.init()``."""
+    log = imagelog.init(run_dir, ring="10s")
+    try:
+        for i in range(5):
+            imagelog.log(small[i], source="cam", captured_at=cap(i))
+        tid = imagelog.trigger("defect", before=2 / FPS)  # at: the last frame logged (4)
+        assert log.flush()
+    finally:
+        log.close()
+    assert {r["image"]["seq"] - 1: r["labels"]["trigger"] for r in logged(run_dir)} == {
+        2: tid,
+        3: tid,
+        4: tid,
+    }
+
+
 def test_bytes_bound(run_dir: Path, small: list[Any]) -> None:
     """``ring_bytes`` caps the encoded bytes held; the queue gets the rest of max_queue_bytes."""
     with imagelog.open(run_dir, ring_bytes="64 KiB", max_queue_bytes="1 MiB") as log:

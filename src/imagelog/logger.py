@@ -25,7 +25,7 @@ from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, label
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
-__all__ = ["ImageLog", "get_default", "init", "log", "open"]
+__all__ = ["ImageLog", "get_default", "init", "log", "open", "trigger"]
 
 logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
@@ -463,3 +463,8 @@ def get_default() -> ImageLog:
 def log(frame: object, /, **kwargs: Any) -> str:
     """``imagelog.init(path)`` once, then ``imagelog.log(frame, source=...)`` anywhere."""
     return get_default().log(frame, **kwargs)
+
+
+def trigger(reason: str, /, **kwargs: Any) -> str:
+    """``ImageLog.trigger`` on the log opened by ``imagelog.init(path, ring=...)``."""
+    return get_default().trigger(reason, **kwargs)
