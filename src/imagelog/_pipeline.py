@@ -316,6 +316,8 @@ class Pipeline:
             if isinstance(item.payload, FrameJob):
                 frames += 1
                 events.append(self._drop_record(item.payload, "close_timeout"))
+                if item.payload.ring_path is not None:  # recorded as dropped: not to be adopted
+                    RingDir.remove(item.payload.ring_path)
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
         if self.ring is not None:  # what the ring still holds expires with the log
