@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import exif
+from . import exif, pixfmt
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
@@ -22,7 +22,8 @@ from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring import Expiry, Ring, Trigger
 from ._ring_dir import RingDir
-from ._verify import Verifier
+from ._verify import Sampler, Verifier
+from .checks import check_frame
 from .codecs import get as get_codec
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
@@ -35,6 +36,7 @@ from .layout import image_key
 from .record import (
     dropped_record,
     dumps,
+    encoding_record,
     expired_record,
     failed_record,
     iso_utc,
@@ -107,6 +109,7 @@ class Stats:
         self.by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self.dropped_by_reason: Counter[str] = Counter()
         self.failed_by_reason: Counter[str] = Counter()
+        self.warnings_by_kind: Counter[str] = Counter()
         self.last_error: str | None = None
         self.first_error: BaseException | None = None
         #: drop/failure records waiting for a writable index, oldest first
@@ -168,6 +171,7 @@ class Pipeline:
         )
         self.adopted = 0
         self.verifier = Verifier(settings.verify)
+        self.checker = Sampler(settings.check_encoding)
         self.backoff = Backoff()
         self._pause_error: OSError | None = None
         self._fields: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -243,6 +247,9 @@ class Pipeline:
                 "peak_queue_bytes": self.queue.peak_bytes,
                 "dropped_by_reason": dict(self.stats.dropped_by_reason),
                 "failed_by_reason": dict(self.stats.failed_by_reason),
+                "encoding_checked": c["encoding_checked"],
+                "encoding_warnings": c["encoding_warnings"],
+                "encoding_warnings_by_kind": dict(self.stats.warnings_by_kind),
                 "last_error": self.stats.last_error,
                 "held_records": len(self.stats.held),
                 "unrecorded": self.stats.unrecorded,
@@ -473,7 +480,12 @@ class Pipeline:
             if frame.encoded is None:
                 assert frame.pixels is not None
                 t0 = time.perf_counter_ns()
-                job.encoded = job.codec.encode(frame.pixels, job.params)
+                pixels = frame.pixels
+                if frame.pixel_format is not None:  # as _write_frame stores them
+                    pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                    if layout is not None:
+                        job.record["image"]["layout"] = layout
+                job.encoded = job.codec.encode(pixels, job.params)
                 with self.stats.lock:
                     self.stats.counts["encode_ns"] += time.perf_counter_ns() - t0
                 self.recycle(job)
@@ -526,6 +538,7 @@ class Pipeline:
                 "width": f.width, "height": f.height, "channels": f.channels, "dtype": f.dtype,
                 "channel_order": f.channel_order, "converted_from": f.converted_from,
                 "encoded_format": f.encoded_format if f.encoded is not None else None,
+                "pixel_format": f.pixel_format, "stride": f.stride, "bit_depth": f.bit_depth,
             },
         }  # fmt: skip
 
@@ -545,6 +558,8 @@ class Pipeline:
                     fr["width"], fr["height"], fr["channels"], fr["dtype"],
                     encoded=data if passthrough else None, encoded_format=fr["encoded_format"],
                     channel_order=fr["channel_order"], converted_from=fr["converted_from"],
+                    pixel_format=fr.get("pixel_format"), stride=fr.get("stride"),
+                    bit_depth=fr.get("bit_depth"),
                 )  # fmt: skip
                 rec = header["record"]
                 job = FrameJob(
@@ -698,6 +713,10 @@ class Pipeline:
         }
         if frame.converted_from:
             fields["converted_from"] = frame.converted_from
+        if frame.pixel_format is not None:
+            fields["pixel_format"] = frame.pixel_format
+            fields["stride"] = frame.stride
+            fields["bit_depth"] = frame.bit_depth
         return fields
 
     def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
@@ -746,23 +765,30 @@ class Pipeline:
             )
             image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
-            body = dumps(ordered(rec))
             if job.encoded is not None:  # held in the ring, encoded bare: the record goes in now
+                pixels = None  # nothing to verify against: the pixels were let go when held
+                body = dumps(ordered(rec))
                 inside = codec.embed(job.encoded, body)
                 if inside is None and _embeds_while_encoding(codec, job.params):
                     # TIFF puts the record in a tag as it encodes: lossless, so decode and
                     # encode again (the lossless preset's small frames, cheap)
-                    pixels = codec.decode(job.encoded)
-                    data, embedded = codec.encode_with_record(pixels, job.params, body)
+                    decoded = codec.decode(job.encoded)
+                    data, embedded = codec.encode_with_record(decoded, job.params, body)
                 else:
                     data, embedded = (job.encoded, False) if inside is None else (inside, True)
             else:
                 assert frame.pixels is not None
-                data, embedded = codec.encode_with_record(frame.pixels, job.params, body)
-            if frame.pixels is not None and self.verifier.due(
+                pixels = frame.pixels
+                if frame.pixel_format is not None:  # Bayer/YUV planes side by side: smaller files
+                    pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                    if layout is not None:
+                        image["layout"] = layout
+                body = dumps(ordered(rec))
+                data, embedded = codec.encode_with_record(pixels, job.params, body)
+            if pixels is not None and self.verifier.due(
                 codec, job.params
-            ):  # verify="sample"/"all": decode and compare
-                problem = self.verifier.check(codec, frame.pixels, data)
+            ):  # verify=: decode, compare
+                problem = self.verifier.check(codec, pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
                     self.stats.add(job.source, "verify_failed")
@@ -808,6 +834,37 @@ class Pipeline:
             counts["write_ns"] += int((t2 - t1) * 1e9)
         for hook in self.on_written:
             hook(rec)
+        if frame.pixels is not None and self.checker.due():
+            self._check_encoding(job, rec)
+
+    def _check_encoding(self, job: FrameJob, final: dict[str, Any]) -> None:
+        """``check_encoding=``: look for signs of a mis-declared frame; each finding is counted
+        and written to the index as an ``encoding_warning`` event (never raises)."""
+        frame = job.frame
+        assert frame.pixels is not None
+        try:
+            findings = check_frame(frame.pixels, frame.pixel_format, bit_depth=frame.bit_depth)
+        except Exception as exc:
+            self.report("encoding-check", exc)
+            return
+        self.stats.add(job.source, "encoding_checked")
+        for f in findings:
+            now = self.clock()
+            rec = encoding_record(
+                final, now_ns=now, rid=uuid7(now), kind=f.kind, message=f.message, values=f.values
+            )
+            self.stats.add(job.source, "encoding_warnings")
+            with self.stats.lock:
+                self.stats.warnings_by_kind[f.kind] += 1
+            try:  # the frame is written: a failed event line must not count it as failed
+                self.index.append(rec, job.created_ns)  # the frame's hour: purged with it
+            except Exception as exc:
+                self.report("encoding-check", exc)
+            self._reporter.warn(
+                f"encoding-{f.kind}",
+                f"{self.store.url}: {final['file']['path']}:",
+                ValueError(f.message),
+            )
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False

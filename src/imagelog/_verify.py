@@ -16,7 +16,7 @@ import numpy as np
 from .codecs.base import Codec, Pixels, as_logged
 from .frames import channels_of
 
-__all__ = ["SAMPLE_FRACTION", "Verifier"]
+__all__ = ["SAMPLE_FRACTION", "Sampler", "Verifier"]
 
 #: The fraction of lossless frames ``verify="sample"`` checks.
 SAMPLE_FRACTION = 0.01
@@ -33,22 +33,36 @@ def fraction_of(setting: str | float) -> float:
     return float(setting)
 
 
-class Verifier:
-    """Decides which frames to check (evenly spread, deterministic) and checks them."""
+class Sampler:
+    """Picks a fraction of frames, evenly spread and deterministic (the first one always)."""
 
     def __init__(self, setting: str | float) -> None:
         self.fraction = fraction_of(setting)
         self._seen = 0
         self._lock = threading.Lock()
 
-    def due(self, codec: Codec, params: Mapping[str, Any]) -> bool:
-        """Whether this frame (encoded losslessly by ``codec``) is one to check."""
-        if self.fraction <= 0 or not codec.is_lossless(params):
+    def due(self) -> bool:
+        """Whether the next frame is one to take."""
+        if self.fraction <= 0:
             return False
         with self._lock:
             self._seen += 1
             n = self._seen
         return n == 1 or math.floor(n * self.fraction) > math.floor((n - 1) * self.fraction)
+
+
+class Verifier:
+    """Decides which frames to check (evenly spread, deterministic) and checks them."""
+
+    def __init__(self, setting: str | float) -> None:
+        self._sampler = Sampler(setting)
+        self.fraction = self._sampler.fraction
+
+    def due(self, codec: Codec, params: Mapping[str, Any]) -> bool:
+        """Whether this frame (encoded losslessly by ``codec``) is one to check."""
+        if self.fraction <= 0 or not codec.is_lossless(params):
+            return False
+        return self._sampler.due()
 
     @staticmethod
     def check(codec: Codec, pixels: Pixels, data: bytes) -> str | None:

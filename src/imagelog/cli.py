@@ -71,6 +71,7 @@ def summarise(run: Run) -> dict[str, Any]:
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()
+    warnings: Counter[str] = Counter()
     first = last = None
     for rec in run.records(include_events=True):
         image = rec.get("image", {})
@@ -86,6 +87,8 @@ def summarise(run: Run) -> dict[str, Any]:
         elif action == "dropped":
             by_source[src]["dropped"] += 1
             drops[rec.get("event", {}).get("reason", "?")] += 1
+        elif action == "encoding_warning":
+            warnings[rec.get("event", {}).get("reason", "?")] += 1
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
@@ -96,6 +99,7 @@ def summarise(run: Run) -> dict[str, Any]:
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
+        "encoding_warnings_by_kind": dict(warnings),
         "writers": len({writer_of(k) for k in run.segments()}),
     }
 
@@ -123,6 +127,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con.print("formats: " + (", ".join(f"{k} {v}" for k, v in s["formats"].items()) or "none"))
     if s["drops_by_reason"]:
         con.print("drops: " + ", ".join(f"{k} {v}" for k, v in s["drops_by_reason"].items()))
+    if s["encoding_warnings_by_kind"]:
+        kinds = s["encoding_warnings_by_kind"].items()
+        con.print("encoding warnings: " + ", ".join(f"{k} {v}" for k, v in kinds))
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
+from . import pixfmt
 from .errors import InvalidFrame, UnsupportedInput
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class Frame:
     channel_order: str = "RGB"
     converted_from: str | None = None
     pooled: bool = False
+    pixel_format: str | None = None
+    stride: int | None = None
+    bit_depth: int | None = None
 
     @property
     def nbytes(self) -> int:
@@ -338,13 +342,27 @@ def normalise(
     size: tuple[int, int] | None = None,
     mode: str | None = None,
     pool: BufferPool | None = None,
+    pixel_format: str | None = None,
+    stride: int | None = None,
 ) -> Frame:
     """Validate and normalise one input into a ``Frame``; raise ``InvalidFrame``/``UnsupportedInput``.
+
+    With ``pixel_format`` (``"bayer_rggb8"``, ``"yuyv"``, ``"nv12"``, ... see ``imagelog.pixfmt``)
+    the frame is a camera buffer (bytes with ``size``, and ``stride`` if its rows are padded) or
+    an array of that format's stored shape; it is copied without its padding, as delivered.
 
     >>> f = normalise(np.zeros((4, 6, 3), np.uint8))
     >>> (f.width, f.height, f.channels, f.dtype)
     (6, 4, 3, 'uint8')
+    >>> f = normalise(bytes(8 * 4), size=(6, 4), pixel_format="bayer_rggb8", stride=8)
+    >>> (f.width, f.height, f.pixels.shape, f.pixel_format, f.stride)
+    (6, 4, (4, 6), 'bayer_rggb8', 8)
     """
+    if pixel_format is not None or stride is not None:
+        return _from_pixel_format(
+            frame, pixel_format, size=size, stride=stride, mode=mode,
+            channel_order=channel_order, pool=pool,
+        )  # fmt: skip
     if isinstance(frame, np.ndarray):
         return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool)
     if isinstance(frame, RawFrame):
@@ -372,6 +390,111 @@ def normalise(
         f"cannot log an object of type {type(frame).__module__}.{type(frame).__qualname__}; expected "
         "a numpy array, a PIL image, encoded JPEG/PNG/WebP/JPEG XL bytes, or raw bytes with size="
     )
+
+
+#: raw modes -> the pixel format that takes their bytes with a ``stride``
+_MODE_FORMATS = {"L": "mono8", "RGB": "rgb8", "RGBA": "rgba8", "BGR": "bgr8", "BGRA": "bgra8",
+                 "I;16": "mono16", "F": "32fc1"}  # fmt: skip
+
+
+def _array_size(arr: np.ndarray[Any, Any], fmt: pixfmt.PixelFormat) -> tuple[int, int]:
+    """(width, height) of an array in ``fmt``'s stored shape, or ``InvalidFrame``."""
+    shape = arr.shape
+    if fmt.kind in ("yuv420sp", "yuv420p"):
+        if arr.ndim == 2 and shape[0] % 3 == 0:
+            return int(shape[1]), int(shape[0]) * 2 // 3
+        want = "(H*3/2) x W (the Y plane, then the chroma planes)"
+    elif fmt.channels == 1:
+        if arr.ndim == 3 and shape[2] == 1:
+            return int(shape[1]), int(shape[0])
+        if arr.ndim == 2:
+            return int(shape[1]), int(shape[0])
+        want = "H x W"
+    else:
+        if arr.ndim == 3 and shape[2] == fmt.channels:
+            return int(shape[1]), int(shape[0])
+        want = f"H x W x {fmt.channels}"
+    raise InvalidFrame(f"a {fmt.name} array must be shaped {want}, got {shape}")
+
+
+def _from_pixel_format(
+    frame: object,
+    pixel_format: str | None,
+    *,
+    size: tuple[int, int] | None,
+    stride: int | None,
+    mode: str | None,
+    channel_order: str | None,
+    pool: BufferPool | None,
+) -> Frame:
+    if pixel_format is None:  # stride= on raw bytes in a PIL mode
+        key = (
+            (mode or "RGB").upper()
+            if (mode or "RGB").upper() in ("RGB", "RGBA", "BGR", "BGRA")
+            else mode
+        )
+        if key not in _MODE_FORMATS:
+            raise InvalidFrame(
+                f"stride= needs pixel_format= (or a raw mode: {', '.join(_MODE_FORMATS)}), "
+                f"got mode {mode!r}"
+            )
+        pixel_format = _MODE_FORMATS[key]
+    elif mode is not None:
+        raise InvalidFrame("pass pixel_format= or mode=, not both")
+    fmt = pixfmt.parse(pixel_format)
+    if channel_order is not None:
+        raise InvalidFrame(
+            f"pixel_format={fmt.name!r} says the channel order; drop channel_order={channel_order!r}"
+        )
+    views: list[np.ndarray[Any, Any]]
+    if isinstance(frame, np.ndarray) and size is None:
+        if stride is not None:
+            raise InvalidFrame(
+                "stride= describes the rows of a buffer: pass size=(width, height) with it "
+                "(an array's own strides are read from the array)"
+            )
+        want = np.dtype(fmt.dtype)
+        if frame.dtype.kind != want.kind or frame.dtype.itemsize != want.itemsize:
+            raise UnsupportedInput(f"{fmt.name} frames are {fmt.dtype} arrays, got {frame.dtype}")
+        w, h = _array_size(frame, fmt)
+        fmt.check_size(w, h)
+        row_stride = int(frame.strides[0])
+        views = [frame.reshape(fmt.encoded_shape(w, h))]
+    elif isinstance(frame, bytes | bytearray | memoryview | np.ndarray):
+        if size is None:
+            raise InvalidFrame(f"raw {fmt.name} bytes need size=(width, height)")
+        try:
+            w, h = (int(v) for v in size)
+        except (TypeError, ValueError):
+            raise InvalidFrame(f"size must be (width, height), got {size!r}") from None
+        views, row_stride = pixfmt.plane_views(frame, fmt, w, h, stride)
+        if len(views) == 1:
+            views = [views[0].reshape(fmt.encoded_shape(w, h))]
+    else:
+        raise UnsupportedInput(
+            f"pixel_format= takes bytes (with size=) or a numpy array, "
+            f"not {type(frame).__module__}.{type(frame).__qualname__}"
+        )
+    if len(views) == 1:
+        order = fmt.pattern if fmt.kind == "rgb" else None
+        f = _from_array(views[0], copy=True, channel_order=order, pool=pool)
+    else:  # planar YUV: the planes one after another, without their padding
+        shape = fmt.encoded_shape(w, h)
+        out = pool.take(shape, np.dtype(np.uint8)) if pool else np.empty(shape, np.uint8)
+        flat, offset = out.reshape(-1), 0
+        for plane in views:
+            n = plane.size
+            np.copyto(flat[offset : offset + n].reshape(plane.shape), plane)
+            offset += n
+        f = Frame(
+            width=w, height=h, channels=1, dtype="uint8", pixels=out, channel_order="L",
+            pooled=pool is not None,
+        )  # fmt: skip
+    f.width, f.height = w, h
+    f.pixel_format = fmt.name.replace("bgr", "rgb") if fmt.kind == "rgb" else fmt.name
+    f.stride = row_stride
+    f.bit_depth = fmt.bit_depth
+    return f
 
 
 def _is_pil_image(obj: object) -> bool:

@@ -9,7 +9,8 @@ from .logger import ImageLog
 
 __all__ = ["Handler"]
 
-_EXTRA_KEYS = ("source", "labels", "meta", "channel_order", "format", "captured_at")
+_EXTRA_KEYS = ("source", "labels", "meta", "channel_order", "format", "captured_at", "size",
+               "pixel_format", "stride")  # fmt: skip
 
 
 class Handler(logging.Handler):

@@ -13,11 +13,11 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
-from . import _lifecycle, codecs
+from . import _lifecycle, codecs, pixfmt
 from ._lifecycle import LogState
 from ._pipeline import FrameJob, Pipeline
 from .codecs.base import Codec
-from .errors import InvalidSetting, QueueClosed
+from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
@@ -68,7 +68,7 @@ class ImageLog:
         self._clock = clock
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
-        self._resolved: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._resolved: dict[tuple[str, str, int, bool, bool], tuple[Codec, dict[str, Any]]] = {}
         self._last_captured: int | None = None  # the default ``at`` of trigger()
         self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
@@ -146,6 +146,8 @@ class ImageLog:
         channel_order: str | None = None,
         size: tuple[int, int] | None = None,
         mode: str | None = None,
+        pixel_format: str | None = None,
+        stride: int | None = None,
         level: str = "info",
         **meta: Any,
     ) -> str:
@@ -162,6 +164,13 @@ class ImageLog:
             copy: copy the frame before returning (False hands the array over to imagelog).
             channel_order: ``"BGR"`` for OpenCV frames (stored as RGB).
             size: (width, height) of raw pixel bytes; ``mode`` their mode (``"RGB"``, ``"L"``...).
+            pixel_format: the camera encoding of a buffer (with ``size``) or array:
+                ``"bayer_rggb8"`` (``bggr``, ``gbrg``, ``grbg``; 8, 10, 12, 14, 16 bits),
+                ``"yuyv"``, ``"uyvy"``, ``"nv12"``, ``"nv21"``, ``"i420"``, ``"mono8"``,
+                ``"mono16"``, ``"rgb8"``, ``"bgr8"`` ... (ROS/Foxglove names; see
+                ``imagelog.pixfmt``). Stored as delivered, losslessly; recorded in
+                ``image.pixel_format``.
+            stride: bytes per row of a padded buffer (ROS ``step``); default: unpadded.
             level: the record's ``log.level``.
             **meta: anything JSON can hold; stored as the record's ``meta``.
 
@@ -192,8 +201,9 @@ class ImageLog:
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
         f = normalise(
-            frame, copy=copy, channel_order=channel_order, size=size, mode=mode, pool=pipeline.pool
-        )
+            frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
+            pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
+        )  # fmt: skip
         codec, params = self._codec_for(f, source, format)
         if f.width * f.height < codecs.SMALL_FRAME_PIXELS and f.encoded is None:
             codec, params = self._small_codec_for(f, source, format, codec, params)
@@ -292,11 +302,21 @@ class ImageLog:
         if f.encoded is not None:
             return _PASSTHROUGH, {}
         spec = format or self._settings.formats.get(source) or self._settings.format
-        key = (spec, f.dtype, f.channels, format is None)
+        raw = f.pixel_format is not None and pixfmt.parse(f.pixel_format).raw
+        key = (spec, f.dtype, f.channels, format is None, raw)
         hit = self._resolved.get(key)
         if hit is None:
             options = self._settings.codec_options if format is None else None
             hit = codecs.resolve(spec, dtype=f.dtype, channels=f.channels, options=options)
+            if raw and not hit[0].is_lossless(hit[1]):
+                # a lossy codec would smear a Bayer mosaic or YUV planes beyond repair: presets
+                # store them losslessly, an explicit lossy format is refused
+                if codecs.parse_spec(spec)[0].lower() not in codecs.PRESETS:
+                    raise FormatMismatch(
+                        f"format {spec!r} is lossy; {f.pixel_format} frames are stored "
+                        "losslessly: use 'lossless' (or convert to RGB first)"
+                    )
+                hit = codecs.resolve("lossless", dtype=f.dtype, channels=f.channels)
             hit[0].check(f, hit[1])
             self._resolved[key] = hit
         return hit
@@ -409,8 +429,9 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     spec such as "png:level=1"), ``formats`` (per source), ``codec_options``, ``on_full``
     ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
-    ``close_timeout``, ``strict``, ``storage_options``, ``ring`` (seconds held per source, e.g.
-    "30s") and ``ring_bytes`` (part of ``max_queue_bytes``; see ``ImageLog.trigger``).
+    ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
+    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
+    ``ring_dir`` (see ``ImageLog.trigger``).
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).

@@ -2,7 +2,8 @@
 
 Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
 ``failed`` (a frame the write path could not store), ``purged`` (a retention event),
-``triggered`` (a ring trigger) and ``expired`` (frames that left the ring untriggered, summed up).
+``encoding_warning`` (a stored frame that the encoding checks found suspect), ``triggered`` (a
+ring trigger) and ``expired`` (frames that left the ring untriggered, summed up).
 A ``logged`` record is built in two halves: the caller's thread builds everything it knows
 (``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
 and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
@@ -33,6 +34,7 @@ __all__ = [
     "base_record",
     "dropped_record",
     "dumps",
+    "encoding_record",
     "expired_record",
     "failed_record",
     "iso_utc",
@@ -73,6 +75,10 @@ class ImageFields(TypedDict, total=False):
     channels: int
     dtype: str
     channel_order: str
+    pixel_format: str
+    stride: int
+    bit_depth: int
+    layout: str
     format: str
     lossless: bool
     encoder: dict[str, Any]
@@ -414,3 +420,55 @@ def expired_record(
         "by_source": dict(by_source),
     }
     return rec
+
+
+def encoding_record(
+    logged: Mapping[str, Any],
+    *,
+    now_ns: int,
+    rid: str,
+    kind: str,
+    message: str,
+    values: Mapping[str, float],
+) -> dict[str, Any]:
+    """The ``encoding_warning`` event of a stored frame that looks mis-declared (``checks.py``).
+
+    Args:
+        logged: the frame's ``logged`` record, as written.
+        now_ns: when the check ran (``event.created``).
+        rid: the event's own id (``event.id``); the frame's is ``imagelog.check.image_id``.
+        kind: ``event.reason``: ``sheared``, ``bayer_pattern``, ``channel_order``, ``constant``,
+            ``saturated`` or ``out_of_range``.
+        message: what looks wrong, for people.
+        values: the figures behind it (``imagelog.check.values``).
+    """
+    image = logged.get("image") or {}
+    check: dict[str, Any] = {
+        "kind": kind,
+        "image_id": image.get("id"),
+        "source": image.get("source"),
+        "path": (logged.get("file") or {}).get("path"),
+        "values": dict(values),
+    }
+    if image.get("pixel_format"):
+        check["pixel_format"] = image["pixel_format"]
+    return {
+        "@timestamp": logged.get("@timestamp", iso_utc(now_ns)),
+        "event": {
+            "kind": "event",
+            "action": "encoding_warning",
+            "dataset": "imagelog",
+            "created": iso_utc(now_ns),
+            "id": rid,
+            "reason": kind,
+        },
+        "log": {"level": "warning"},
+        "message": message,
+        "host": {"name": HOSTNAME},
+        "process": {"pid": os.getpid()},
+        "imagelog": {
+            "schema": SCHEMA_VERSION,
+            "writer": (logged.get("imagelog") or {}).get("writer"),
+            "check": check,
+        },
+    }

@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from . import codecs
+from . import codecs, pixfmt
 from .codecs.base import as_logged
 from .errors import RecordNotFound, RunNotFound
+from .frames import channels_of
 from .index import parse_segment, segment_keys
 from .index.recover import purged_ids
 from .layout import INDEX_PREFIX, MANIFEST
@@ -128,8 +129,16 @@ class Run:
             raise TypeError(f"{self.url} is not a local folder; use read_bytes()")
         return root / str(rec["file"]["path"])
 
-    def load(self, rec: dict[str, Any]) -> np.ndarray[Any, Any]:
-        """Decode a record's image to a numpy array with the dtype and channels that were logged."""
+    def load(self, rec: dict[str, Any], *, convert: str | None = None) -> np.ndarray[Any, Any]:
+        """Decode a record's image to a numpy array with the dtype and channels that were logged.
+
+        A camera frame (``image.pixel_format``) comes back as it was delivered, without row
+        padding: a Bayer mosaic ``HxW``, YUYV/UYVY ``HxWx2``, NV12/NV21/I420 ``(H*3/2)xW`` (the
+        shapes OpenCV's ``cvtColor`` takes). ``convert="rgb"`` returns ``HxWx3`` RGB instead,
+        through ``imagelog.pixfmt.to_rgb`` (Bayer and YUV need the ``imagelog[color]`` extra).
+        """
+        if convert not in (None, "rgb"):
+            raise ValueError(f"convert must be None or 'rgb', got {convert!r}")
         data = self.read_bytes(rec)
         image = rec.get("image") or {}
         fmt = str(image.get("format", ""))
@@ -138,7 +147,25 @@ class Run:
             arr = codecs.decode_any(data)
         else:
             arr = codecs.get(fmt).decode(data)
-        return as_logged(arr, str(image.get("dtype", "")), int(image.get("channels") or 0))
+        arr = as_logged(arr, str(image.get("dtype", "")), int(image.get("channels") or 0))
+        name = image.get("pixel_format")
+        if name:
+            pf = pixfmt.parse(str(name))
+            layout = image.get("layout")
+            arr = pixfmt.from_stored(
+                arr,
+                pf,
+                None if layout is None else str(layout),
+                int(image["width"]),
+                int(image["height"]),
+            )
+            if convert is not None:
+                return pixfmt.to_rgb(arr, pf)
+        elif convert is not None:  # a frame logged without a pixel format: gray or RGB(A)
+            if channels_of(arr) == 1:
+                return np.repeat(arr.reshape(*arr.shape[:2], 1), 3, axis=2)
+            return np.ascontiguousarray(arr[:, :, :3])
+        return arr
 
 
 def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:

@@ -158,6 +158,7 @@ class Settings:
     min_free_bytes: int | None = None
     keep: Callable[[Mapping[str, Any]], bool] | None = None
     verify: str | float = "off"
+    check_encoding: str | float = "off"
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     strict: bool = False
     hash: bool = True
@@ -237,9 +238,10 @@ class Settings:
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
                 f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
-        v = self.verify
-        ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
-        if not ok:
-            raise InvalidSetting(
-                f"verify must be 'off', 'sample', 'all' or a fraction 0..1, got {v!r}"
-            )
+        for name in ("verify", "check_encoding"):
+            v = getattr(self, name)
+            ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
+            if not ok:
+                raise InvalidSetting(
+                    f"{name} must be 'off', 'sample', 'all' or a fraction 0..1, got {v!r}"
+                )

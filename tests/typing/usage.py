@@ -23,3 +23,18 @@ def example(path: str) -> int:
         pixels = run.load(rec)
         n += int(pixels.size > 0)
     return n + len(rid) + int(ok) + len(stats)
+
+
+def camera(path: str, buf: bytes) -> int:
+    """Camera pixel formats (#16): a padded Bayer buffer in, RGB out."""
+    from imagelog import pixfmt
+
+    with imagelog.open(path, check_encoding="sample") as log:
+        log.log(buf, size=(1920, 1080), pixel_format="bayer_rggb8", stride=2048)
+    run = imagelog.read(path)
+    total = 0
+    for rec in run.records():
+        mosaic: np.ndarray[tuple[int, ...], np.dtype[np.generic]] = run.load(rec)
+        rgb = run.load(rec, convert="rgb")
+        total += int(pixfmt.to_rgb(mosaic, "bayer_rggb8").size == rgb.size)
+    return total
