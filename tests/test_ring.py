@@ -449,3 +449,28 @@ def test_small_lossless_frames_keep_their_record_inside(run_dir: Path, small: li
         inside = embedded_record(run.read_bytes(rec))
         assert inside is not None and inside["labels"]["trigger"] == tid
         assert np.array_equal(run.load(rec), small[(rec["image"]["seq"] - 1) % 8])
+
+
+@pytest.mark.parametrize("name", ["bayer_rggb12", "nv12", "yuyv", "mono16"])
+@pytest.mark.parametrize("ring_dir", [False, True])
+def test_camera_pixel_formats_through_the_ring(
+    run_dir: Path, tmp_path: Path, name: str, ring_dir: bool
+) -> None:
+    """Frames in a camera pixel format are held as _write_frame would store them (planes
+    side by side) and come back exactly as delivered, from memory or from ring_dir."""
+    from tests.test_pixfmt import delivered
+
+    from imagelog import pixfmt
+
+    frame = delivered(pixfmt.parse(name))
+    extra: dict[str, Any] = {"ring_dir": tmp_path / "ring"} if ring_dir else {}
+    with imagelog.open(run_dir, ring="10s", **extra) as log:
+        for i in range(3):
+            log.log(frame, pixel_format=name, source="cam", captured_at=cap(i))
+        log.trigger("defect", at=cap(2))
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    assert len(recs) == 3
+    for rec in recs:
+        assert rec["image"]["pixel_format"] == name
+        np.testing.assert_array_equal(run.load(rec), frame)
