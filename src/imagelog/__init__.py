@@ -29,6 +29,7 @@ from .logger import get_default as get_default
 from .logger import init as init
 from .logger import log as log
 from .logger import open as open
+from .logger import trigger as trigger
 from .run import Run as Run
 from .run import read as read
 from .settings import Fsync as Fsync
@@ -59,4 +60,5 @@ __all__ = [
     "log",
     "open",
     "read",
+    "trigger",
 ]

@@ -1,4 +1,5 @@
-"""The ``imagelog-maintenance`` thread: repair on open, the group-commit timer, retention passes."""
+"""The ``imagelog-maintenance`` thread: repair on open, the group-commit timer, retention passes,
+and (with a ring) the poll for triggers from outside the process."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from .index.segment import IndexWriter
 from .layout import hour_of
 from .retention import Retention
 
-__all__ = ["CHECK_EVERY", "MIN_PASS_EVERY", "RESCAN_EVERY", "Maintenance"]
+__all__ = ["CHECK_EVERY", "MIN_PASS_EVERY", "POLL_EVERY", "RESCAN_EVERY", "Maintenance"]
 
 #: How often (seconds) the two newest hours are rescanned when other writers add to them.
 RESCAN_EVERY = 30.0
@@ -19,6 +20,8 @@ CHECK_EVERY = 1.0
 #: Retention passes asked for by writes run at most this often (seconds): while over quota every
 #: frame asks for one, and a pass lists and reads part of the run.
 MIN_PASS_EVERY = 0.1
+#: How often (seconds) a ring writer looks for triggers left under ``triggers/`` (``poll``).
+POLL_EVERY = 1.0
 
 
 class Maintenance:
@@ -38,6 +41,8 @@ class Maintenance:
         repair: Callable[[], None] | None = None,
         report: Callable[[str, BaseException], None],
         rescan_every: float = RESCAN_EVERY,
+        poll: Callable[[], None] | None = None,
+        poll_every: float = POLL_EVERY,
     ) -> None:
         self.retention = retention if retention is not None and retention.enabled else None
         self.index = index
@@ -46,6 +51,8 @@ class Maintenance:
         self.repair = repair
         self.report = report
         self.rescan_every = rescan_every
+        self.poll = poll
+        self.poll_every = poll_every
         self._cond = threading.Condition()
         self._requested = 0
         self._completed = 0
@@ -56,7 +63,12 @@ class Maintenance:
     @property
     def needed(self) -> bool:
         """Whether there is anything for the thread to do."""
-        return self.retention is not None or self.index is not None or self.repair is not None
+        return (
+            self.retention is not None
+            or self.index is not None
+            or self.repair is not None
+            or self.poll is not None
+        )
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -97,6 +109,8 @@ class Maintenance:
         ticks = [CHECK_EVERY] if self.retention is not None else []
         if self.index is not None:
             ticks.append(self.sync_every)
+        if self.poll is not None:
+            ticks.append(self.poll_every)
         return min(ticks) if ticks else 0.0
 
     def _run(self) -> None:
@@ -119,6 +133,7 @@ class Maintenance:
             return
         last_hour = ""
         last_rescan = last_pass = time.monotonic()
+        last_poll = last_pass - self.poll_every
         while True:
             with self._cond:
                 if not self._stop and self._completed >= self._requested:
@@ -130,6 +145,12 @@ class Maintenance:
                 stopping = self._stop
                 token = self._requested
             last_pass = time.monotonic()
+            if self.poll is not None and last_pass - last_poll >= self.poll_every:
+                last_poll = last_pass
+                try:
+                    self.poll()
+                except Exception as exc:
+                    self.report("trigger-poll", exc)
             try:
                 if self.index is not None:
                     self.index.sync_if_due()

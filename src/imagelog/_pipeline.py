@@ -5,12 +5,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import json
 import logging
 import os
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import exif, pixfmt
@@ -19,8 +20,11 @@ from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
+from ._ring import Expiry, Ring, Trigger
+from ._ring_dir import RingDir
 from ._verify import Sampler, Verifier
 from .checks import check_frame
+from .codecs import get as get_codec
 from .codecs.base import Codec
 from .codecs.passthrough import extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
@@ -33,10 +37,13 @@ from .record import (
     dropped_record,
     dumps,
     encoding_record,
+    expired_record,
     failed_record,
     iso_utc,
+    mark_triggered,
     ordered,
     stored_file,
+    triggered_record,
 )
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
@@ -72,6 +79,17 @@ class FrameJob:
     created_ns: int
     source: str
     captured_given: bool = False
+    captured_ns: int = 0
+    #: with a ring: the encoded bytes (no record inside), once the frame was held
+    encoded: bytes | None = None
+    #: the trigger that saves it (its window covers the frame's capture time)
+    trigger: Trigger | None = None
+    #: bytes the ring still counts for it (taken out of the ring by a trigger, not yet written)
+    ring_nbytes: int = 0
+    #: its file in ``ring_dir`` while held (removed once expired or written)
+    ring_path: str | None = None
+    #: the writer that logged it, when not this one (adopted from a dead writer's ring_dir)
+    writer: str | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -121,7 +139,16 @@ class Pipeline:
         self.settings = settings
         self.writer = writer
         self.clock = clock
-        self.queue = ByteQueue(settings.max_queue_bytes)
+        self.ring: Ring | None = None
+        if settings.ring_bytes is not None:
+            r = settings.ring
+            per_source = (
+                None if not isinstance(r, Mapping) else {k: int(v * 1e9) for k, v in r.items()}
+            )
+            duration = None if r is None or isinstance(r, Mapping) else int(r * 1e9)
+            self.ring = Ring(duration, settings.ring_bytes, per_source=per_source)
+        # the ring's bytes are part of max_queue_bytes: the queue keeps the rest
+        self.queue = ByteQueue(settings.max_queue_bytes - (settings.ring_bytes or 0))
         self.stats = Stats()
         self.stats.counts["logged"] = 0
         syncing = settings.fsync is not Fsync.NONE
@@ -133,7 +160,16 @@ class Pipeline:
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
-        self.pool = BufferPool(min(settings.max_queue_bytes, 64 * 2**20))
+        self.pool = BufferPool(min(self.queue.max_bytes, 64 * 2**20))
+        self.opened_wall_ns = time.time_ns()
+        self._seen_triggers: set[str] = set()
+        self._stopping = False
+        self.ring_dir = (
+            None
+            if settings.ring_dir is None or self.ring is None
+            else RingDir(settings.ring_dir, writer)
+        )
+        self.adopted = 0
         self.verifier = Verifier(settings.verify)
         self.checker = Sampler(settings.check_encoding)
         self.backoff = Backoff()
@@ -154,7 +190,10 @@ class Pipeline:
         self.maintenance = Maintenance(
             retention=self.retention, index=self.index if syncing else None,
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
+            poll=None if self.ring is None else self.poll_triggers,
         )  # fmt: skip
+        if self.ring_dir is not None:
+            self._adopt()
 
     def _count_for_retention(self, rec: dict[str, Any]) -> None:
         """An ``on_written`` hook: count the record; over quota, ask for a retention pass."""
@@ -177,6 +216,7 @@ class Pipeline:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = self.maintenance.settle(left)
         if ok:
+            self.write_summary(force=True)
             self.write_held()
             self.index.flush()  # object stores: upload the open index part
             if self.settings.fsync is not Fsync.NONE:
@@ -214,11 +254,14 @@ class Pipeline:
                 "held_records": len(self.stats.held),
                 "unrecorded": self.stats.unrecorded,
                 "paused": self.backoff.reason,
+                **self._ring_stats(),
                 "encode_seconds": c["encode_ns"] / 1e9,
                 "write_seconds": c["write_ns"] / 1e9,
                 "by_source": {
                     s: {
-                        k: v[k] for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                        k: v[k]
+                        for k in ("logged", "written", "dropped", "failed", "bytes_written")
+                        + (("expired", "triggered") if self.ring is not None else ())
                     }
                     for s, v in self.stats.by_source.items()
                 },
@@ -263,6 +306,7 @@ class Pipeline:
         """Drain for up to ``timeout`` seconds and stop the threads; return how many frames were
         left unwritten (each counted and indexed as dropped, reason ``close_timeout``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._stopping = True
         self.queue.wait_done(self.queue.mark(), timeout)
         left = self.queue.drain()
         self.queue.close(len(self._threads))
@@ -279,8 +323,19 @@ class Pipeline:
             if isinstance(item.payload, FrameJob):
                 frames += 1
                 events.append(self._drop_record(item.payload, "close_timeout"))
+                if item.payload.ring_path is not None:  # recorded as dropped: not to be adopted
+                    RingDir.remove(item.payload.ring_path)
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        if self.ring is not None:  # what the ring still holds expires with the log
+            for old in self.ring.expire_all():
+                self.stats.add(old.source, "expired")
+                if old.job.ring_path is not None:
+                    RingDir.remove(old.job.ring_path)
+            for w, summary in self.ring.take_summaries(force=True):
+                events.append(self._summary_event(w, summary, "close"))
+            if self.ring_dir is not None:
+                self.ring_dir.close()
         for e in events:
             self.hold(e.record, e.created_ns)
         try:
@@ -346,6 +401,226 @@ class Pipeline:
         rec = dropped_record(job.record, reason, self._frame_fields(job.frame))
         return EventJob(rec, job.created_ns)
 
+    # -- the ring -----------------------------------------------------------------------------------
+    def trigger(
+        self,
+        *,
+        tid: str,
+        reason: str,
+        at_ns: int,
+        before_ns: int | None,
+        after_ns: int,
+        sources: frozenset[str] | None,
+        origin: str = "api",
+    ) -> int:
+        """Open a trigger's window: queue the held frames it covers to be written (their bytes
+        stay counted by the ring until written) and its ``triggered`` record; return how many
+        held frames it took. Later frames in the window are written as they come."""
+        assert self.ring is not None
+        if self._stopping:
+            return 0
+        self.start()
+        start = 0 if before_ns is None else at_ns - before_ns
+        t = Trigger(tid, reason, at_ns, start, at_ns + after_ns, sources)
+        jobs = self.ring.trigger(t)
+        now = self.clock()
+        rec = triggered_record(
+            now_ns=now, rid=tid, reason=reason, writer=self.writer, at_ns=at_ns, start_ns=start,
+            end_ns=t.end_ns, sources=None if sources is None else sorted(sources), origin=origin,
+            frames=len(jobs),
+        )  # fmt: skip
+        with self.stats.lock:
+            self.stats.counts["triggers"] += 1
+        try:
+            self.queue.put_control(Item(EventJob(rec, now), 0))
+            for job in jobs:
+                job.trigger = t
+                mark_triggered(job.record, tid, reason)
+                self.queue.put_control(Item(job, 0))  # not droppable: the ring counts its bytes
+        except QueueClosed:
+            pass
+        return len(jobs)
+
+    def poll_triggers(self) -> None:
+        """Apply the triggers left under ``triggers/`` by ``imagelog trigger`` (maintenance thread).
+
+        Each writer applies each trigger once; one left before this writer opened (wall clock)
+        is skipped: its ring held nothing then.
+        """
+        from .layout import TRIGGERS_PREFIX
+
+        for info in self.store.list(TRIGGERS_PREFIX):
+            tid = info.key.rsplit("/", 1)[-1].removesuffix(".json")
+            if tid in self._seen_triggers or not info.key.endswith(".json"):
+                continue
+            self._seen_triggers.add(tid)
+            try:
+                spec = json.loads(self.store.get(info.key))
+                at_ns, after_ns = int(spec["at_ns"]), int(spec.get("after_ns") or 0)
+                before = spec.get("before_ns")
+                sources = spec.get("sources")
+                if int(spec.get("created_ns") or 0) < self.opened_wall_ns:
+                    continue  # left before this writer opened: its ring held nothing then
+                self.trigger(
+                    tid=tid, reason=str(spec["reason"]), at_ns=at_ns,
+                    before_ns=None if before is None else int(before), after_ns=after_ns,
+                    sources=None if sources is None else frozenset(map(str, sources)),
+                    origin="file",
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError) as exc:
+                self.report("trigger-file", ValueError(f"{info.key}: {exc}"))
+
+    def _ring_or_write(self, job: FrameJob) -> None:
+        """With a ring: write a frame a trigger's window covers; encode and hold any other."""
+        ring = self.ring
+        assert ring is not None
+        t = ring.covering(job.source, job.captured_ns)
+        if t is None:
+            frame = job.frame
+            if frame.encoded is None:
+                assert frame.pixels is not None
+                t0 = time.perf_counter_ns()
+                pixels = frame.pixels
+                if frame.pixel_format is not None:  # as _write_frame stores them
+                    pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                    if layout is not None:
+                        job.record["image"]["layout"] = layout
+                job.encoded = job.codec.encode(pixels, job.params)
+                with self.stats.lock:
+                    self.stats.counts["encode_ns"] += time.perf_counter_ns() - t0
+                self.recycle(job)
+                frame.pixels = None  # the ring holds the encoded bytes only
+                nbytes = len(job.encoded)
+            else:
+                nbytes = len(frame.encoded)
+            seq = job.record["image"]["seq"]
+            if self.ring_dir is not None:
+                job.ring_path = self.ring_dir.save(
+                    seq, self._ring_header(job), job.encoded or frame.encoded or b""
+                )
+            t = self._push(job, nbytes)
+            if t is None:
+                return
+            if job.ring_path is not None:
+                RingDir.remove(job.ring_path)
+                job.ring_path = None
+        job.trigger = t
+        mark_triggered(job.record, t.id, t.reason)
+        self._write_guarded(job)
+
+    def _push(self, job: FrameJob, nbytes: int) -> Trigger | None:
+        """Hold a frame in the ring; count (and remove the files of) the frames it pushes out."""
+        assert self.ring is not None
+        seq = job.record["image"]["seq"]
+        writer = job.writer or self.writer
+        t, expired = self.ring.push(job, writer, job.source, job.captured_ns, seq, nbytes)
+        for old in expired:
+            self.stats.add(old.source, "expired")
+            if old.job.ring_path is not None:
+                RingDir.remove(old.job.ring_path)
+            old.job = None  # its bytes are gone with it
+        if expired:
+            self.write_summary()
+        return t
+
+    @staticmethod
+    def _ring_header(job: FrameJob) -> dict[str, Any]:
+        f = job.frame
+        return {
+            "record": job.record,
+            "codec": job.codec.name,
+            "params": job.params,
+            "created_ns": job.created_ns,
+            "captured_ns": job.captured_ns,
+            "captured_given": job.captured_given,
+            "source": job.source,
+            "frame": {
+                "width": f.width, "height": f.height, "channels": f.channels, "dtype": f.dtype,
+                "channel_order": f.channel_order, "converted_from": f.converted_from,
+                "encoded_format": f.encoded_format if f.encoded is not None else None,
+                "pixel_format": f.pixel_format, "stride": f.stride, "bit_depth": f.bit_depth,
+            },
+        }  # fmt: skip
+
+    def _adopt(self) -> None:
+        """On open: take the held frames that dead writers left in ``ring_dir`` into the ring
+        (a trigger can still save them; the bounds expire the rest, in their writer's books)."""
+        from ._lifecycle import open_writers
+        from .index.recover import writer_alive
+
+        assert self.ring_dir is not None
+        own = open_writers()
+        for header, data, path, mtime in self.ring_dir.adopt(lambda w: writer_alive(w, own)):
+            try:
+                fr = header["frame"]
+                passthrough = fr["encoded_format"] is not None
+                frame = Frame(
+                    fr["width"], fr["height"], fr["channels"], fr["dtype"],
+                    encoded=data if passthrough else None, encoded_format=fr["encoded_format"],
+                    channel_order=fr["channel_order"], converted_from=fr["converted_from"],
+                    pixel_format=fr.get("pixel_format"), stride=fr.get("stride"),
+                    bit_depth=fr.get("bit_depth"),
+                )  # fmt: skip
+                rec = header["record"]
+                job = FrameJob(
+                    frame, rec, get_codec(header["codec"]), header["params"],
+                    int(header["created_ns"]), header["source"], bool(header["captured_given"]),
+                    int(header["captured_ns"]), encoded=None if passthrough else data,
+                    ring_path=path, writer=rec["imagelog"]["writer"],
+                )  # fmt: skip
+            except (KeyError, TypeError, ValueError) as exc:
+                self.report("ring-dir", ValueError(f"{path}: {exc}"))
+                continue
+            self.adopted += 1
+            self.opened_wall_ns = min(self.opened_wall_ns, mtime)  # its triggers still count
+            t = self._push(job, len(data))
+            if t is not None:  # cannot happen at open (no trigger yet), kept for clarity
+                self.queue.put_control(Item(job, 0))
+
+    def write_summary(self, *, force: bool = False) -> None:
+        """Write the ``expired`` summary of the frames that left the ring, when a ring's worth
+        has (or, with ``force``, any has)."""
+        if self.ring is None:
+            return
+        for w, summary in self.ring.take_summaries(force=force):
+            e = self._summary_event(w, summary, "ring")
+            self.append_event(e.record, e.created_ns)
+
+    def _summary_event(self, writer: str, e: Expiry, reason: str) -> EventJob:
+        now = self.clock()
+        rec = expired_record(
+            now_ns=now, rid=uuid7(now), reason=reason, writer=writer, frames=e.frames,
+            nbytes=e.bytes, first_ns=e.first_ns, last_ns=e.last_ns, seqs=e.seq_ranges(),
+            by_source=e.by_source,
+        )  # fmt: skip
+        return EventJob(rec, now)
+
+    def append_event(self, record: dict[str, Any], created_ns: int) -> None:
+        """Append an event line now, or hold it (behind held ones, or while paused)."""
+        if self.stats.held or self.backoff.reason is not None:
+            self.hold(record, created_ns)
+            return
+        try:
+            self.index.append(record, created_ns)
+        except OSError as err:
+            self.report(_reason(err), err)
+            self.hold(record, created_ns)
+
+    def _ring_stats(self) -> dict[str, Any]:
+        c = self.stats.counts
+        if self.ring is None:
+            return {}
+        return {
+            "expired": c["expired"],
+            "triggered": c["triggered"],
+            "triggers": c["triggers"],
+            "ring_frames": self.ring.frames,
+            "adopted": self.adopted,
+            "ring_bytes": self.ring.bytes,
+            "max_ring_bytes": self.ring.max_bytes,
+            "peak_ring_bytes": self.ring.peak_bytes,
+        }
+
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
         _lower_priority(self.settings.worker_nice)
@@ -359,7 +634,14 @@ class Pipeline:
             try:
                 payload = item.payload
                 if isinstance(payload, FrameJob):
-                    self._write_guarded(payload)
+                    if (
+                        self.ring is not None
+                        and payload.trigger is None
+                        and self.ring.holds(payload.source)
+                    ):
+                        self._ring_or_write(payload)
+                    else:
+                        self._write_guarded(payload)
                 elif self.stats.held or self.backoff.reason is not None:
                     self.hold(payload.record, payload.created_ns)  # keep the index's order
                 else:
@@ -379,6 +661,13 @@ class Pipeline:
             finally:
                 if isinstance(item.payload, FrameJob):
                     self.recycle(item.payload)
+                    if item.payload.ring_nbytes and self.ring is not None:
+                        self.ring.release(item.payload.ring_nbytes)
+                        item.payload.ring_nbytes = 0
+                    if item.payload.ring_path is not None and item.payload.trigger is not None:
+                        # saved by a trigger and written (or failed): no longer held
+                        RingDir.remove(item.payload.ring_path)
+                        item.payload.ring_path = None
                 self.queue.done(item)
 
     def _write_guarded(self, job: FrameJob) -> None:
@@ -458,7 +747,9 @@ class Pipeline:
             fmt = frame.encoded_format or "jpeg"
             ext, mime = extension_of(fmt)
             image.update(format=fmt, lossless=fmt != "jpeg", encoder={"name": "passthrough"})
-            key = image_key(job.created_ns, job.source, image["seq"], self.writer, ext)
+            key = image_key(
+                job.created_ns, job.source, image["seq"], job.writer or self.writer, ext
+            )
             rec["file"] = {"path": key, "mime_type": mime, "extension": ext}
             tags = exif.read(frame.encoded, fmt)
             if tags:
@@ -469,18 +760,34 @@ class Pipeline:
             data, embedded = frame.encoded, False
         else:
             codec = job.codec
-            key = image_key(job.created_ns, job.source, image["seq"], self.writer, codec.extension)
+            key = image_key(
+                job.created_ns, job.source, image["seq"], job.writer or self.writer, codec.extension
+            )
             image.update(self._codec_fields(codec, job.params))
             rec["file"] = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
-            assert frame.pixels is not None
-            pixels = frame.pixels
-            if frame.pixel_format is not None:  # Bayer/YUV planes side by side: smaller files
-                pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
-                if layout is not None:
-                    image["layout"] = layout
-            body = dumps(ordered(rec))
-            data, embedded = codec.encode_with_record(pixels, job.params, body)
-            if self.verifier.due(codec, job.params):  # verify="sample"/"all": decode and compare
+            if job.encoded is not None:  # held in the ring, encoded bare: the record goes in now
+                pixels = None  # nothing to verify against: the pixels were let go when held
+                body = dumps(ordered(rec))
+                inside = codec.embed(job.encoded, body)
+                if inside is None and _embeds_while_encoding(codec, job.params):
+                    # TIFF puts the record in a tag as it encodes: lossless, so decode and
+                    # encode again (the lossless preset's small frames, cheap)
+                    decoded = codec.decode(job.encoded)
+                    data, embedded = codec.encode_with_record(decoded, job.params, body)
+                else:
+                    data, embedded = (job.encoded, False) if inside is None else (inside, True)
+            else:
+                assert frame.pixels is not None
+                pixels = frame.pixels
+                if frame.pixel_format is not None:  # Bayer/YUV planes side by side: smaller files
+                    pixels, layout = pixfmt.to_stored(pixels, frame.pixel_format)
+                    if layout is not None:
+                        image["layout"] = layout
+                body = dumps(ordered(rec))
+                data, embedded = codec.encode_with_record(pixels, job.params, body)
+            if pixels is not None and self.verifier.due(
+                codec, job.params
+            ):  # verify=: decode, compare
                 problem = self.verifier.check(codec, pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
@@ -520,6 +827,9 @@ class Pipeline:
             counts["bytes_written"] += n
             mine["written"] += 1
             mine["bytes_written"] += n
+            if job.trigger is not None:
+                counts["triggered"] += 1
+                mine["triggered"] += 1
             counts["encode_ns"] += int((t1 - t0) * 1e9)
             counts["write_ns"] += int((t2 - t1) * 1e9)
         final = ordered(rec)  # schema order for the hooks and encoding events (a dict copy)
@@ -607,6 +917,12 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
+
+
+def _embeds_while_encoding(codec: Codec, params: dict[str, Any]) -> bool:
+    """Whether a codec with no ``embed`` puts the record in while encoding, losslessly."""
+    own = type(codec).encode_with_record is not Codec.encode_with_record
+    return own and codec.is_lossless(params)
 
 
 def _lower_priority(nice: int) -> None:

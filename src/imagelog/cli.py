@@ -1,6 +1,6 @@
 """The command line: ``imagelog ls | stats | show | view``; one ``cmd_<verb>`` function per subcommand.
 
-``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``.
+``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``; ``trigger`` in ``_cli_ring.py``.
 """
 
 from __future__ import annotations
@@ -298,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     vw.set_defaults(func=cmd_view)
 
     from ._cli_query import add_query_commands
+    from ._cli_ring import add_ring_commands
     from ._cli_storage import add_storage_commands
     from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
     add_query_commands(sub)  # compact, query, export, tail
     add_bench(sub)  # imagelog bench: codec speeds on this machine
+    add_ring_commands(sub)  # trigger
     return p
 
 

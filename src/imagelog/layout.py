@@ -10,6 +10,7 @@ or parses a key asks it. A run looks like::
     index/date=<YYYY-MM-DD>/hour=<HH>/<writer>.parquet    a compacted hour (imagelog.compact)
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
+    triggers/<trigger id>.json                            a ring trigger from outside the process
 
 An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
 *writer* is one process's id (``<hex>-<pid>``).
@@ -29,6 +30,7 @@ __all__ = [
     "LAYOUT",
     "MANIFEST",
     "QUARANTINE_PREFIX",
+    "TRIGGERS_PREFIX",
     "compacted_key",
     "compacted_prefix",
     "hour_end_ns",
@@ -43,6 +45,7 @@ __all__ = [
     "segment_key",
     "segment_name",
     "source_dir",
+    "trigger_key",
     "writer_of",
     "writer_pid",
 ]
@@ -55,6 +58,8 @@ IMAGES_PREFIX = "images/"
 INDEX_PREFIX = "index/"
 #: Where torn index lines and lone sidecars are moved by repair and reindex.
 QUARANTINE_PREFIX = "quarantine/"
+#: Where ``imagelog trigger`` leaves triggers for the run's ring writers (polled, never removed).
+TRIGGERS_PREFIX = "triggers/"
 #: The writer name of the segment that holds the lines of kept files of a purged hour.
 KEPT_WRITER = "kept"
 #: The layout as the manifest states it.
@@ -200,3 +205,8 @@ def writer_pid(writer: str) -> int | None:
     """
     _, _, pid_text = writer.rpartition("-")
     return int(pid_text) if pid_text.isdigit() else None
+
+
+def trigger_key(trigger_id: str) -> str:
+    """Where an outside trigger is left for the writers: ``triggers/<id>.json``."""
+    return f"{TRIGGERS_PREFIX}{trigger_id}.json"

@@ -7,7 +7,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
 from typing import Any, TypeGuard
 
 import numpy as np
@@ -21,10 +22,10 @@ from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
 from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
-from .settings import Settings
+from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
-__all__ = ["ImageLog", "get_default", "init", "log", "open"]
+__all__ = ["ImageLog", "get_default", "init", "log", "open", "trigger"]
 
 logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
@@ -42,6 +43,9 @@ class ImageLog:
       ``stats()`` and written to the index as ``event.action == "dropped"`` records.
     - An image file appears under its final name only when whole; its index line is written only
       after that. ``flush()`` returns once everything logged before it is on storage.
+    - With a ring (``ring=``/``ring_bytes=``), frames are held, not written, until
+      ``trigger()`` saves a window of them; ``flush()`` then waits until each frame logged
+      before it is held or, if a trigger covers it, written.
     - Background failures (disk full, permission lost) are counted in ``stats()`` and reported
       through the ``imagelog`` logger; they never raise in the caller's thread, unless
       ``strict=True`` (or ``IMAGELOG_STRICT=1``), where ``flush()``/``close()`` re-raise the first.
@@ -65,6 +69,7 @@ class ImageLog:
         self._state = LogState.OPEN
         self._close_lock = threading.Lock()
         self._resolved: dict[tuple[str, str, int, bool, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._last_captured: int | None = None  # the default ``at`` of trigger()
         self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
         self._reset_writer()
         self._write_manifest()
@@ -208,6 +213,7 @@ class ImageLog:
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
             message = str(message)  # type: ignore[unreachable,unused-ignore]
         captured = created if captured_at is None else parse_time_ns(captured_at)
+        self._last_captured = captured
         seq = next(self._seq)
         rid = uuid7(created)
         record = base_record(
@@ -215,12 +221,83 @@ class ImageLog:
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
             pid=self._pid,
         )  # fmt: skip
-        job = FrameJob(f, record, codec, params, created, source, captured_at is not None)
+        job = FrameJob(f, record, codec, params, created, source, captured_at is not None, captured)
         try:
             pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid
+
+    def trigger(
+        self,
+        reason: str,
+        /,
+        *,
+        before: float | str | timedelta | None = None,
+        after: float | str | timedelta = 0,
+        sources: Iterable[str] | None = None,
+        at: object = None,
+    ) -> str:
+        """Save what the ring holds around now: every frame captured in ``[at - before, at +
+        after]`` is written as an ordinary record, and frames still to come in that window are
+        written as they arrive. Returns the trigger's id.
+
+        The window is on the capture axis (``captured_at=`` of ``log()`` when given, else log
+        time) and inclusive at both ends. Saved records carry ``event.reason == reason`` and the
+        trigger's id in ``labels.trigger`` (and ``imagelog.trigger``); a ``triggered`` event
+        record says when and what. Overlapping windows save each frame once (it carries the id of
+        the first trigger that saved it).
+
+        Args:
+            reason: why (``"defect"``); goes to ``event.reason``.
+            before: how far back (seconds, ``"10s"``, timedelta); None: all that the ring holds.
+            after: how long to keep recording after ``at``.
+            sources: only these sources (default: all, including sources not seen yet).
+            at: the moment of the event (datetime, Unix seconds or ns); default: the capture
+                time of the last frame logged (so "the frame I just logged shows a defect"
+                works whether frames carry ``captured_at=`` or not), or now if none was.
+
+        Raises:
+            RuntimeError: the log has no ring (``imagelog.open(..., ring="30s")``) or is closed.
+            ValueError: a bad reason, duration or source list.
+
+        Example:
+            >>> import numpy as np, imagelog, tempfile
+            >>> with imagelog.open(tempfile.mkdtemp(), ring="30s") as log:
+            ...     for i in range(10):
+            ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_000_000 + i)
+            ...     _ = log.trigger("defect", before="3s", at=1_000_008)  # frames 5..8
+            ...     _ = log.flush()
+            ...     (log.stats()["triggered"], log.stats()["ring_frames"])
+            (4, 6)
+        """
+        if self._state is not LogState.OPEN:
+            raise RuntimeError("cannot trigger a closed ImageLog")
+        if self._pipeline.ring is None:
+            raise RuntimeError(
+                "this log has no ring: open it with imagelog.open(path, ring='30s') "
+                "(or ring_bytes=) to use trigger()"
+            )
+        if not isinstance(reason, str) or not reason:  # type: ignore[redundant-expr,unused-ignore]
+            raise InvalidSetting(f"trigger reason must be a non-empty str, got {reason!r}")
+        before_ns = None if before is None else _duration_ns(before, "before")
+        after_ns = _duration_ns(after, "after")
+        if isinstance(sources, str):
+            raise TypeError("sources must be a list of source names, not a str")
+        chosen = None if sources is None else frozenset(sources)
+        if chosen is not None and not all(isinstance(s, str) and s for s in chosen):  # type: ignore[redundant-expr,unused-ignore]
+            raise InvalidSetting(f"sources must be non-empty strs, got {sorted(map(str, chosen))}")
+        if at is not None:
+            at_ns = parse_time_ns(at, name="at")
+        else:
+            last = self._last_captured
+            at_ns = self._clock() if last is None else last
+        tid = uuid7(self._clock())
+        self._pipeline.trigger(
+            tid=tid, reason=reason, at_ns=at_ns, before_ns=before_ns, after_ns=after_ns,
+            sources=chosen,
+        )  # fmt: skip
+        return tid
 
     def _codec_for(self, f: Frame, source: str, format: str | None) -> tuple[Codec, dict[str, Any]]:
         if f.encoded is not None:
@@ -315,7 +392,13 @@ class ImageLog:
         self._reset_writer()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: logged, written, dropped, failed, queue and byte figures, per source."""
+        """Counters: logged, written, dropped, failed, queue and byte figures, per source.
+
+        With a ring, also: ``expired`` (frames that left the ring untriggered), ``triggered``
+        (frames written because a trigger saved them), ``triggers``, ``ring_frames``,
+        ``ring_bytes`` (held, or taken by a trigger and not yet written), ``max_ring_bytes``,
+        ``peak_ring_bytes``; per source ``expired`` and ``triggered``.
+        """
         return self._pipeline.stats_dict()
 
     def __enter__(self) -> ImageLog:
@@ -347,7 +430,9 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     spec such as "png:level=1"), ``formats`` (per source), ``codec_options``, ``on_full``
     ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
-    ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``.
+    ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
+    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
+    ``ring_dir`` (see ``ImageLog.trigger``).
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).
@@ -365,6 +450,10 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
             codecs.get(name)
     store = make_store(path, create=True, storage_options=s.storage_options)
     return ImageLog(store, s)
+
+
+def _duration_ns(value: float | str | timedelta, name: str) -> int:
+    return int(parse_duration(value, name=name) * 1e9)
 
 
 _default: ImageLog | None = None
@@ -396,3 +485,8 @@ def get_default() -> ImageLog:
 def log(frame: object, /, **kwargs: Any) -> str:
     """``imagelog.init(path)`` once, then ``imagelog.log(frame, source=...)`` anywhere."""
     return get_default().log(frame, **kwargs)
+
+
+def trigger(reason: str, /, **kwargs: Any) -> str:
+    """``ImageLog.trigger`` on the log opened by ``imagelog.init(path, ring=...)``."""
+    return get_default().trigger(reason, **kwargs)

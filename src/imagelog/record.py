@@ -1,8 +1,9 @@
 """The JSON record: every kind of index line is built here, with ECS field names.
 
 Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
-``failed`` (a frame the write path could not store), ``purged`` (a retention event) and
-``encoding_warning`` (a stored frame that the encoding checks found suspect).
+``failed`` (a frame the write path could not store), ``purged`` (a retention event),
+``encoding_warning`` (a stored frame that the encoding checks found suspect), ``triggered`` (a
+ring trigger) and ``expired`` (frames that left the ring untriggered, summed up).
 A ``logged`` record is built in two halves: the caller's thread builds everything it knows
 (``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
 and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
@@ -34,13 +35,16 @@ __all__ = [
     "dropped_record",
     "dumps",
     "encoding_record",
+    "expired_record",
     "failed_record",
     "iso_utc",
     "jsonable",
+    "mark_triggered",
     "ordered",
     "parse_time_ns",
     "purged_record",
     "stored_file",
+    "triggered_record",
 ]
 
 SCHEMA_VERSION = 1
@@ -317,6 +321,105 @@ def purged_record(
         "process": {"pid": os.getpid()},
         "imagelog": {"schema": SCHEMA_VERSION, "writer": writer, "purge": purge},
     }
+
+
+def _event(
+    *, now_ns: int, at_ns: int, rid: str, action: str, reason: str, message: str, writer: str
+) -> dict[str, Any]:
+    return {
+        "@timestamp": iso_utc(at_ns),
+        "event": {
+            "kind": "event",
+            "action": action,
+            "dataset": "imagelog",
+            "created": iso_utc(now_ns),
+            "id": rid,
+            "reason": reason,
+            "outcome": "success",
+        },
+        "log": {"level": "info"},
+        "message": message,
+        "host": {"name": HOSTNAME},
+        "process": {"pid": os.getpid()},
+        "imagelog": {"schema": SCHEMA_VERSION, "writer": writer},
+    }
+
+
+def mark_triggered(rec: dict[str, Any], trigger_id: str, reason: str) -> None:
+    """Mark a ``logged`` record as saved from the ring by a trigger: ``event.reason`` is the
+    trigger's reason, ``labels.trigger`` and ``imagelog.trigger`` its id."""
+    rec["event"]["reason"] = reason
+    rec["labels"] = {**rec.get("labels", {}), "trigger": trigger_id}
+    rec["imagelog"]["trigger"] = trigger_id
+
+
+def triggered_record(
+    *,
+    now_ns: int,
+    rid: str,
+    reason: str,
+    writer: str,
+    at_ns: int,
+    start_ns: int,
+    end_ns: int,
+    sources: list[str] | None,
+    origin: str,
+    frames: int,
+) -> dict[str, Any]:
+    """The ``triggered`` event of a ring trigger: ``event.id`` is the trigger's id, the id that
+    the frames it saves carry in ``labels.trigger``; ``imagelog.trigger`` holds its window
+    (``from``/``to``, capture time), its ``sources`` (null: all), where it came from (``api`` or
+    ``file``) and how many held frames it took from the ring (``frames``; later frames of its
+    post window are counted by their own records)."""
+    rec = _event(
+        now_ns=now_ns, at_ns=at_ns, rid=rid, action="triggered", reason=reason, writer=writer,
+        message=f"trigger {reason!r}: saving {iso_utc(start_ns)} .. {iso_utc(end_ns)}",
+    )  # fmt: skip
+    rec["labels"] = {"trigger": rid}
+    rec["imagelog"]["trigger"] = {
+        "id": rid,
+        "from": iso_utc(max(0, start_ns)),
+        "to": iso_utc(end_ns),
+        "sources": sources,
+        "origin": origin,
+        "frames": frames,
+    }
+    return rec
+
+
+def expired_record(
+    *,
+    now_ns: int,
+    rid: str,
+    reason: str,
+    writer: str,
+    frames: int,
+    nbytes: int,
+    first_ns: int,
+    last_ns: int,
+    seqs: list[list[int]],
+    by_source: Mapping[str, int],
+) -> dict[str, Any]:
+    """The ``expired`` summary of frames that left the ring untriggered (no image is stored).
+
+    ``imagelog.expired``: ``frames`` (how many), ``bytes`` (encoded), ``from``/``to`` (capture
+    times of the first and last), ``seqs`` (their ``image.seq`` values as inclusive
+    ``[first, last]`` ranges of this writer's sequence) and ``by_source`` (frames per source).
+    ``event.reason``: ``ring`` (pushed out by a bound) or ``close`` (held when the log closed).
+    """
+    rec = _event(
+        now_ns=now_ns, at_ns=first_ns, rid=rid, action="expired", reason=reason, writer=writer,
+        message=f"{frames} frame(s) left the ring untriggered",
+    )  # fmt: skip
+    rec["imagelog"]["expired"] = {
+        "frames": frames,
+        "bytes": nbytes,
+        "from": iso_utc(first_ns),
+        "to": iso_utc(last_ns),
+        "seqs": seqs,
+        "by_source": dict(by_source),
+    }
+    return rec
 
 
 def encoding_record(

@@ -140,6 +140,10 @@ class Settings:
     """Everything ``imagelog.open()`` accepts, validated once, at open.
 
     Sizes accept ints or strings (``"512 MiB"``), durations seconds or strings (``"7d"``).
+
+    ``ring`` (seconds per source, or ``{source: duration}`` to hold only those sources, each for
+    its own duration) and/or ``ring_bytes`` turn the ring on (see ``ImageLog.trigger``):
+    ``ring_bytes`` is part of ``max_queue_bytes`` (default: half of it), the queue keeps the rest.
     """
 
     format: str = DEFAULT_FORMAT
@@ -159,6 +163,9 @@ class Settings:
     strict: bool = False
     hash: bool = True
     worker_nice: int = 5
+    ring: float | Mapping[str, float] | None = None
+    ring_bytes: int | None = None
+    ring_dir: str | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -183,6 +190,21 @@ class Settings:
                 kw[key] = parse_bytes(kw[key], name=key)
         if kw.get("max_age") is not None:
             kw["max_age"] = parse_duration(kw["max_age"], name="max_age")
+        ring = kw.get("ring")
+        if isinstance(ring, Mapping):
+            if not ring or not all(isinstance(k, str) and k for k in ring):
+                raise InvalidSetting(
+                    f"ring as a mapping takes source names to durations, got {dict(ring)!r}"
+                )
+            kw["ring"] = {k: parse_duration(v, name=f"ring[{k!r}]") for k, v in ring.items()}
+        elif ring is not None:
+            kw["ring"] = parse_duration(ring, name="ring")
+        if kw.get("ring_bytes") is not None:
+            kw["ring_bytes"] = parse_bytes(kw["ring_bytes"], name="ring_bytes")
+        elif kw.get("ring") is not None:  # the ring takes half of the memory bound by default
+            kw["ring_bytes"] = kw["max_queue_bytes"] // 2
+        if kw.get("ring_dir") is not None:
+            kw["ring_dir"] = os.fspath(kw["ring_dir"])
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
@@ -204,6 +226,17 @@ class Settings:
         if not isinstance(self.format, str):
             raise TypeError(
                 f"format must be a string such as 'lossless' or 'png', not {self.format!r}"
+            )
+        rings = self.ring.values() if isinstance(self.ring, Mapping) else [self.ring]
+        for r in rings:
+            if r is not None and r <= 0:
+                raise InvalidSetting(f"ring must be a positive duration such as '30s', got {r!r}")
+        if self.ring_dir is not None and self.ring_bytes is None:
+            raise InvalidSetting("ring_dir needs a ring: add ring='30s' (and/or ring_bytes=)")
+        if self.ring_bytes is not None and not 0 < self.ring_bytes < self.max_queue_bytes:
+            raise InvalidSetting(
+                f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
+                f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
         for name in ("verify", "check_encoding"):
             v = getattr(self, name)
