@@ -24,7 +24,8 @@ MODULES = ["imagelog", *SUBMODULES]  # the root package's own docstring included
 #: broken into prose would otherwise pass as "0 failed"). Modules not listed run theirs too.
 WITH_EXAMPLES = {
     "imagelog", "imagelog._backoff", "imagelog._verify", "imagelog.codec_bench",
-    "imagelog.checks", "imagelog.codecs", "imagelog.frames", "imagelog.handler", "imagelog.ids",
+    "imagelog.checks", "imagelog.codecs", "imagelog.codecs.passthrough",
+    "imagelog.frames", "imagelog.handler", "imagelog.ids",
     "imagelog.layout", "imagelog.logger", "imagelog.pixfmt", "imagelog.record", "imagelog.run",
     "imagelog.samples", "imagelog.settings", "imagelog.stores.s3",
 }  # fmt: skip

@@ -351,3 +351,26 @@ class TestHandler:
         ]
         assert recs[0]["labels"] == {"k": "v"}
         assert recs[0]["meta"] == {"x": 1}
+
+
+def test_passthrough_records_whether_the_bytes_are_lossless(run_dir: Path, rgb: Any) -> None:
+    """WebP bytes passed through say lossless only when their bitstream is VP8L; JPEG never."""
+    import imagecodecs
+
+    small = np.ascontiguousarray(rgb[:64, :64])
+    given = {
+        "webp-lossless": bytes(imagecodecs.webp_encode(small, lossless=True)),
+        "webp-lossy": bytes(imagecodecs.webp_encode(small, level=80, lossless=False)),
+        "jpeg": bytes(imagecodecs.jpeg8_encode(small, level=90)),
+        "png": bytes(imagecodecs.png_encode(small)),
+    }
+    with imagelog.open(run_dir) as log:
+        for name, data in given.items():
+            log.log(data, source=name)
+    got = {r["image"]["source"]: r["image"] for r in imagelog.read(run_dir).records()}
+    assert {k: (v["format"], v["lossless"]) for k, v in got.items()} == {
+        "webp-lossless": ("webp", True),
+        "webp-lossy": ("webp", False),
+        "jpeg": ("jpeg", False),
+        "png": ("png", True),
+    }

@@ -26,7 +26,7 @@ from ._verify import Sampler, Verifier
 from .checks import check_frame
 from .codecs import get as get_codec
 from .codecs.base import Codec
-from .codecs.passthrough import extension_of
+from .codecs.passthrough import encoded_lossless, extension_of
 from .errors import CodecError, QueueClosed, SpoolFull
 from .frames import BufferPool, Frame
 from .ids import uuid7
@@ -746,7 +746,8 @@ class Pipeline:
         if frame.encoded is not None:
             fmt = frame.encoded_format or "jpeg"
             ext, mime = extension_of(fmt)
-            image.update(format=fmt, lossless=fmt != "jpeg", encoder={"name": "passthrough"})
+            lossless = encoded_lossless(frame.encoded, fmt)
+            image.update(format=fmt, lossless=lossless, encoder={"name": "passthrough"})
             key = image_key(
                 job.created_ns, job.source, image["seq"], job.writer or self.writer, ext
             )

@@ -19,6 +19,32 @@ def extension_of(fmt: str) -> tuple[str, str]:
     return _EXT[fmt]
 
 
+def encoded_lossless(data: bytes, fmt: str) -> bool:
+    """Whether already-encoded bytes hold their image losslessly, as far as the format says.
+
+    JPEG never does; WebP does when its image is a ``VP8L`` (lossless) bitstream, not ``VP8``;
+    PNG always does. JPEG XL does not say so in a header cheaply, so its bytes count as
+    lossless (docs/record.md says so).
+
+    >>> import imagecodecs, numpy as np
+    >>> rgb = np.zeros((8, 8, 3), np.uint8)
+    >>> [encoded_lossless(bytes(imagecodecs.webp_encode(rgb, lossless=k)), "webp") for k in (True, False)]
+    [True, False]
+    """
+    if fmt == "jpeg":
+        return False
+    if fmt == "webp":
+        pos = 12  # RIFF size WEBP, then chunks: fourcc, little-endian size, data padded to even
+        while pos + 8 <= len(data):
+            fourcc = data[pos : pos + 4]
+            if fourcc in (b"VP8 ", b"VP8L"):
+                return fourcc == b"VP8L"
+            size = int.from_bytes(data[pos + 4 : pos + 8], "little")
+            pos += 8 + size + (size & 1)
+        return False
+    return True
+
+
 def decode_any(data: bytes) -> Pixels:
     """Decode bytes of any format imagelog writes, choosing the decoder by magic bytes."""
     from ..frames import sniff_format
