@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image as PILImage
 
 from imagelog.index import parse_segment, segment_keys
 from imagelog.run import read
@@ -303,10 +304,11 @@ def test_open_a_killed_run(page: Any, tmp_path: Path) -> None:
         assert page.is_hidden("#error")
 
 
-@pytest.mark.skipif(not os.environ.get("VIEW_SCREENSHOTS_TO"), reason="VIEW_SCREENSHOTS_TO not set")
-def test_readme_screenshots(page: Any, big_viewer: Viewer, expected: list[dict[str, Any]]) -> None:
-    """``VIEW_SCREENSHOTS_TO=docs/img pytest -k readme``: the README's screenshots."""
-    out = Path(os.environ["VIEW_SCREENSHOTS_TO"])
+def test_readme_screenshots(
+    page: Any, big_viewer: Viewer, expected: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """The README's screenshots: grid and compare render (``make docs-img`` writes docs/img)."""
+    out = Path(os.environ.get("VIEW_SCREENSHOTS_TO") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1100, "height": 640})
     page.goto(big_viewer.url)
@@ -319,3 +321,6 @@ def test_readme_screenshots(page: Any, big_viewer: Viewer, expected: list[dict[s
     page.wait_for_selector("[data-testid=pane-1] img[data-loaded='1']", timeout=WAIT)
     page.wait_for_selector("[data-testid=pane-0] img[data-loaded='1']", timeout=WAIT)
     shot(page, out / "viewer-compare.png")
+    for name in ("viewer-grid.png", "viewer-compare.png"):
+        with PILImage.open(out / name) as im:
+            assert im.size == (1100, 640) and len(im.getcolors(256) or []) > 8  # not a blank page
