@@ -374,3 +374,14 @@ def test_passthrough_records_whether_the_bytes_are_lossless(run_dir: Path, rgb: 
         "jpeg": ("jpeg", False),
         "png": ("png", True),
     }
+
+
+def test_get_finds_by_id_prefix_and_names_what_is_missing(run_dir: Path, rgb: Any) -> None:
+    """Run.get() takes a unique id prefix; an unknown id raises RecordNotFound, a KeyError."""
+    with imagelog.open(run_dir, format="png") as log:
+        rid = log.log(rgb, source="cam1")
+    run = imagelog.read(run_dir)
+    assert run.get(rid[:13])["image"]["id"] == rid
+    with pytest.raises(imagelog.RecordNotFound, match="no record with id 'ffffffff'") as err:
+        run.get("ffffffff")
+    assert isinstance(err.value, KeyError)
