@@ -97,14 +97,7 @@ class ByteQueue:
             if policy is OnFull.DROP_NEWEST:
                 return [item]
             if policy is OnFull.DROP_OLDEST:
-                dropped: list[Item] = []
-                while self._order and not self._fits(item.nbytes):
-                    old = self._order.popleft()
-                    if old.taken or old.cancelled:
-                        continue
-                    old.cancelled = True
-                    self._release(old)
-                    dropped.append(old)
+                dropped = self._cancel_oldest(item.nbytes)
                 if self._fits(item.nbytes):
                     self._admit(item)
                 else:  # everything left is being encoded right now: the newest gives way
@@ -139,15 +132,19 @@ class ByteQueue:
         return them (``drop_oldest`` before the new frame is copied)."""
         if self._fits(nbytes):  # the common case, without the lock
             return []
-        dropped: list[Item] = []
         with self._lock:
-            while self._order and not self._fits(nbytes):
-                old = self._order.popleft()
-                if old.taken or old.cancelled:
-                    continue
-                old.cancelled = True
-                self._release(old)
-                dropped.append(old)
+            return self._cancel_oldest(nbytes)
+
+    def _cancel_oldest(self, nbytes: int) -> list[Item]:
+        """Under the lock: cancel queued items, oldest first, until ``nbytes`` fits."""
+        dropped: list[Item] = []
+        while self._order and not self._fits(nbytes):
+            old = self._order.popleft()
+            if old.taken or old.cancelled:
+                continue
+            old.cancelled = True
+            self._release(old)
+            dropped.append(old)
         return dropped
 
     def put_control(self, item: Item) -> None:

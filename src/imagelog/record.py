@@ -304,23 +304,10 @@ def purged_record(
     *, now_ns: int, rid: str, reason: str, message: str, writer: str, purge: dict[str, Any]
 ) -> dict[str, Any]:
     """The ``purged`` event retention writes for each purge (``imagelog.purge`` says what)."""
-    return {
-        "@timestamp": iso_utc(now_ns),
-        "event": {
-            "kind": "event",
-            "action": "purged",
-            "dataset": "imagelog",
-            "created": iso_utc(now_ns),
-            "id": rid,
-            "reason": reason,
-            "outcome": "success",
-        },
-        "log": {"level": "info"},
-        "message": message,
-        "host": {"name": HOSTNAME},
-        "process": {"pid": os.getpid()},
-        "imagelog": {"schema": SCHEMA_VERSION, "writer": writer, "purge": purge},
-    }
+    rec = _event(now_ns=now_ns, at_ns=now_ns, rid=rid, action="purged", reason=reason,
+                 message=message, writer=writer)  # fmt: skip
+    rec["imagelog"]["purge"] = purge
+    return rec
 
 
 def _event(
