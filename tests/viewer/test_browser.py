@@ -183,8 +183,12 @@ def test_frame_arrows_and_compare(
     page.wait_for_selector(
         f"{pane0}[data-id='{depth[0]['id']}'] img[data-loaded='1']", timeout=WAIT
     )
-    assert page.locator("[data-testid=window] input[type=range]").count() == 2  # 16-bit
-    assert depth[0]["id"] in page.inner_text("[data-testid=record]")
+    page.wait_for_function(  # the side panel renders after the record arrives: wait for it
+        "id => document.querySelectorAll('[data-testid=window] input[type=range]').length === 2"
+        " && (document.querySelector('[data-testid=record]')?.innerText || '').includes(id)",
+        arg=depth[0]["id"],
+        timeout=WAIT,
+    )  # two window inputs: a 16-bit frame
     page.keyboard.press("ArrowRight")
     page.wait_for_selector(
         f"{pane0}[data-id='{depth[1]['id']}'] img[data-loaded='1']", timeout=WAIT
