@@ -185,14 +185,17 @@ def synthetic_hours(run_dir: Path, hours: int, lines: int) -> int:
     return n
 
 
-def test_kill9_mid_compaction(run_dir: Path, tiny: CameraSimulator) -> None:
+def test_kill9_mid_compaction(run_dir: Path, tiny: CameraSimulator, tmp_path: Path) -> None:
     """A compactor killed with SIGKILL mid-pass: readers saw every record exactly once all along,
     and after; the next pass finishes the job."""
     hours_run(run_dir, tiny, hours=1, per_hour=2)
     total = synthetic_hours(run_dir, hours=12, lines=1000) + 2
     run = imagelog.read(run_dir)
     assert sum(1 for _ in run.records()) == total
-    proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(run_dir)])
+    scratch = tmp_path / "scratch"  # the killed compactor's temporary folder stays in here
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(run_dir)], env=env)
     seen = []
     try:
         deadline = time.monotonic() + 120
