@@ -56,8 +56,10 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run SQL over the records view; print a table or write CSV / JSON lines / Parquet."""
-    from .query import sql_str, with_retry
+    from .records import sql_str, with_retry
 
+    if args.limit < 0:
+        raise ValueError(f"--limit must be 0 or more, got {args.limit}")
     run = read(args.run)
     outputs = [(fmt, path) for fmt, path in (("csv", args.csv), ("json", args.json),
                                              ("parquet", args.parquet)) if path]  # fmt: skip
@@ -146,7 +148,7 @@ def _line(rec: dict[str, Any]) -> str:
         str(rec.get("@timestamp", "")),
         str(image.get("source", "-")),
         str(event.get("action", "")),
-        str(image.get("id") or event.get("id", ""))[:13],
+        str(image.get("id") or event.get("id", "")),
         size,
         str(image.get("format", "")),
         str(file.get("path", "") or event.get("reason", "") or ""),
@@ -219,7 +221,13 @@ def add_query_commands(sub: Any) -> None:
     t = sub.add_parser("tail", help="the newest records; -f follows new ones until Ctrl-C")
     t.add_argument("run")
     t.add_argument("-f", "--follow", action="store_true")
-    t.add_argument("-n", "--lines", type=int, default=10, help="newest records first (default 10)")
+    t.add_argument(
+        "-n",
+        "--lines",
+        type=int,
+        default=10,
+        help="print the newest N records, oldest first (default 10; 0: none)",
+    )
     t.add_argument("--source")
     t.add_argument("--where", help="an SQL condition on the records view")
     t.add_argument("--json", action="store_true", help="records as JSON lines")

@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from .codecs import embedded_record
 from .index.reader import iter_segment_lines, parquet_records, segment_keys
-from .index.recover import purged_ids
 from .layout import (
     IMAGES_PREFIX,
     INDEX_PREFIX,
@@ -137,7 +136,7 @@ def verify(
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
-    from .query import list_files
+    from .records import list_files, purged_ids
 
     jsonl_keys, parquet_keys = list_files(store).keys()  # compacted hours replace their segments
     for key in parquet_keys:
@@ -159,7 +158,7 @@ def verify(
                 report.findings.append(Finding("torn", key, f"{where}: {len(raw)} bytes"))
             else:
                 records.append(rec)
-    gone = purged_ids(records)
+    gone = purged_ids(store)
     logged = [r for r in records if (r.get("event") or {}).get("action") == "logged"]
     report.purged = sum(1 for r in logged if (r.get("image") or {}).get("id") in gone)
     logged = [r for r in logged if (r.get("image") or {}).get("id") not in gone]
@@ -285,7 +284,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
             store.delete([key])
             report.lone_sidecars.append(key)
     old = segment_keys(store)
-    from .query import list_files
+    from .records import list_files
 
     compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
     for key in old + compacted:  # keep the event lines (drops, purges) the old index holds

@@ -14,7 +14,7 @@ Order of operations, and why a reader sees each record exactly once at every mom
    (local) or PUT in one request (S3): it exists whole or not at all.
 2. Only then are the segments deleted. Between 1 and 2, and after a ``kill -9`` between them,
    readers see both; for a writer and hour with a Parquet file, readers ignore the JSON Lines
-   segments (``query.list_files``). The next compaction finds the leftover segments listed in
+   segments (``records.list_files``). The next compaction finds the leftover segments listed in
    the file's metadata and deletes them.
 
 Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
@@ -47,7 +47,7 @@ from .layout import (
     is_segment,
     writer_of,
 )
-from .query import COLUMNS, LocalFiles, records_sql, sql_str
+from .records import COLUMNS, ORDER, LocalFiles, records_sql, sql_str
 from .stores.base import Store
 
 __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
@@ -192,8 +192,8 @@ def _compact_one(
             con.execute("SET threads = 1")  # a background chore: one core, bounded memory
             con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
             con.execute(
-                f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, whole=True)}) "
-                f"ORDER BY id, seq) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
+                f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, strict=True)}) "
+                f"ORDER BY {ORDER}) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}}})"
             )
         finally:

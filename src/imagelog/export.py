@@ -567,9 +567,9 @@ def _gap_ids(path: Path) -> set[str]:
 
 
 def _count(run: Run, **filters: Any) -> int:
-    from .query import filters_sql, with_retry
+    from .records import filters_sql, with_retry
 
     cond, params = filters_sql(include_events=True, **filters)
-    rows = with_retry(run.store, lambda con: con.sql(
-        f"SELECT count(*) FROM records WHERE {cond}", params=params or None).fetchall())  # fmt: skip
+    rows = with_retry(run.store, lambda con: con.execute(
+        f"SELECT count(*) FROM records WHERE {cond}", params or None).fetchall())  # fmt: skip
     return int(rows[0][0])

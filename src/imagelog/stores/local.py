@@ -110,6 +110,7 @@ class LocalStore:
         self.local_root: Path | None = self.root
         self.concurrency = max(2, os.cpu_count() or 2)
         self._root = os.fspath(self.root)
+        self._real: str | None = None  # the root with symlinks resolved (made on first use)
         self._dirs: set[str] = set()  # folders known to exist (as strings)
         self._lock = threading.Lock()
         if create:
@@ -123,7 +124,27 @@ class LocalStore:
                 raise StoreError(f"run folder {self.root} is not writable", path=str(self.root))
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        """The file of ``key``; ``StoreError`` for a key that leaves the run (an absolute path,
+        a ``..`` part, or a symlink that resolves outside the root): nothing outside is read."""
+        if key.startswith(("/", "\\")) or "\0" in key or ".." in key.split("/"):
+            raise StoreError(f"{key!r} is not a key inside the run {self.root}", path=key)
+        path = self.root / key
+        if self._real is None:
+            self._real = os.path.realpath(self.root)
+        real = os.path.realpath(path)
+        if real != self._real and not real.startswith(self._real + os.sep):
+            raise StoreError(f"{key!r} leads outside the run {self.root}", path=key)
+        return path
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``start:end`` of a file (one seek and read)."""
+        with open(self._path(key), "rb") as fh:
+            fh.seek(start)
+            return fh.read(-1 if end is None else max(0, end - start))
+
+    def size(self, key: str) -> int:
+        """The file's size."""
+        return self._path(key).stat().st_size
 
     def _ensure_dir(self, parent: str) -> None:
         if parent not in self._dirs:

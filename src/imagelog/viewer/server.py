@@ -37,7 +37,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import exif as exif_mod
 from ..run import Run, read
-from ..stores.local import LocalStore
 from .index import Filters, LiveIndex
 from .thumbs import (
     BROWSER_FORMATS,
@@ -129,10 +128,9 @@ class Viewer:
         self.index = LiveIndex(self.run, db_dir=_mkdir(cache / "index"))
         self.thumbs = ThumbnailCache(cache / "thumbs", max_bytes=cache_bytes)
         # an object store is listed at most once a second (each look is a LIST request)
-        self.poll = poll if isinstance(self.run.store, LocalStore) else max(poll, 1.0)
-        self._root = (
-            Path(self.run.store.root).resolve() if isinstance(self.run.store, LocalStore) else None
-        )
+        root = self.run.store.local_root
+        self.poll = poll if root is not None else max(poll, 1.0)
+        self._root = root.resolve() if root is not None else None
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
