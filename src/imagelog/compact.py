@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from ._extras import require
 from .index.reader import parquet_records
 from .layout import (
     INDEX_PREFIX,
@@ -117,7 +118,9 @@ def compact(
 
     Safe to run at any time, while writers log, concurrently with readers and with another
     compactor; a pass interrupted at any point (``kill -9`` included) is finished by the next.
+    Needs pyarrow (the ``query`` extra).
     """
+    require("pyarrow", "query", "compaction")
     now_ns = time.time_ns() if now_ns is None else now_ns
     own = None if writers is None else set(writers)
     jsonl: dict[tuple[str, str], list[tuple[str, int]]] = {}

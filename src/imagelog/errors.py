@@ -10,6 +10,7 @@ The tree::
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
     ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
+    │   ├── KeyOutsideRun(StoreError)                  a key that leaves the run (``..``, absolute, symlink out)
     │   └── SpoolFull(StoreError)                      the local spool has no room while the store is down
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
@@ -30,6 +31,7 @@ __all__ = [
     "ImageLogError",
     "InvalidFrame",
     "InvalidSetting",
+    "KeyOutsideRun",
     "MetadataNotJSON",
     "QueueClosed",
     "RecordNotFound",
@@ -77,6 +79,11 @@ class StoreError(ImageLogError, OSError):
         self.path = path
         #: Whether the storage may work again by itself (a server that did not answer).
         self.transient = transient
+
+
+class KeyOutsideRun(StoreError):
+    """A key that would leave the run (an absolute path, a ``..`` part, a symlink pointing out),
+    e.g. named by an index line of a run from elsewhere: refused, never read."""
 
 
 class SpoolFull(StoreError):

@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
+from .errors import KeyOutsideRun
 from .run import Run
 
 __all__ = ["TARGETS", "ExportReport", "export"]
@@ -404,6 +406,12 @@ def export(
         raise ValueError(
             f"unknown image format {image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
         )
+    if to == "parquet":
+        require("pyarrow", "query", "export --to parquet")
+    from .records import check_where, filters_sql
+
+    filters_sql(source=source, since=since, until=until, include_events=True, where=where)
+    check_where(where)  # bad times and bad SQL fail before anything is written
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
@@ -498,10 +506,11 @@ _Prepared = tuple[bytes, str, bool]
 
 
 def _prepare(run: Run, rec: dict[str, Any], to: str, image_format: str) -> _Prepared | None:
-    """The bytes to export for a record (None if its image is missing from storage)."""
+    """The bytes to export for a record (None if its image is missing from storage, or its
+    path leaves the run)."""
     try:
         data = run.read_bytes(rec)
-    except FileNotFoundError:
+    except (FileNotFoundError, KeyOutsideRun):
         return None
     return _for_target(run, rec, data, to, image_format)
 

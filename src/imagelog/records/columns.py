@@ -133,7 +133,7 @@ def jsonl_sql(
         elif name in ("labels", "meta"):  # the object's text, from the same parse
             expr = f"CAST(j[{len(names) + (3 if name == 'labels' else 4)}] AS JSON)"
         elif name == "record":
-            expr = "line::JSON"
+            expr = "TRY_CAST(line AS JSON)"  # evaluated before the filter, on any line
         else:
             ji = f"j[{names.index(name) + 1}]"
             expr = ji if typ == "VARCHAR" else f"TRY_CAST({ji} AS {typ})"
@@ -141,10 +141,11 @@ def jsonl_sql(
     cols += [f'"{name}"' for name in keep]
     passed = "".join(f', "{name}"' for name in keep)
     source = f"({lines})" if lines is not None else lines_sql(paths, strict=strict)
+    # the parse sits behind the CASE: a filter DuckDB pushes down never meets a bad line
     return (
-        f"SELECT {', '.join(cols)} FROM (SELECT line{passed}, json_extract_string(line, "
-        f"{sql_list(every)}) AS j FROM {source} WHERE starts_with(ltrim(line), '{{') "
-        "AND json_valid(line))"
+        f"SELECT {', '.join(cols)} FROM (SELECT line{passed}, CASE WHEN "
+        "starts_with(ltrim(line), '{') AND json_valid(line) THEN "
+        f"json_extract_string(line, {sql_list(every)}) END AS j FROM {source}) WHERE j IS NOT NULL"
     )
 
 
@@ -183,7 +184,7 @@ def purged_sql(jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | Non
     if jsonl or lines is not None:
         source = f"({lines})" if lines is not None else lines_sql(jsonl)
         parts.append(
-            f"SELECT {_PURGE_IDS} AS id FROM (SELECT line::JSON AS j FROM {source} "
+            f"SELECT {_PURGE_IDS} AS id FROM (SELECT TRY_CAST(line AS JSON) AS j FROM {source} "
             "WHERE contains(line, '\"purged\"') "
             "AND json_valid(line)) WHERE j->>'$.event.action' = 'purged'"
         )

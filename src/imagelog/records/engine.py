@@ -49,6 +49,9 @@ T = TypeVar("T")
 
 #: DuckDB memory limit of a query connection: sorts beyond it spill to a temporary folder.
 MEMORY_LIMIT = "256MB"
+#: The limit a read is run again with when one line needs more (parsing a record with tens of
+#: megabytes of metadata takes a JSON arena of several times its size).
+BIG_MEMORY_LIMIT = "4GB"
 _RETRIES = 5
 _BATCH = 1024
 
@@ -85,9 +88,13 @@ def warn_torn(local: LocalFiles, keys: Iterable[str]) -> int:
 _WHY = {"INVALID ENCODING": "not UTF-8", "LINE SIZE OVER MAXIMUM": "longer than 256 MiB"}
 
 
-def warn_skipped(cur: Any, local: LocalFiles | None, seen: set[tuple[str, int]]) -> None:
-    """Warn once per line that the last reads on ``cur`` skipped (not UTF-8, too long),
-    naming the file and the line (never printing it)."""
+#: Lines already reported as skipped, by (key, line): each is reported once per process.
+_WARNED: set[tuple[str, int]] = set()
+
+
+def warn_skipped(cur: Any, local: LocalFiles | None, seen: set[tuple[str, int]] = _WARNED) -> None:
+    """Warn once per line that the reads on ``cur`` skipped (not UTF-8, too long), naming the
+    file and the line (never printing it)."""
     try:
         rows = cur.execute(
             "SELECT s.file_path, e.line, e.error_type FROM reject_errors e "
@@ -194,15 +201,20 @@ def with_retry(
     after that (their records are in Parquet by then) makes the read fail, never count twice.
     """
     duckdb = _duckdb()
+    memory = MEMORY_LIMIT
     for attempt in range(_RETRIES):
         snapshot = local if local is not None else LocalFiles(store, pin=True)
         try:
-            con = connect(store, local=snapshot)
+            con = connect(store, local=snapshot, memory_limit=memory)
             try:
                 return fn(con)
             finally:
-                warn_skipped(con, snapshot, set())
+                warn_skipped(con, snapshot)
                 con.close()
+        except duckdb.OutOfMemoryException:
+            if memory == BIG_MEMORY_LIMIT:
+                raise
+            memory = BIG_MEMORY_LIMIT  # a huge line: once more, with room for it
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
@@ -241,7 +253,7 @@ def _hour_rows(
     purged: bool,
     desc: bool,
     limit: int | None,
-    seen: set[tuple[str, int]],
+    seen: set[tuple[str, int]] = _WARNED,
 ) -> Generator[_Row, None, None]:
     """One hour's matching rows ``(id, seq, record)`` in order: a heap merge of streams that are
     each in order. A compacted file is sorted already, so it streams as stored (memory: one
@@ -311,15 +323,20 @@ def iter_records(
     check_where(filters.where)
     own = local is None
     local = local if local is not None else LocalFiles(store, pin=True)
+    big = False
     for attempt in range(_RETRIES):  # the tombstones of the whole run, read once
         files = list_files(store)
+        memory = BIG_MEMORY_LIMIT if big else MEMORY_LIMIT
         try:
-            con = connect(store, files=files, hours=(), local=local)
+            con = connect(store, files=files, hours=(), local=local, memory_limit=memory)
             break
+        except duckdb.OutOfMemoryException:
+            if big:
+                raise
+            big = True
         except (duckdb.IOException, FileNotFoundError):
             if attempt == _RETRIES - 1:
                 raise
-    seen: set[tuple[str, int]] = set()
     try:
         purged = _has_purged(con)
         left = limit
@@ -330,7 +347,7 @@ def iter_records(
                 jsonl, parquet = files.keys([hour])
                 want = None if left is None else left + done
                 merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
-                                    newest_first, want, seen)  # fmt: skip
+                                    newest_first, want)  # fmt: skip
                 try:
                     for i, (_, _, text) in enumerate(merged):
                         if i < done:
@@ -342,6 +359,11 @@ def iter_records(
                             if left <= 0:
                                 break
                     break
+                except duckdb.OutOfMemoryException:
+                    if big:
+                        raise
+                    big = True  # a huge line: this hour once more, with room for it
+                    con.execute(f"SET memory_limit = '{BIG_MEMORY_LIMIT}'")
                 except (duckdb.IOException, FileNotFoundError):
                     # a compaction replaced this hour's segments since the listing: the same
                     # records, in the same order, are in its Parquet file now

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import KeyOutsideRun, StoreError
 from .base import ObjectInfo
 
 __all__ = ["LocalSegment", "LocalStore"]
@@ -127,13 +127,13 @@ class LocalStore:
         """The file of ``key``; ``StoreError`` for a key that leaves the run (an absolute path,
         a ``..`` part, or a symlink that resolves outside the root): nothing outside is read."""
         if key.startswith(("/", "\\")) or "\0" in key or ".." in key.split("/"):
-            raise StoreError(f"{key!r} is not a key inside the run {self.root}", path=key)
+            raise KeyOutsideRun(f"{key!r} is not a key inside the run {self.root}", path=key)
         path = self.root / key
         if self._real is None:
             self._real = os.path.realpath(self.root)
         real = os.path.realpath(path)
         if real != self._real and not real.startswith(self._real + os.sep):
-            raise StoreError(f"{key!r} leads outside the run {self.root}", path=key)
+            raise KeyOutsideRun(f"{key!r} leads outside the run {self.root}", path=key)
         return path
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
