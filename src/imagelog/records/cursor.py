@@ -66,7 +66,7 @@ class SegmentCursor:
         for key in jsonl:
             size = self._sizes[key]
             if self._first and self._from_end:
-                self.offsets[key] = size
+                self.offsets[key] = self._line_end(key, size)
                 continue
             start = self.offsets.setdefault(key, 0)
             if size < start:  # rewritten (repair): go on from its new end
@@ -81,6 +81,16 @@ class SegmentCursor:
         self.parquet = now
         self._first = False
         return Changes(files, grown, gone, new_parquet, gone_parquet)
+
+    def _line_end(self, key: str, size: int) -> int:
+        """Where the last whole line of ``key`` ends (a line being written is read later)."""
+        start = max(0, size - 2**16)
+        try:
+            tail = self.store.read(key, start, size)
+        except FileNotFoundError:
+            return size
+        cut = tail.rfind(b"\n") + 1
+        return start + cut if cut or start == 0 else size
 
     def read(self, key: str, *, chunk: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
         """``(offset, whole lines)`` of what ``key`` gained, in chunks of about ``chunk`` bytes

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -200,7 +201,8 @@ class LocalStore:
         return self._path(key).exists()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key."""
+        """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key;
+        a symlink that points outside the run is not listed."""
         base = (
             self._path(prefix) if prefix.endswith("/") or not prefix else self._path(prefix).parent
         )
@@ -216,8 +218,11 @@ class LocalStore:
                 if not key.startswith(prefix):
                     continue
                 try:
-                    st = full.stat()
-                except FileNotFoundError:
+                    st = full.lstat()
+                    if stat.S_ISLNK(st.st_mode):  # listed only if it stays inside the run
+                        self._path(key)
+                        st = full.stat()
+                except (FileNotFoundError, KeyOutsideRun):
                     continue
                 yield ObjectInfo(key, st.st_size, st.st_mtime)
 
