@@ -230,3 +230,43 @@ def test_cursor_long_line_comes_whole(store: Store) -> None:
     chunks = list(cur.read(key, chunk=1000))
     assert b"".join(c for _, c in chunks).split(b"\n")[:2] == [long, b'{"n": 2}']
     assert cur.line(key, 0, len(long)) == long
+
+
+def _one_summary(run: Path) -> Path:
+    (path,) = (run / "index").glob("*.summary.json")
+    return path
+
+
+def test_a_closed_hour_leaves_a_summary_that_stats_reads(tmp_path: Path) -> None:
+    """close() leaves the hour's summary; stats takes the counts from it while the segment is
+    unchanged, and reads the lines again once it changes (a stale summary is ignored)."""
+    run = tmp_path / "run"
+    with imagelog.open(run, format="png") as log:
+        for i in range(5):
+            log.log(np.full((4, 4), i, np.uint8), source=f"cam{i % 2}")
+    (seg,) = (run / "index").glob("*.jsonl")
+    summary = _one_summary(run)
+    doc = json.loads(summary.read_bytes())
+    assert doc["bytes"] == seg.stat().st_size and doc["lines"] == 5
+    truth = summarise(imagelog.read(run))
+    summary.unlink()
+    assert summarise(imagelog.read(run)) == truth  # the same figures from the lines
+    summary.write_bytes(
+        json.dumps({**doc, "rows": [[*r[:4], 99, *r[5:]] for r in doc["rows"]]}).encode()
+    )
+    assert summarise(imagelog.read(run))["images"] == 99 * len(doc["rows"])  # it is read
+    with seg.open("ab") as fh:
+        fh.write(seg.read_bytes().splitlines(keepends=True)[0])
+    assert summarise(imagelog.read(run))["images"] == 6  # stale: the lines are read
+
+
+def test_summary_of_an_hour_with_a_partial_purge_is_not_used(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    with imagelog.open(run, format="png") as log:
+        for i in range(3):
+            log.log(np.full((4, 4), i, np.uint8), source="cam1")
+    first = next(imagelog.read(run).records())
+    _write(run, [{**_event("purged", 0), "imagelog": {"purge": {"ids": [first["image"]["id"]]}}}])
+    assert summarise(imagelog.read(run))["images"] == 2
+    ids = [r["image"]["id"] for r in imagelog.read(run).records()]
+    assert first["image"]["id"] not in ids and len(ids) == 2

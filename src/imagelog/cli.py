@@ -95,17 +95,11 @@ _PER_SOURCE = {"logged": "images", "dropped": "dropped", "failed": "failed"}
 
 def summarise(run: Run) -> dict[str, Any]:
     """Counts and bytes by source, formats, time span, drops, failures, ring expiries, triggers
-    and every other kind of record of a run (one SQL pass)."""
-    from .records import list_files, with_retry
+    and every other kind of record of a run (hour summaries where they hold, one SQL pass over
+    the rest)."""
+    from .records.summary import counts
 
-    rows = with_retry(run.store, lambda con: con.execute(
-        "SELECT coalesce(source, '?'), coalesce(action, '?'), coalesce(reason, '?'), "
-        "coalesce(format, '?'), count(*), coalesce(sum(bytes), 0), min(ts), max(ts), "
-        "sum(CASE WHEN action = 'expired' THEN "
-        "TRY_CAST(json_extract_string(record, '$.imagelog.expired.frames') AS BIGINT) END) "
-        "FROM records GROUP BY ALL"
-    ).fetchall())  # fmt: skip
-    files = list_files(run.store)
+    rows, files = counts(run.store)
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()

@@ -46,6 +46,7 @@ from .layout import (
     hour_of_key,
     is_compacted,
     is_segment,
+    summary_key,
     writer_of,
 )
 from .records import COLUMNS, ORDER, LocalFiles, records_sql, sql_str
@@ -163,7 +164,7 @@ def _compact_one(
     old_data = store.get(existing) if existing is not None else None
     listed = set(segments_of(old_data)) if old_data is not None else set()
     if old_data is not None and set(keys) <= listed:
-        store.delete(keys)  # an interrupted compaction: the file holds these lines already
+        store.delete([*keys, summary_key(hour, writer)])  # an interrupted compaction: done
         return keys
     started = time.perf_counter()
     import duckdb
@@ -205,7 +206,7 @@ def _compact_one(
     rows = _num_rows(data)
     key = compacted_key(hour, writer)
     store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
-    store.delete(keys)
+    store.delete([*keys, summary_key(hour, writer)])  # the summary describes what is gone
     return Compacted(
         hour=hour,
         writer=writer,

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..layout import hour_of_key, writer_of
 from ..stores.base import Store
 from .columns import (
     ORDER,
@@ -28,9 +29,12 @@ from .columns import (
 )
 from .files import LocalFiles, RunFiles, list_files
 from .filters import Filters
+from .summary import load_summaries
 
 if TYPE_CHECKING:
     import duckdb
+
+    from .summary import Summaries
 
 __all__ = [
     "MEMORY_LIMIT",
@@ -42,6 +46,7 @@ __all__ = [
     "select_lines",
     "warn_torn",
     "with_retry",
+    "with_summaries",
 ]
 
 logger = logging.getLogger("imagelog")
@@ -128,11 +133,14 @@ def connect(
     hours: Iterable[str] | None = None,
     memory_limit: str = MEMORY_LIMIT,
     local: LocalFiles | None = None,
+    summaries: Summaries | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``records`` view over a run's index (or some of its hours).
 
     ``_all`` is the same without the purge rule, ``_purged`` the purged ids. ``local`` gives the
     local copies of a remote run's files (keep it while the connection is in use).
+    ``summaries``: the purged ids of the segments they describe come from them, so those
+    segments are not scanned for tombstones.
     """
     duckdb = _duckdb()
     local = local if local is not None else LocalFiles(store)
@@ -140,7 +148,7 @@ def connect(
         for attempt in range(_RETRIES):
             try:
                 return connect(store, files=list_files(store), hours=hours,
-                               memory_limit=memory_limit, local=local)  # fmt: skip
+                               memory_limit=memory_limit, local=local, summaries=summaries)  # fmt: skip
             except (duckdb.IOException, FileNotFoundError):
                 if attempt == _RETRIES - 1:
                     raise
@@ -152,8 +160,13 @@ def connect(
     all_j = [local.path(k) for k in jsonl_keys]
     all_p = [local.path(k) for k in parquet_keys]
     path_of = dict(zip(jsonl_keys + parquet_keys, all_j + all_p, strict=True))
+    summaries = summaries or {}
+    scan = [path_of[k] for k in jsonl_keys if (hour_of_key(k), writer_of(k)) not in summaries]
     # a table of the (in-memory) database, not TEMP: cursors of this connection see it too
-    con.execute(f"CREATE TABLE _purged AS {purged_sql(all_j, all_p)}")
+    con.execute(f"CREATE TABLE _purged AS {purged_sql(scan, all_p)}")
+    known = [i for s in summaries.values() for i in s.purged]
+    if known:
+        con.execute("INSERT INTO _purged SELECT unnest(?::VARCHAR[])", [known])
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
     view = without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
@@ -189,28 +202,17 @@ def purged_ids(store: Store) -> set[str]:
     ]))  # fmt: skip
 
 
-def with_retry(
-    store: Store,
-    fn: Callable[[duckdb.DuckDBPyConnection], T],
-    *,
-    local: LocalFiles | None = None,
+def _retrying(
+    store: Store, body: Callable[[LocalFiles, str], T], local: LocalFiles | None = None
 ) -> T:
-    """``fn(connection)``, listed and run again if a compaction replaced segments meanwhile.
-
-    A connection reads the files listed when it was made; a compaction that removes segments
-    after that (their records are in Parquet by then) makes the read fail, never count twice.
-    """
+    """``body(files, memory_limit)``, run again on a fresh snapshot if a compaction replaced
+    segments meanwhile, and once more with ``BIG_MEMORY_LIMIT`` if a huge line needed it."""
     duckdb = _duckdb()
     memory = MEMORY_LIMIT
     for attempt in range(_RETRIES):
         snapshot = local if local is not None else LocalFiles(store, pin=True)
         try:
-            con = connect(store, local=snapshot, memory_limit=memory)
-            try:
-                return fn(con)
-            finally:
-                warn_skipped(con, snapshot)
-                con.close()
+            return body(snapshot, memory)
         except duckdb.OutOfMemoryException:
             if memory == BIG_MEMORY_LIMIT:
                 raise
@@ -222,6 +224,47 @@ def with_retry(
             if snapshot is not local:
                 snapshot.close()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _closing(con: Any, local: LocalFiles, fn: Callable[[Any], T]) -> T:
+    try:
+        return fn(con)
+    finally:
+        warn_skipped(con, local)
+        con.close()
+
+
+def with_retry(
+    store: Store,
+    fn: Callable[[duckdb.DuckDBPyConnection], T],
+    *,
+    local: LocalFiles | None = None,
+) -> T:
+    """``fn(connection)``, listed and run again if a compaction replaced segments meanwhile.
+
+    A connection reads the files listed when it was made; a compaction that removes segments
+    after that (their records are in Parquet by then) makes the read fail, never count twice.
+    """
+
+    def body(files: LocalFiles, memory: str) -> T:
+        return _closing(connect(store, local=files, memory_limit=memory), files, fn)
+
+    return _retrying(store, body, local)
+
+
+def with_summaries(store: Store, fn: Callable[[Any, RunFiles, LocalFiles, Summaries], T]) -> T:
+    """``fn(connection, files, local, summaries)``: a connection with the purged ids only (no
+    view), the files listed, their local paths and the summaries that hold; retried as
+    ``with_retry``."""
+
+    def body(local: LocalFiles, memory: str) -> T:
+        files = list_files(store)
+        summaries = load_summaries(store, files)
+        con = connect(store, files=files, hours=(), local=local, memory_limit=memory,
+                      summaries=summaries)  # fmt: skip
+        return _closing(con, local, lambda c: fn(c, files, local, summaries))
+
+    return _retrying(store, body)
 
 
 def _fetch(cur: Any, batch: int = _BATCH) -> Iterator[tuple[Any, ...]]:
@@ -328,7 +371,8 @@ def iter_records(
         files = list_files(store)
         memory = BIG_MEMORY_LIMIT if big else MEMORY_LIMIT
         try:
-            con = connect(store, files=files, hours=(), local=local, memory_limit=memory)
+            con = connect(store, files=files, hours=(), local=local, memory_limit=memory,
+                          summaries=load_summaries(store, files))  # fmt: skip
             break
         except duckdb.OutOfMemoryException:
             if big:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..layout import INDEX_PREFIX, hour_of_key, is_compacted, is_segment, writer_of
+from ..layout import INDEX_PREFIX, hour_of_key, is_compacted, is_segment, is_summary, writer_of
 from ..stores.base import Store
 
 __all__ = ["LocalFiles", "RunFiles", "list_files"]
@@ -28,12 +28,14 @@ class RunFiles:
     """The index files of a run at one moment, grouped by hour: what a query reads.
 
     ``jsonl`` and ``parquet`` map an hour to its keys; segments that a Parquet file of the same
-    writer and hour replaces are already left out. ``sizes``: every listed key's size.
+    writer and hour replaces are already left out. ``sizes``: every listed key's size;
+    ``summaries``: the segment summaries listed (``records.summary``).
     """
 
     jsonl: dict[str, list[str]]
     parquet: dict[str, list[str]]
     sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    summaries: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def hours(self) -> list[str]:
@@ -61,6 +63,7 @@ def list_files(store: Store) -> RunFiles:
     jsonl: dict[str, list[str]] = {}
     parquet: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
+    summaries: list[str] = []
     compacted: set[tuple[str, str]] = set()
     for info in store.list(INDEX_PREFIX):
         hour = hour_of_key(info.key)
@@ -71,6 +74,8 @@ def list_files(store: Store) -> RunFiles:
             compacted.add((hour, writer_of(info.key)))
         elif is_segment(info.key):
             jsonl.setdefault(hour, []).append(info.key)
+        elif is_summary(info.key):
+            summaries.append(info.key)
         else:
             continue
         sizes[info.key] = info.size
@@ -82,7 +87,7 @@ def list_files(store: Store) -> RunFiles:
             del jsonl[hour]
     for keys in parquet.values():
         keys.sort()
-    return RunFiles(jsonl, parquet, sizes)
+    return RunFiles(jsonl, parquet, sizes, summaries)
 
 
 class LocalFiles:
