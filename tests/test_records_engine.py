@@ -270,3 +270,23 @@ def test_summary_of_an_hour_with_a_partial_purge_is_not_used(tmp_path: Path) -> 
     assert summarise(imagelog.read(run))["images"] == 2
     ids = [r["image"]["id"] for r in imagelog.read(run).records()]
     assert first["image"]["id"] not in ids and len(ids) == 2
+
+
+def test_a_summarised_segment_with_a_long_line_is_read_whole(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Lines over 2 MB are read in the big mode; a summary tells so without a scan."""
+    from imagelog.index.summary import HourSummary
+    from imagelog.layout import summary_key
+
+    run = tmp_path / "run"
+    recs = [_event("dropped", 0), {**_event("dropped", 1), "meta": {"k": "x" * 3_000_000}}]
+    seg = _write(run, recs)
+    summary = HourSummary("2025-11-24T16", "aaaa0001-1")
+    summary.add([dumps(r) for r in recs], seg.stat().st_size)
+    (run / summary_key("2025-11-24T16", "aaaa0001-1")).write_bytes(summary.dumps())
+    assert summary.longest > 3_000_000
+    got = list(imagelog.read(run).records(include_events=True))
+    assert len(got) == 2 and len(got[1]["meta"]["k"]) == 3_000_000
+    assert not caplog.records
+    assert summarise(imagelog.read(run))["dropped"] == 2

@@ -35,6 +35,8 @@ class HourSummary:
     lines: int = 0
     rows: dict[tuple[str | None, ...], list[Any]] = dataclasses.field(default_factory=dict)
     purged: list[str] = dataclasses.field(default_factory=list)
+    longest: int = 0
+    """The longest line in bytes (readers take lines over 2 MB in another mode)."""
     ids: list[str] = dataclasses.field(default_factory=list)
     """The smallest and the largest record id of the segment (a purge that lists an id in
     between may hide one of its records)."""
@@ -42,6 +44,8 @@ class HourSummary:
     def add(self, lines: Iterable[str], nbytes: int) -> None:
         """Count whole lines that were appended (``nbytes``: their size in the segment)."""
         for line in lines:
+            if len(line) > self.longest // 4:
+                self.longest = max(self.longest, len(line.encode()))
             try:
                 rec = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -81,7 +85,7 @@ class HourSummary:
             {"summary": _VERSION, "segment": segment_key(self.hour, self.writer),
              "bytes": self.size, "lines": self.lines,
              "rows": [[*k, *v] for k, v in sorted(self.rows.items(), key=lambda kv: str(kv[0]))],
-             "purged": self.purged, "ids": self.ids},
+             "purged": self.purged, "ids": self.ids, "longest": self.longest},
             separators=(",", ":"),
         ).encode()  # fmt: skip
 
@@ -97,6 +101,7 @@ class HourSummary:
                 out.rows[tuple(r[:4])] = list(r[4:9])
             out.purged = [str(i) for i in doc["purged"]]
             out.ids = [str(i) for i in doc["ids"]][:2]
+            out.longest = int(doc["longest"])
         except (ValueError, KeyError, TypeError, IndexError, AttributeError):
             return None
         return out

@@ -75,7 +75,8 @@ PATHS: dict[str, str] = {
 ORDER = "id, seq"
 
 #: The longest index line read (a record with megabytes of metadata); longer lines are skipped
-#: with a warning naming the file and line.
+#: with a warning naming the file and line. Reads take lines up to DuckDB's default (2 MB) first,
+#: with small buffers; a read that met a longer line is run again with ``big=True``.
 MAX_LINE_BYTES = 256 * 2**20
 
 
@@ -89,18 +90,20 @@ def sql_list(paths: Sequence[str]) -> str:
     return "[" + ", ".join(sql_str(p) for p in paths) + "]"
 
 
-def lines_sql(paths: Sequence[str], *, strict: bool = False) -> str:
+def lines_sql(paths: Sequence[str], *, strict: bool = False, big: bool = False) -> str:
     """Each line of these files as one VARCHAR ``line`` (no CSV rules: no quotes, no escapes).
 
-    Lines that are not UTF-8 or longer than ``MAX_LINE_BYTES`` are skipped and kept in DuckDB's
-    ``reject_errors`` table (``warn_skipped`` reports them); ``strict``: they fail the read
-    (compaction, which removes the segments it read, must not leave a line behind).
+    Lines that are not UTF-8 or too long (2 MB; ``big``: ``MAX_LINE_BYTES``) are skipped and
+    kept in DuckDB's ``reject_errors`` table (``engine.warn_skipped`` reports them); ``strict``:
+    they fail the read (compaction, which removes the segments it read, must not leave a line
+    behind).
     """
     skip = "" if strict else ", ignore_errors=true, store_rejects=true"
+    size = f", max_line_size={MAX_LINE_BYTES}" if big else ""
     return (
         f"read_csv({sql_list(paths)}, columns={{'line': 'VARCHAR'}}, delim='\\x01', quote='', "
-        "escape='', header=false, auto_detect=false, null_padding=false, strict_mode=false, "
-        f"max_line_size={MAX_LINE_BYTES}{skip})"
+        "escape='', header=false, auto_detect=false, null_padding=false, strict_mode=false"
+        f"{size}{skip})"
     )
 
 
@@ -117,6 +120,7 @@ def jsonl_sql(
     lines: str | None = None,
     strict: bool = False,
     keep: Sequence[str] = (),
+    big: bool = False,
 ) -> str:
     """Typed columns from JSON lines read as text (never struct inference), bad lines left out.
 
@@ -140,7 +144,7 @@ def jsonl_sql(
         cols.append(f"{expr} AS {name}")
     cols += [f'"{name}"' for name in keep]
     passed = "".join(f', "{name}"' for name in keep)
-    source = f"({lines})" if lines is not None else lines_sql(paths, strict=strict)
+    source = f"({lines})" if lines is not None else lines_sql(paths, strict=strict, big=big)
     # the parse sits behind the CASE: a filter DuckDB pushes down never meets a bad line
     return (
         f"SELECT {', '.join(cols)} FROM (SELECT line{passed}, CASE WHEN "
@@ -164,11 +168,13 @@ def empty_sql() -> str:
     return f"SELECT {cols} WHERE false"
 
 
-def records_sql(jsonl: Sequence[str], parquet: Sequence[str], *, strict: bool = False) -> str:
+def records_sql(
+    jsonl: Sequence[str], parquet: Sequence[str], *, strict: bool = False, big: bool = False
+) -> str:
     """SQL for every row (events included, purges not applied) of these local files."""
     parts = []
     if jsonl:
-        parts.append(jsonl_sql(jsonl, strict=strict))
+        parts.append(jsonl_sql(jsonl, strict=strict, big=big))
     if parquet:
         parts.append(parquet_sql(parquet))
     return " UNION ALL ".join(parts) if parts else empty_sql()
@@ -177,12 +183,14 @@ def records_sql(jsonl: Sequence[str], parquet: Sequence[str], *, strict: bool = 
 _PURGE_IDS = "unnest(from_json(j->'$.imagelog.purge.ids', '[\"VARCHAR\"]'))"
 
 
-def purged_sql(jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | None = None) -> str:
+def purged_sql(
+    jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | None = None, big: bool = False
+) -> str:
     """The ids that ``purged`` events list (tombstones of partial purges): a text search first,
     so other lines are not parsed. ``lines``: any SQL source of a VARCHAR ``line`` instead."""
     parts = []
     if jsonl or lines is not None:
-        source = f"({lines})" if lines is not None else lines_sql(jsonl)
+        source = f"({lines})" if lines is not None else lines_sql(jsonl, big=big)
         parts.append(
             f"SELECT {_PURGE_IDS} AS id FROM (SELECT TRY_CAST(line AS JSON) AS j FROM {source} "
             "WHERE contains(line, '\"purged\"') "

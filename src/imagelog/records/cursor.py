@@ -12,13 +12,17 @@ Reads are ranged (``Store.read``): an object-store part, which never changes, is
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
+from typing import Any
 
 from ..stores.base import Store
 from .files import RunFiles, list_files
 
 __all__ = ["Changes", "SegmentCursor"]
 
+#: Bytes at the start of a segment whose hash tells a rewritten segment from a grown one.
+_HEAD = 256
 #: Bytes read from a segment per step: bounds memory while a large run is read.
 CHUNK_BYTES = 16 * 2**20
 
@@ -52,6 +56,7 @@ class SegmentCursor:
         self._sizes: dict[str, int] = {}
         self._from_end = from_end
         self._first = True
+        self._heads: dict[str, str] = {}
 
     def look(self) -> Changes:
         """List the index and say what changed since the last look."""
@@ -120,6 +125,47 @@ class SegmentCursor:
             yield start, data[:cut]
             if len(data) < end - start:
                 return
+
+    def state(self, parquet: set[str] | None = None) -> dict[str, Any]:
+        """Where the cursor stands (JSON-able), to ``restore`` in a later session; each segment
+        with a fingerprint of its first bytes read, so one rewritten meanwhile is read again.
+        ``parquet``: the compacted hours taken so far (default: every one seen)."""
+        heads = {}
+        for key, offset in self.offsets.items():
+            head = self._heads.get(key)
+            if head is None:
+                head = self._head(key, offset)
+                if offset >= _HEAD:  # those bytes never change in an append-only segment
+                    self._heads[key] = head
+            heads[key] = head
+        taken = self.parquet if parquet is None else parquet
+        return {"offsets": dict(self.offsets), "parquet": sorted(taken), "heads": heads}
+
+    def restore(self, state: dict[str, Any]) -> list[str]:
+        """Go on from a saved ``state``; returns the segments that changed beyond appends since
+        (shorter, or other first bytes): those are read again from the start."""
+        offsets = {str(k): int(v) for k, v in (state.get("offsets") or {}).items()}
+        heads = {str(k): str(v) for k, v in (state.get("heads") or {}).items()}
+        changed = []
+        for key, offset in offsets.items():
+            try:
+                size = self.store.size(key)
+            except OSError:
+                size = None  # gone: the next look reports it
+            if size is not None and (size < offset or self._head(key, offset) != heads.get(key)):
+                changed.append(key)
+                offset = 0
+            self.offsets[key] = offset
+        self.parquet = {str(k) for k in state.get("parquet") or ()}
+        self._first = False
+        return changed
+
+    def _head(self, key: str, offset: int) -> str:
+        try:
+            data = self.store.read(key, 0, min(offset, _HEAD))
+        except OSError:
+            return ""
+        return hashlib.sha256(data).hexdigest()[:16]
 
     def line(self, key: str, offset: int, length: int) -> bytes:
         """The bytes of one line read before (by its offset and length)."""

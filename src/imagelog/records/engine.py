@@ -53,12 +53,43 @@ logger = logging.getLogger("imagelog")
 T = TypeVar("T")
 
 #: DuckDB memory limit of a query connection: sorts beyond it spill to a temporary folder.
-MEMORY_LIMIT = "256MB"
+MEMORY_LIMIT = "192MB"
 #: The limit a read is run again with when one line needs more (parsing a record with tens of
 #: megabytes of metadata takes a JSON arena of several times its size).
 BIG_MEMORY_LIMIT = "4GB"
 _RETRIES = 5
 _BATCH = 1024
+
+
+class LongLines(Exception):
+    """A read met a line longer than the default line size: it runs again in big mode.
+
+    Known before the records are read: the tombstone scan of ``connect`` reads every segment
+    without a summary, and a summary says its segment's longest line."""
+
+
+#: Lines up to this many bytes are read in the normal mode (DuckDB's default line size: 2 MiB).
+LONG_LINE = 2_000_000
+
+
+def _big(memory_limit: str) -> bool:
+    """Whether a connection of this memory limit reads long lines (``BIG_MEMORY_LIMIT``)."""
+    return memory_limit == BIG_MEMORY_LIMIT
+
+
+def _check_long_lines(cur: Any, big: bool) -> None:
+    """Raise ``LongLines`` if a read on ``cur`` skipped a line for its length (not in big mode:
+    there such a line is over ``MAX_LINE_BYTES`` and is reported as skipped)."""
+    if big:
+        return
+    try:
+        rows = cur.execute(
+            "SELECT count(*) FROM reject_errors WHERE error_type = 'LINE SIZE OVER MAXIMUM'"
+        ).fetchall()
+    except Exception:  # no read with rejects ran on this cursor
+        return
+    if rows[0][0]:
+        raise LongLines
 
 
 def _duckdb() -> Any:
@@ -155,19 +186,28 @@ def connect(
         raise AssertionError("unreachable")  # pragma: no cover
     jsonl_keys, parquet_keys = files.keys()
     chosen_j, chosen_p = files.keys(hours) if hours is not None else (jsonl_keys, parquet_keys)
+    big = _big(memory_limit)
     con = _new_connection(memory_limit, local)
     warn_torn(local, jsonl_keys)
     all_j = [local.path(k) for k in jsonl_keys]
     all_p = [local.path(k) for k in parquet_keys]
     path_of = dict(zip(jsonl_keys + parquet_keys, all_j + all_p, strict=True))
     summaries = summaries or {}
+    if not big and any(s.longest > LONG_LINE for s in summaries.values()):
+        con.close()
+        raise LongLines
     scan = [path_of[k] for k in jsonl_keys if (hour_of_key(k), writer_of(k)) not in summaries]
     # a table of the (in-memory) database, not TEMP: cursors of this connection see it too
-    con.execute(f"CREATE TABLE _purged AS {purged_sql(scan, all_p)}")
+    con.execute(f"CREATE TABLE _purged AS {purged_sql(scan, all_p, big=big)}")
+    try:
+        _check_long_lines(con, big)
+    except LongLines:
+        con.close()
+        raise
     known = [i for s in summaries.values() for i in s.purged]
     if known:
         con.execute("INSERT INTO _purged SELECT unnest(?::VARCHAR[])", [known])
-    rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
+    rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p], big=big)
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
     view = without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
     con.execute(f"CREATE TEMP VIEW records AS {view}")
@@ -213,7 +253,7 @@ def _retrying(
         snapshot = local if local is not None else LocalFiles(store, pin=True)
         try:
             return body(snapshot, memory)
-        except duckdb.OutOfMemoryException:
+        except (duckdb.OutOfMemoryException, LongLines):
             if memory == BIG_MEMORY_LIMIT:
                 raise
             memory = BIG_MEMORY_LIMIT  # a huge line: once more, with room for it
@@ -226,11 +266,13 @@ def _retrying(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _closing(con: Any, local: LocalFiles, fn: Callable[[Any], T]) -> T:
+def _closing(con: Any, local: LocalFiles, fn: Callable[[Any], T], big: bool) -> T:
     try:
-        return fn(con)
-    finally:
+        out = fn(con)
+        _check_long_lines(con, big)
         warn_skipped(con, local)
+        return out
+    finally:
         con.close()
 
 
@@ -247,22 +289,25 @@ def with_retry(
     """
 
     def body(files: LocalFiles, memory: str) -> T:
-        return _closing(connect(store, local=files, memory_limit=memory), files, fn)
+        return _closing(connect(store, local=files, memory_limit=memory), files, fn, _big(memory))
 
     return _retrying(store, body, local)
 
 
-def with_summaries(store: Store, fn: Callable[[Any, RunFiles, LocalFiles, Summaries], T]) -> T:
-    """``fn(connection, files, local, summaries)``: a connection with the purged ids only (no
-    view), the files listed, their local paths and the summaries that hold; retried as
-    ``with_retry``."""
+def with_summaries(
+    store: Store, fn: Callable[[Any, RunFiles, LocalFiles, Summaries, bool], T]
+) -> T:
+    """``fn(connection, files, local, summaries, big)``: a connection with the purged ids only
+    (no view), the files listed, their local paths, the summaries that hold, and whether reads
+    take long lines (``columns.lines_sql``); retried as ``with_retry``."""
 
     def body(local: LocalFiles, memory: str) -> T:
         files = list_files(store)
         summaries = load_summaries(store, files)
         con = connect(store, files=files, hours=(), local=local, memory_limit=memory,
                       summaries=summaries)  # fmt: skip
-        return _closing(con, local, lambda c: fn(c, files, local, summaries))
+        big = _big(memory)
+        return _closing(con, local, lambda c: fn(c, files, local, summaries, big), big)
 
     return _retrying(store, body)
 
@@ -296,7 +341,7 @@ def _hour_rows(
     purged: bool,
     desc: bool,
     limit: int | None,
-    seen: set[tuple[str, int]] = _WARNED,
+    big: bool,
 ) -> Generator[_Row, None, None]:
     """One hour's matching rows ``(id, seq, record)`` in order: a heap merge of streams that are
     each in order. A compacted file is sorted already, so it streams as stored (memory: one
@@ -324,7 +369,7 @@ def _hour_rows(
     # (a join against purged ids may reorder rows: then each file is sorted too)
     streams = [stream(parquet_sql([local.path(k)]), sort=desc or purged) for k in parquet]
     if jsonl:
-        streams.append(stream(jsonl_sql([local.path(k) for k in jsonl]), sort=True))
+        streams.append(stream(jsonl_sql([local.path(k) for k in jsonl], big=big), sort=True))
     try:
         if len(streams) == 1:
             yield from streams[0]
@@ -332,7 +377,7 @@ def _hour_rows(
             yield from heapq.merge(*streams, key=lambda r: (r[0], r[1]), reverse=desc)
     finally:
         for cur in cursors:
-            warn_skipped(cur, local, seen)
+            warn_skipped(cur, local)
             cur.close()
 
 
@@ -374,7 +419,7 @@ def iter_records(
             con = connect(store, files=files, hours=(), local=local, memory_limit=memory,
                           summaries=load_summaries(store, files))  # fmt: skip
             break
-        except duckdb.OutOfMemoryException:
+        except (duckdb.OutOfMemoryException, LongLines):
             if big:
                 raise
             big = True
@@ -391,7 +436,7 @@ def iter_records(
                 jsonl, parquet = files.keys([hour])
                 want = None if left is None else left + done
                 merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
-                                    newest_first, want)  # fmt: skip
+                                    newest_first, want, big)  # fmt: skip
                 try:
                     for i, (_, _, text) in enumerate(merged):
                         if i < done:
@@ -403,7 +448,7 @@ def iter_records(
                             if left <= 0:
                                 break
                     break
-                except duckdb.OutOfMemoryException:
+                except (duckdb.OutOfMemoryException, LongLines):
                     if big:
                         raise
                     big = True  # a huge line: this hour once more, with room for it

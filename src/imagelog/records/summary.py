@@ -50,7 +50,7 @@ def counts(store: Store) -> tuple[list[tuple[Any, ...]], RunFiles]:
     from .columns import records_sql, without_purged
 
     def run(
-        con: Any, files: RunFiles, local: LocalFiles, summaries: Summaries
+        con: Any, files: RunFiles, local: LocalFiles, summaries: Summaries, big: bool
     ) -> tuple[list[tuple[Any, ...]], RunFiles]:
         purged = sorted(
             i for (i,) in con.execute("SELECT DISTINCT id FROM _purged").fetchall() if i
@@ -58,7 +58,7 @@ def counts(store: Store) -> tuple[list[tuple[Any, ...]], RunFiles]:
         usable = {g: s for g, s in summaries.items() if not _hides(purged, s)}
         jsonl, parquet = files.keys()
         rest = [local.path(k) for k in jsonl if (hour_of_key(k), writer_of(k)) not in usable]
-        rows = records_sql(rest, [local.path(k) for k in parquet])
+        rows = records_sql(rest, [local.path(k) for k in parquet], big=big)
         if purged:
             rows = without_purged(rows)
         out: list[tuple[Any, ...]] = con.execute(

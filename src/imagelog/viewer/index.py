@@ -9,6 +9,8 @@ query, and asks the engine's cursor only for what was appended since the last lo
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -34,6 +36,9 @@ FIRST_CHUNK_BYTES = 2**20
 
 #: The viewer's own column besides the engine's: the encoder that wrote the image (for decoding).
 _EXTRA = {"encoder": ("VARCHAR", "json_extract_string(record, '$.image.encoder.name')")}
+
+#: The version of the saved session (``_state``): another one is rebuilt, not taken up.
+_STATE_VERSION = 1
 
 #: Columns of the viewer's ``frames`` table (besides ``n``, ``seg``, ``off``, ``len``): the
 #: engine's (without ``record``, which stays in the run) and ``encoder``.
@@ -68,24 +73,16 @@ class LiveIndex:
 
     def __init__(self, run: Run, *, db_dir: str | Path | None = None) -> None:
         self.run = run
-        self._tmp = tempfile.TemporaryDirectory(prefix="imagelog-view-", dir=db_dir)
-        # on disk (in a temporary folder outside the run) so a million rows need not sit in RAM
-        self._con = duckdb.connect(
-            str(Path(self._tmp.name) / "index.duckdb"),
-            config={"memory_limit": "256MB", "threads": "2"},
-        )
-        self._con.execute("SET TimeZone = 'UTC'")
-        types = {**ENGINE_COLUMNS, **{n: t for n, (t, _) in _EXTRA.items()}}
-        cols = ", ".join(f'"{n}" {types[n]}' for n in COLUMNS)
-        self._con.execute(
-            f"CREATE TABLE frames (n BIGINT, seg INTEGER, off BIGINT, len INTEGER, {cols})"
-        )
-        self._con.execute("CREATE TABLE purged (id VARCHAR)")
         self._cursor_ = SegmentCursor(run.store)
         self._files = LocalFiles(run.store)
         self._seg_ids: dict[str, int] = {}
+        self._parquet: set[str] = set()  # compacted hours taken
         self._rows = 0
         self._purged = 0
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.resumed = False
+        """Whether rows of an earlier session were taken up (``db_dir`` given)."""
+        self._con = self._open(db_dir)
         self._lock = threading.Lock()  # one refresh at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -93,6 +90,69 @@ class LiveIndex:
         """True until the first full pass over the index has finished."""
         self.version = 0
         """Bumped whenever rows were added or removed: pages poll it to follow a live run."""
+
+    # -- the database ----------------------------------------------------------------------
+    def _open(self, db_dir: str | Path | None) -> duckdb.DuckDBPyConnection:
+        """The run's database in ``db_dir`` (kept between sessions, taken up where the last
+        one stopped), or a temporary one (no ``db_dir``, or another viewer holds it)."""
+        config: dict[str, str | bool | int | float | list[str]] = {
+            "memory_limit": "256MB",
+            "threads": "2",
+        }
+        if db_dir is not None:
+            name = hashlib.sha256(self.run.url.encode()).hexdigest()[:16]
+            try:
+                con = duckdb.connect(str(Path(db_dir) / f"run-{name}.duckdb"), config=config)
+            except duckdb.Error:
+                pass  # in use by another viewer of this run: this session keeps its own
+            else:
+                con.execute("SET TimeZone = 'UTC'")
+                if self._resume(con):
+                    self.resumed = True
+                    return con
+                self._create(con)
+                return con
+        self._tmp = tempfile.TemporaryDirectory(prefix="imagelog-view-", dir=db_dir)
+        # on disk (in a temporary folder outside the run) so a million rows need not sit in RAM
+        con = duckdb.connect(str(Path(self._tmp.name) / "index.duckdb"), config=config)
+        con.execute("SET TimeZone = 'UTC'")
+        self._create(con)
+        return con
+
+    @staticmethod
+    def _create(con: duckdb.DuckDBPyConnection) -> None:
+        types = {**ENGINE_COLUMNS, **{n: t for n, (t, _) in _EXTRA.items()}}
+        cols = ", ".join(f'"{n}" {types[n]}' for n in COLUMNS)
+        for table in ("frames", "purged", "_state"):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"CREATE TABLE frames (n BIGINT, seg INTEGER, off BIGINT, len INTEGER, {cols})")
+        con.execute("CREATE TABLE purged (id VARCHAR)")
+        con.execute("CREATE TABLE _state (v VARCHAR)")
+
+    def _resume(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Take up a saved session of the same columns: rows, and the cursor where it stood."""
+        try:
+            (text,) = con.execute("SELECT v FROM _state").fetchall()[0]
+            state = json.loads(text)
+        except (duckdb.Error, IndexError, ValueError):
+            return False
+        if state.get("version") != _STATE_VERSION or state.get("columns") != COLUMNS:
+            return False
+        self._seg_ids = {str(k): int(v) for k, v in state["seg_ids"].items()}
+        self._parquet = set(state["cursor"].get("parquet") or ())
+        self._rows = int(state["rows"])
+        for key in self._cursor_.restore(state["cursor"]):  # rewritten since: read again
+            if key in self._seg_ids:
+                con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[key]])
+        self._purged = int(con.execute("SELECT count(*) FROM purged").fetchall()[0][0])
+        return True
+
+    def _save(self) -> None:
+        """The cursor and row numbering, in the transaction of the rows they account for."""
+        state = {"version": _STATE_VERSION, "columns": COLUMNS, "seg_ids": self._seg_ids,
+                 "rows": self._rows, "cursor": self._cursor_.state(self._parquet)}  # fmt: skip
+        self._con.execute("DELETE FROM _state")
+        self._con.execute("INSERT INTO _state VALUES (?)", [json.dumps(state)])
 
     # -- reading ---------------------------------------------------------------------------
     def start(self, interval: float = 0.25) -> None:
@@ -113,14 +173,15 @@ class LiveIndex:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop the background thread and drop the temporary database."""
+        """Stop the background thread; a temporary database is removed, a kept one stays."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         with self._lock:
             self._con.close()
         self._files.close()
-        self._tmp.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def refresh(self) -> int:
         """Read what was appended to every segment since the last call; returns the lines read.
@@ -151,8 +212,12 @@ class LiveIndex:
             return added
 
     def _forget(self, key: str) -> None:
+        self._con.execute("BEGIN")
         if key in self._seg_ids:
             self._con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[key]])
+        self._parquet.discard(key)
+        self._save()
+        self._con.execute("COMMIT")
         self.version += 1
 
     def _ingest_parquet(self, key: str, replaced: set[str]) -> int:
@@ -170,8 +235,10 @@ class LiveIndex:
         )
         con.execute(f"INSERT INTO purged {purged_sql([], [path])}")
         n = int(con.execute("SELECT count(*) FROM frames WHERE seg = ?", [seg]).fetchall()[0][0])
-        con.execute("COMMIT")
         self._rows += n
+        self._parquet.add(key)
+        self._save()
+        con.execute("COMMIT")
         self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
         return n
 
@@ -201,10 +268,11 @@ class LiveIndex:
                     {_select_cols()} FROM ({lines_records_sql(source, keep=("i", "off", "len"))})"""
             )
             con.execute(f"INSERT INTO purged {purged_sql((), (), lines=source)}")
+            self._rows += len(starts)
+            self._save()
             con.execute("COMMIT")
         finally:
             con.execute("DROP TABLE IF EXISTS _lines")
-        self._rows += len(starts)
         self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
         return len(starts)
 
