@@ -159,3 +159,24 @@ def test_store_refuses_keys_that_leave(tmp_path: Path) -> None:
         with pytest.raises(KeyOutsideRun):
             store.read(key, 0, 1)
     assert [o.key for o in store.list()] == []
+
+
+def test_query_and_the_viewers_index_take_the_big_line(
+    hostile: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Run.query() (a relation run later) and the viewer's index read the 20 MB record."""
+    from imagelog.viewer import Filters, LiveIndex
+
+    run = imagelog.read(hostile[0])
+    got = run.query("select length(meta) from records where id = 'big'").fetchall()
+    assert (
+        got == [(len(json.dumps({"keypoints": "x" * BIG}, separators=(",", ":"))),)]
+        or got[0][0] > BIG
+    )
+    index = LiveIndex(run, db_dir=tmp_path / "cache")
+    try:
+        index.refresh()
+        assert index.row("big") is not None
+        assert index.count(Filters()) >= 3 + len(_readable_ids())
+    finally:
+        index.close()

@@ -118,9 +118,9 @@ class Run:
             ... ).fetchall()
             [(2, 6)]
         """
-        from .records import connect
+        from .records import connect_view
 
-        con = connect(self.store, local=self._query_files())
+        con = connect_view(self.store, local=self._query_files())
         return con.sql(sql, params=params)
 
     def get(self, record_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from .cursor import Changes, SegmentCursor
 from .engine import (
     check_where,
     connect,
+    connect_view,
     iter_json,
     iter_records,
     purged_ids,
@@ -34,6 +35,7 @@ __all__ = [
     "SegmentCursor",
     "check_where",
     "connect",
+    "connect_view",
     "filters_sql",
     "iter_json",
     "iter_records",

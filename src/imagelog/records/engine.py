@@ -40,6 +40,7 @@ __all__ = [
     "MEMORY_LIMIT",
     "check_where",
     "connect",
+    "connect_view",
     "iter_json",
     "iter_records",
     "purged_ids",
@@ -100,6 +101,10 @@ def _duckdb() -> Any:
     return duckdb
 
 
+#: Lines already reported as skipped, by (key, line): each is reported once per process.
+_WARNED: set[tuple[str, int]] = set()
+
+
 def warn_torn(local: LocalFiles, keys: Iterable[str]) -> int:
     """Warn about segments whose last line is torn (no final newline); return how many.
 
@@ -117,15 +122,13 @@ def warn_torn(local: LocalFiles, keys: Iterable[str]) -> int:
         except OSError:
             continue
         torn += 1
-        logger.warning("imagelog: skipping a torn or invalid last line of %s", key)
+        if (key, -1) not in _WARNED:  # once per process and segment
+            _WARNED.add((key, -1))
+            logger.warning("imagelog: skipping a torn or invalid last line of %s", key)
     return torn
 
 
 _WHY = {"INVALID ENCODING": "not UTF-8", "LINE SIZE OVER MAXIMUM": "longer than 256 MiB"}
-
-
-#: Lines already reported as skipped, by (key, line): each is reported once per process.
-_WARNED: set[tuple[str, int]] = set()
 
 
 def warn_skipped(cur: Any, local: LocalFiles | None, seen: set[tuple[str, int]] = _WARNED) -> None:
@@ -212,6 +215,15 @@ def connect(
     view = without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
     con.execute(f"CREATE TEMP VIEW records AS {view}")
     return con
+
+
+def connect_view(store: Store, *, local: LocalFiles) -> duckdb.DuckDBPyConnection:
+    """``connect`` for a relation that runs later (``Run.query``): in the mode for long lines
+    if the run has any, which ``connect`` finds out before it returns."""
+    try:
+        return connect(store, local=local)
+    except LongLines:
+        return connect(store, local=local, memory_limit=BIG_MEMORY_LIMIT)
 
 
 def check_where(where: str | None) -> None:

@@ -37,6 +37,9 @@ FIRST_CHUNK_BYTES = 2**20
 #: The viewer's own column besides the engine's: the encoder that wrote the image (for decoding).
 _EXTRA = {"encoder": ("VARCHAR", "json_extract_string(record, '$.image.encoder.name')")}
 
+_MEMORY = "256MB"
+_BIG_MEMORY = "4GB"
+
 #: The version of the saved session (``_state``): another one is rebuilt, not taken up.
 _STATE_VERSION = 1
 
@@ -96,10 +99,11 @@ class LiveIndex:
         """The run's database in ``db_dir`` (kept between sessions, taken up where the last
         one stopped), or a temporary one (no ``db_dir``, or another viewer holds it)."""
         config: dict[str, str | bool | int | float | list[str]] = {
-            "memory_limit": "256MB",
+            "memory_limit": _MEMORY,
             "threads": "2",
         }
         if db_dir is not None:
+            Path(db_dir).mkdir(parents=True, exist_ok=True)
             name = hashlib.sha256(self.run.url.encode()).hexdigest()[:16]
             try:
                 con = duckdb.connect(str(Path(db_dir) / f"run-{name}.duckdb"), config=config)
@@ -260,18 +264,26 @@ class LiveIndex:
                  unnest(?::VARCHAR[]) AS line""",
             [len(starts), (starts + start).tolist(), (ends - starts).tolist(), lines],
         )
+        source = "SELECT i, off, len, rtrim(line, chr(10)) AS line FROM _lines"
+        rows = lines_records_sql(source, keep=("i", "off", "len"))
         try:
-            source = "SELECT i, off, len, rtrim(line, chr(10)) AS line FROM _lines"
-            con.execute("BEGIN")
-            con.execute(
-                f"""INSERT INTO frames SELECT {self._rows} + i, {seg}, off, len,
-                    {_select_cols()} FROM ({lines_records_sql(source, keep=("i", "off", "len"))})"""
-            )
-            con.execute(f"INSERT INTO purged {purged_sql((), (), lines=source)}")
-            self._rows += len(starts)
-            self._save()
-            con.execute("COMMIT")
+            for memory in (_MEMORY, _BIG_MEMORY):  # a line of megabytes needs room to parse
+                con.execute(f"SET memory_limit = '{memory}'")
+                con.execute("BEGIN")
+                try:
+                    con.execute(f"INSERT INTO frames SELECT {self._rows} + i, {seg}, off, len, "
+                                f"{_select_cols()} FROM ({rows})")  # fmt: skip
+                    con.execute(f"INSERT INTO purged {purged_sql((), (), lines=source)}")
+                    self._rows += len(starts)
+                    self._save()
+                    con.execute("COMMIT")
+                    break
+                except duckdb.OutOfMemoryException:
+                    con.execute("ROLLBACK")
+                    if memory == _BIG_MEMORY:
+                        raise
         finally:
+            con.execute(f"SET memory_limit = '{_MEMORY}'")
             con.execute("DROP TABLE IF EXISTS _lines")
         self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
         return len(starts)
