@@ -107,11 +107,14 @@ def lines_sql(paths: Sequence[str], *, strict: bool = False, big: bool = False) 
     )
 
 
-def lines_records_sql(lines: str, *, keep: Sequence[str] = ()) -> str:
+def lines_records_sql(
+    lines: str, *, keep: Sequence[str] = (), extra: dict[str, str] | None = None
+) -> str:
     """The ``records`` columns of JSON lines from any SQL source with a VARCHAR column ``line``
     (e.g. ``SELECT unnest(?) AS line`` for lines read by a cursor); ``keep``: columns of the
-    source to pass through, after the records' columns."""
-    return jsonl_sql((), lines=lines, keep=keep)
+    source to pass through, after the records' columns; ``extra``: more VARCHAR columns by
+    JSON path, from the same parse."""
+    return jsonl_sql((), lines=lines, keep=keep, extra=extra)
 
 
 def jsonl_sql(
@@ -121,6 +124,7 @@ def jsonl_sql(
     strict: bool = False,
     keep: Sequence[str] = (),
     big: bool = False,
+    extra: dict[str, str] | None = None,
 ) -> str:
     """Typed columns from JSON lines read as text (never struct inference), bad lines left out.
 
@@ -130,6 +134,8 @@ def jsonl_sql(
     """
     names = list(PATHS)
     every = [PATHS[n] for n in names] + ["$.image.id", "$.event.id", "$.labels", "$.meta"]
+    more = dict(extra or {})
+    every += list(more.values())
     cols = []
     for name, typ in COLUMNS.items():
         if name == "id":
@@ -142,6 +148,7 @@ def jsonl_sql(
             ji = f"j[{names.index(name) + 1}]"
             expr = ji if typ == "VARCHAR" else f"TRY_CAST({ji} AS {typ})"
         cols.append(f"{expr} AS {name}")
+    cols += [f'j[{len(names) + 5 + i}] AS "{name}"' for i, name in enumerate(more)]
     cols += [f'"{name}"' for name in keep]
     passed = "".join(f', "{name}"' for name in keep)
     source = f"({lines})" if lines is not None else lines_sql(paths, strict=strict, big=big)

@@ -35,7 +35,7 @@ CHUNK_BYTES = 16 * 2**20
 FIRST_CHUNK_BYTES = 2**20
 
 #: The viewer's own column besides the engine's: the encoder that wrote the image (for decoding).
-_EXTRA = {"encoder": ("VARCHAR", "json_extract_string(record, '$.image.encoder.name')")}
+_EXTRA = {"encoder": "$.image.encoder.name"}
 
 _MEMORY = "256MB"
 _BIG_MEMORY = "4GB"
@@ -48,9 +48,12 @@ _STATE_VERSION = 1
 COLUMNS = [name for name in ENGINE_COLUMNS if name != "record"] + list(_EXTRA)
 
 
-def _select_cols(prefix: str = "") -> str:
-    cols = [f'{prefix}"{name}"' for name in ENGINE_COLUMNS if name != "record"]
-    cols += [f'{expr} AS "{name}"' for name, (_, expr) in _EXTRA.items()]
+def _select_cols(*, parsed: bool) -> str:
+    """The ``frames`` columns from engine rows; ``parsed``: the extra columns are there already
+    (``lines_records_sql(extra=_EXTRA)``), else they come from ``record``."""
+    cols = [f'"{name}"' for name in ENGINE_COLUMNS if name != "record"]
+    cols += [f'"{name}"' if parsed else f"json_extract_string(record, '{path}') AS \"{name}\""
+             for name, path in _EXTRA.items()]  # fmt: skip
     return ", ".join(cols)
 
 
@@ -125,7 +128,7 @@ class LiveIndex:
 
     @staticmethod
     def _create(con: duckdb.DuckDBPyConnection) -> None:
-        types = {**ENGINE_COLUMNS, **{n: t for n, (t, _) in _EXTRA.items()}}
+        types = {**ENGINE_COLUMNS, **dict.fromkeys(_EXTRA, "VARCHAR")}
         cols = ", ".join(f'"{n}" {types[n]}' for n in COLUMNS)
         for table in ("frames", "purged", "_state"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -235,7 +238,7 @@ class LiveIndex:
                 con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[old]])
         con.execute(
             f"""INSERT INTO frames SELECT {self._rows} + row_number() OVER () - 1, {seg}, NULL,
-                NULL, {_select_cols()} FROM ({records_sql([], [path])})"""
+                NULL, {_select_cols(parsed=False)} FROM ({records_sql([], [path])})"""
         )
         con.execute(f"INSERT INTO purged {purged_sql([], [path])}")
         n = int(con.execute("SELECT count(*) FROM frames WHERE seg = ?", [seg]).fetchall()[0][0])
@@ -265,14 +268,14 @@ class LiveIndex:
             [len(starts), (starts + start).tolist(), (ends - starts).tolist(), lines],
         )
         source = "SELECT i, off, len, rtrim(line, chr(10)) AS line FROM _lines"
-        rows = lines_records_sql(source, keep=("i", "off", "len"))
+        rows = lines_records_sql(source, keep=("i", "off", "len"), extra=_EXTRA)
         try:
             for memory in (_MEMORY, _BIG_MEMORY):  # a line of megabytes needs room to parse
                 con.execute(f"SET memory_limit = '{memory}'")
                 con.execute("BEGIN")
                 try:
                     con.execute(f"INSERT INTO frames SELECT {self._rows} + i, {seg}, off, len, "
-                                f"{_select_cols()} FROM ({rows})")  # fmt: skip
+                                f"{_select_cols(parsed=True)} FROM ({rows})")  # fmt: skip
                     con.execute(f"INSERT INTO purged {purged_sql((), (), lines=source)}")
                     self._rows += len(starts)
                     self._save()
