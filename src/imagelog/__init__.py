@@ -17,6 +17,7 @@ from .errors import FormatMismatch as FormatMismatch
 from .errors import ImageLogError as ImageLogError
 from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
+from .errors import KeyOutsideRun as KeyOutsideRun
 from .errors import MetadataNotJSON as MetadataNotJSON
 from .errors import RecordNotFound as RecordNotFound
 from .errors import RunNotFound as RunNotFound
@@ -47,6 +48,7 @@ __all__ = [
     "ImageLogError",
     "InvalidFrame",
     "InvalidSetting",
+    "KeyOutsideRun",
     "MetadataNotJSON",
     "OnFull",
     "RawFrame",

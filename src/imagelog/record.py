@@ -37,6 +37,7 @@ __all__ = [
     "encoding_record",
     "expired_record",
     "failed_record",
+    "image_ref",
     "iso_utc",
     "jsonable",
     "mark_triggered",
@@ -252,6 +253,20 @@ def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: record[k] for k in RECORD_ORDER if k in record}
     out.update((k, v) for k, v in record.items() if k not in out)
     return out
+
+
+def image_ref(
+    path: str, *, image_id: str, fmt: str, dtype: str, channels: int, encoder: str | None
+) -> dict[str, Any]:
+    """The part of a record that ``Run.load`` reads: the image's key, and how it was encoded.
+
+    For readers that hold a record's columns rather than the record (the viewer's index).
+    """
+    return {
+        "file": {"path": path},
+        "image": {"id": image_id, "format": fmt, "dtype": dtype, "channels": channels,
+                  "encoder": {"name": encoder}},
+    }  # fmt: skip
 
 
 def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:

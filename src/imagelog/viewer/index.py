@@ -240,6 +240,14 @@ class LiveIndex:
         self._sizes: dict[str, int] = {}  # object stores: sizes at the last listing
         self._fetched: dict[str, int] = {}  # object stores: sizes when last fetched
         self._files = LocalFiles(run.store)
+        # the index reads its own chunks and the run's compacted hours, and nothing else
+        root = run.store.local_root
+        allowed = [
+            self._tmp.name,
+            os.path.realpath(root) if root else self._files.spill_dir().parent,
+        ]
+        self._con.execute("SET allowed_directories = ?", [[str(d) for d in allowed]])
+        self._con.execute("SET enable_external_access = false")
         self._seg_ids: dict[str, int] = {}
         self._rows = 0
         self._purged = 0
@@ -359,8 +367,8 @@ class LiveIndex:
         store = self.run.store
         if isinstance(store, LocalStore):
             try:
-                fh = open(store.root / key, "rb")  # noqa: SIM115 (closed below, generator)
-            except FileNotFoundError:
+                fh = open(store.path_of(key), "rb")  # noqa: SIM115 (closed below, generator)
+            except FileNotFoundError:  # KeyOutsideRun included
                 return
             with fh:
                 while True:
@@ -605,7 +613,7 @@ class LiveIndex:
             return str(self._fetch(sql, [row["id"]])[0][0]).encode()
         store = self.run.store
         if isinstance(store, LocalStore):
-            with open(store.root / key, "rb") as fh:
+            with open(store.path_of(key), "rb") as fh:
                 fh.seek(int(row["off"]))
                 return fh.read(int(row["len"]))
         data = store.get(key)
