@@ -60,7 +60,8 @@ def raw_get(v: Viewer, path: str, *, token: str | None = "", headers: dict[str, 
         path += ("&" if "?" in path else "?") + "token=" + urllib.parse.quote(token)
     conn = http.client.HTTPConnection(v.host, v.port, timeout=30)
     try:
-        conn.putrequest("GET", path, skip_accept_encoding=True)
+        skip_host = "host" in {k.lower() for k in headers or {}}
+        conn.putrequest("GET", path, skip_host=skip_host, skip_accept_encoding=True)
         for k, val in (headers or {}).items():
             conn.putheader(k, val)
         conn.endheaders()
