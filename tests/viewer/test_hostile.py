@@ -388,6 +388,23 @@ class TestStores:
                     call(key)
 
 
+class TestIndexConnection:
+    def test_reads_no_file_outside_its_folders(self, viewer: Viewer, hostile: Hostile) -> None:
+        """The viewer's DuckDB cannot read, write or attach files, nor turn that back on."""
+        import duckdb
+
+        cur = viewer.index._con.cursor()
+        secret = str(hostile.outside / "secret.txt")
+        for sql in (f"SELECT * FROM read_text('{secret}')",
+                    f"COPY (SELECT 1) TO '{hostile.outside / 'out.csv'}'",
+                    f"ATTACH '{hostile.outside / 'x.db'}'",
+                    "SET enable_external_access = true"):  # fmt: skip
+            with pytest.raises(duckdb.Error):
+                cur.execute(sql).fetchall()
+        assert not (hostile.outside / "out.csv").exists()
+        assert not (hostile.outside / "x.db").exists()
+
+
 class TestCommandLine:
     def _fails(self, argv: list[str], capsys: pytest.CaptureFixture[str], word: str) -> None:
         assert cli.main(argv) != 0
