@@ -124,6 +124,6 @@ def scenes() -> list[Scene]:
             objects=(
                 ("chelsea.png", 60, 100, 200, 30, False),
                 ("camera.png", 190, 220, 60, 100, False),
-            ),  # fmt: skip
+            ),
         ),
     ]

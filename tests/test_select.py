@@ -218,7 +218,7 @@ def run_writers(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(procs)
     ]
     out = []
@@ -375,9 +375,9 @@ def test_bad_frames_and_metadata_raise_whether_stored_or_not(tmp_path: Path) -> 
     with imagelog.open(tmp_path / "run", select="sample(0)") as log:
         with pytest.raises(TypeError):
             log.log(frames(1)[0], bad=object())
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="image"):
             log.log(b"not an image")
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="source"):
             log.log(frames(1)[0], source="")
     assert log.stats()["logged"] == 0
 
