@@ -405,3 +405,58 @@ def test_thumbnail_cost_does_not_copy_the_frame() -> None:
     assert select.luma_thumbnail(np.zeros((2, 2), np.uint8)) is None
     for dtype in (np.uint16, np.float32, np.bool_):
         assert select.luma_thumbnail(np.zeros((64, 64), dtype)) is not None
+
+
+# -- the replay ---------------------------------------------------------------------------------
+def test_replay_reports_per_source_and_hour_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imagelog.cli import main
+
+    scene = SCENES["objects enter and leave"]
+    run = tmp_path / "run"
+    with imagelog.open(run, format="png") as log:  # everything stored: yesterday's run
+        for i, frame in enumerate(scene.frames()):
+            label = scene.label(i)
+            log.log(frame, source="yard", captured_at=cap(i), i=i,
+                    labels={"event": label} if label else None)  # fmt: skip
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
+    assert main(["select", str(run), "--policy", "changed", "--labels", "event", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    _, live = log_scene(tmp_path / "live", scene)
+    assert out["frames"] == scene.n
+    assert out["would_store"] == len(live)  # the replay decides as log() would
+    assert out["labelled"] == len(scene.events)
+    assert out["missed"] == []
+    assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+    # a coarse policy misses events, and says which
+    assert main(["select", str(run), "--policy", "every(10s)", "--labels", "event"]) == 0
+    text = capsys.readouterr().out
+    assert f"labelled (event): {len(scene.events)} frame(s), {len(scene.events)} missed" in text
+    assert "chelsea.png enters" in text
+    assert "yard" in text and "total" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--policy", "chnaged"], "unknown policy 'chnaged'"),
+        (["--policy", "budget(-1/hour)"], "whole number"),
+    ],
+)
+def test_replay_careless_users(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    from imagelog.cli import main
+
+    with imagelog.open(tmp_path / "run") as log:
+        log.log(frames(1)[0])
+    assert main(["select", str(tmp_path / "run"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert main(["select", str(tmp_path / "nowhere"), "--policy", "changed"]) == 1
+    assert "no imagelog run" in capsys.readouterr().err
+    with imagelog.open(tmp_path / "empty", select="sample(0)") as log:
+        log.log(frames(1)[0])
+    assert main(["select", str(tmp_path / "empty"), "--policy", "changed"]) == 1
+    assert "no stored frames" in capsys.readouterr().err
