@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import random
 import re
 import threading
@@ -83,7 +84,7 @@ REASONS = ("unchanged", "not_sampled", "not_near", "not_chosen", "rate", "budget
 #: Thumbnail: about this many cells across the frame's short side, each averaging up to
 #: ``_SAMPLES`` x ``_SAMPLES`` pixels read with a stride (no full-frame conversion).
 _CELLS = 24
-_SAMPLES = 8
+_SAMPLES = 4
 _PERIODS = {"minute": 60, "hour": 3600, "day": 86400}
 _PERIOD_NAMES = {"m": "minute", "min": "minute", "minute": "minute", "h": "hour", "hour": "hour",
                  "d": "day", "day": "day"}  # fmt: skip
@@ -111,7 +112,7 @@ class Changed(Policy):
     """Store a frame that differs from the last stored frame of its source.
 
     Each frame becomes a thumbnail of about 24 cells across its short side (each cell the mean
-    of up to 8x8 pixels of one channel, read with a stride), normalised to zero mean and unit
+    of up to 4x4 pixels of one channel, read with a stride), normalised to zero mean and unit
     contrast, so a global brightness or gain change leaves it as it was. A cell *changed* when
     it moved by more than ``tolerance`` (in units of the scene's contrast); the frame changed
     when at least ``threshold`` of its cells did, in ``persist`` frames in a row (2: a one-frame
@@ -476,7 +477,7 @@ def as_select_map(value: object) -> Select | dict[str, Select] | None:
 
 # -- the thumbnail --------------------------------------------------------------------------------
 def luma_thumbnail(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
-    """A small float32 thumbnail of one channel (green of RGB), each cell the mean of up to 8x8
+    """A small float32 thumbnail of one channel (green of RGB), each cell the mean of up to 4x4
     pixels read with a stride: no full-frame copy or conversion. None for frames too small."""
     a = pixels
     if a.ndim == 3:
@@ -515,9 +516,12 @@ _MIN_CONTRAST = 0.02
 
 
 def _normalised(t: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-    mean = float(t.mean())
-    sd = max(float(t.std()), _MIN_CONTRAST)
-    out: np.ndarray[Any, Any] = (t - np.float32(mean)) * np.float32(1.0 / sd)
+    """Zero mean, unit contrast (at least ``_MIN_CONTRAST``): brightness and gain drop out."""
+    flat = t.ravel()
+    d = flat - np.float32(flat.sum() / flat.size)
+    sd = max(math.sqrt(float(np.dot(d, d)) / flat.size), _MIN_CONTRAST)
+    d *= np.float32(1.0 / sd)
+    out: np.ndarray[Any, Any] = d.reshape(t.shape)
     return out
 
 
