@@ -460,3 +460,22 @@ def test_replay_careless_users(
         log.log(frames(1)[0])
     assert main(["select", str(tmp_path / "empty"), "--policy", "changed"]) == 1
     assert "no stored frames" in capsys.readouterr().err
+
+
+def test_budget_claims_of_old_windows_are_removed(tmp_path: Path) -> None:
+    from imagelog.logger import ImageLog
+    from imagelog.settings import Settings
+
+    now = [T0]
+    log = ImageLog(LocalStore(tmp_path / "run"), Settings.from_kwargs(select="budget(2/minute)"),
+                   clock=lambda: now[0])  # fmt: skip
+    f = frames(1)[0]
+    for minute in range(4):
+        now[0] = T0 + minute * 60 * 10**9
+        for _ in range(3):
+            log.log(f)
+    log.close()
+    windows = {p.parent.name for p in (tmp_path / "run" / "select").rglob("0*")}
+    assert windows == {"2025-11-24T1602", "2025-11-24T1603"}  # the current and previous minute
+    assert log.stats()["written"] == 8
+    assert log.stats()["not_selected_by_reason"] == {"budget": 4}

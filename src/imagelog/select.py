@@ -606,7 +606,7 @@ class Claims:
             return False
         try:
             if n is None:
-                n = self._enter(source, b.per, window)
+                n = self._enter(source, b.per, window, created_ns)
             while n < b.n:
                 won = self.store.put_if_absent(
                     select_claim_key(source, b.per, window, n),
@@ -624,11 +624,22 @@ class Claims:
                            "budget are not stored for 10 s", self.store.url, exc)  # fmt: skip
             return False
 
-    def _enter(self, source: str, per: str, window: str) -> int:
-        """A window seen for the first time: skip the claims other writers made (one listing),
-        and forget this writer's older windows of the source."""
+    def _enter(self, source: str, per: str, window: str, created_ns: int) -> int:
+        """A window seen for the first time: count the claims other writers made in it, and
+        delete the source's claims of windows older than the previous one (no writer whose
+        clock is within a window of ours still counts on them)."""
+        taken = 0
+        stale = []
+        keep_from = _window_label(created_ns - _PERIODS[per] * 10**9, per)
         prefix = select_window_prefix(source, per, window)
-        taken = sum(1 for _ in self.store.list(prefix))
+        folder = prefix[: -len(window) - 1]
+        for info in self.store.list(folder):
+            if info.key.startswith(prefix):
+                taken += 1
+            elif info.key[len(folder) :].split("/", 1)[0] < keep_from:
+                stale.append(info.key)
+        if stale:
+            self.store.delete(stale)
         old = self._windows.get((source, per))
         self._windows[(source, per)] = window
         if old is not None:
