@@ -2,7 +2,7 @@
 
 The replay reads a stored run (never changes it), feeds its frames per source in capture order
 through the same ``Selector`` that ``log()`` uses (budgets counted in memory, in windows of the
-frames' log time), and reports per source and hour how many frames the policy would have kept,
+frames' log time), and reports per source and hour (of capture time) how many frames the policy would have kept,
 and which labelled frames (metadata or labels carrying KEY) it would have missed. Tune a policy
 on yesterday's run, then put it in production.
 """
@@ -103,7 +103,7 @@ def replay(run: Run, policy: Select, *, labels: str | None = None, within: int =
             meta = dict(rec.get("meta") or {})
             meta.setdefault("labels", rec.get("labels") or {})
             keep = selector.decide(policy, source, pixels, meta, captured, created) is None
-            row = out.hours.setdefault((source, hour_of(created)), [0, 0])
+            row = out.hours.setdefault((source, hour_of(captured)), [0, 0])
             row[0] += 1
             row[1] += keep
             keeps.append(keep)
