@@ -479,3 +479,13 @@ def test_budget_claims_of_old_windows_are_removed(tmp_path: Path) -> None:
     assert windows == {"2025-11-24T1602", "2025-11-24T1603"}  # the current and previous minute
     assert log.stats()["written"] == 8
     assert log.stats()["not_selected_by_reason"] == {"budget": 4}
+
+
+def test_non_ascii_sources_get_their_own_budget(tmp_path: Path) -> None:
+    with imagelog.open(tmp_path / "run", select="budget(1/day)", format="png") as log:
+        f = frames(1)[0]
+        for source in ("Kamera Ü", "Kamera_Ü", "камера", "Kamera Ü"):
+            log.log(f, source=source)
+    s = log.stats()["by_source"]
+    assert {k: v["written"] for k, v in s.items()} == {"Kamera Ü": 1, "Kamera_Ü": 1, "камера": 1}
+    assert s["Kamera Ü"]["not_selected"] == 1

@@ -364,14 +364,14 @@ class ImageLog:
         and summed up in a ``not_selected`` event)."""
         created = self._clock()
         captured = created if captured_at is None else parse_time_ns(captured_at)
-        if meta:
-            jsonable(meta)  # the same errors whether the frame is stored or not
-        labels_of(labels)
         view = meta if labels is None or "labels" in meta else {**meta, "labels": labels}
         sel = self._selector
         reason = sel.decide(policy, source, pixels, view, captured, created)
         if reason is None:
             return None
+        if meta:
+            jsonable(meta)  # the same errors whether the frame is stored or not
+        labels_of(labels)
         self._last_captured = captured
         seq = next(self._seq)
         self._pipeline.stats.add(source, "logged")
