@@ -349,7 +349,7 @@ class ImageLog:
         chosen = self._settings.select
         if chosen is None or isinstance(chosen, Select):
             return chosen
-        return chosen.get(source) or chosen.get("*")  # type: ignore[no-any-return]
+        return chosen.get(source) or chosen.get("*")
 
     def _select_or_skip(
         self,

@@ -8,9 +8,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSetting
+
+if TYPE_CHECKING:
+    from .select import Select
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -169,7 +172,7 @@ class Settings:
     ring: float | Mapping[str, float] | None = None
     ring_bytes: int | None = None
     ring_dir: str | None = None
-    select: Any = None
+    select: Select | Mapping[str, Select] | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
