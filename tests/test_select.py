@@ -489,3 +489,24 @@ def test_non_ascii_sources_get_their_own_budget(tmp_path: Path) -> None:
     s = log.stats()["by_source"]
     assert {k: v["written"] for k, v in s.items()} == {"Kamera Ü": 1, "Kamera_Ü": 1, "камера": 1}
     assert s["Kamera Ü"]["not_selected"] == 1
+
+
+def test_when_stores_beyond_caps_and_budgets(tmp_path: Path) -> None:
+    with imagelog.open(tmp_path / "run", select="every(1h), budget(1/hour), when(defect)") as log:
+        f = frames(1)[0]
+        for i in range(6):
+            log.log(f, i=i, defect=i in (2, 4))
+    stored = sorted(r["meta"]["i"] for r in imagelog.read(tmp_path / "run").records())
+    assert stored == [0, 2, 4]
+    assert log.stats()["not_selected_by_reason"] == {"rate": 3}
+
+
+def test_float_frames_with_nan_are_judged(tmp_path: Path) -> None:
+    depth = np.linspace(0.5, 4.0, 64 * 48, dtype=np.float32).reshape(48, 64)
+    depth[10:20, 10:20] = np.nan  # no return from the sensor there
+    moved = depth.copy()
+    moved[25:45, 30:60] = 0.3  # something close to the camera
+    with imagelog.open(tmp_path / "run", select="changed") as log:
+        for d in (depth, depth, depth, moved, moved, moved):
+            log.log(d)
+    assert log.stats()["written"] == 2  # the first, and the change at its second frame

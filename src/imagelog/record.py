@@ -444,7 +444,7 @@ def not_selected_record(
     ``imagelog.not_selected``: ``frames``, ``from``/``to`` (capture times of the first and
     last), ``seqs`` (their ``image.seq`` values as inclusive ``[first, last]`` ranges of this
     writer's sequence), ``by_source`` and ``by_reason`` (frames per source and per reason:
-    ``unchanged``, ``not_sampled``, ``not_near``, ``not_chosen``, ``rate``, ``budget``).
+    ``unchanged``, ``not_sampled``, ``not_near``, ``rate``, ``budget``).
     ``event.reason`` is ``select``.
     """
     rec = _event(

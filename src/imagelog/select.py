@@ -40,7 +40,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +80,7 @@ __all__ = [
 logger = logging.getLogger("imagelog")
 
 #: Why a frame was not stored (``event.reason`` counts of a ``not_selected`` summary).
-REASONS = ("unchanged", "not_sampled", "not_near", "not_chosen", "rate", "budget")
+REASONS = ("unchanged", "not_sampled", "not_near", "rate", "budget")
 #: Thumbnail: about this many cells across the frame's short side, each averaging up to
 #: ``_SAMPLES`` x ``_SAMPLES`` pixels read with a stride (no full-frame conversion).
 _CELLS = 24
@@ -93,8 +93,6 @@ _PERIOD_NAMES = {"m": "minute", "min": "minute", "minute": "minute", "h": "hour"
 # -- the parts ------------------------------------------------------------------------------------
 class Policy:
     """One part of a policy; combine parts with ``|``."""
-
-    role: ClassVar[str] = "candidate"  # "candidate", "always" or "bound"
 
     def __or__(self, other: object) -> Select:
         return as_select(self) | other
@@ -178,7 +176,6 @@ class When(Policy):
     arguments of ``log()``, with ``labels`` under ``"labels"`` unless a keyword has that name).
     A predicate that raises counts as false (reported once a minute)."""
 
-    role: ClassVar[str] = "always"
     predicate: Callable[[Mapping[str, Any]], Any]
     name: str = "predicate"
 
@@ -198,7 +195,6 @@ class Every(Policy):
     """At most one stored frame per ``at_most`` seconds per source (a rate cap) and at least one
     per ``at_least`` (a heartbeat), on the capture axis."""
 
-    role: ClassVar[str] = "bound"
     at_most: float | None = None
     at_least: float | None = None
 
@@ -224,7 +220,6 @@ class Budget(Policy):
     """At most ``n`` stored frames per source per ``per`` (``minute``, ``hour``, ``day``; UTC
     windows of log time), across every writer of the run."""
 
-    role: ClassVar[str] = "bound"
     n: int
     per: str = "hour"
 
@@ -499,6 +494,8 @@ def luma_thumbnail(pixels: np.ndarray[Any, Any]) -> np.ndarray[Any, Any] | None:
     t = v.reshape(gh, k, gw, k).sum(axis=(1, 3), dtype=acc)
     out: np.ndarray[Any, Any] = t.astype(np.float32)
     out *= np.float32(1.0 / (k * k) / _full_scale(pixels.dtype))
+    if v.dtype.kind == "f":  # NaN or inf in a depth map or a model's output: not a change
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     return out
 
 
@@ -728,10 +725,9 @@ class Selector:
             elif isinstance(p, Budget):
                 budgets.append(p)
         if not always:
-            if first_no is None:  # only bounds: every frame is a candidate
-                candidate = True
-            if not (candidate or heartbeat):
-                return first_no or "not_chosen"
+            # with no candidate part (only bounds) every frame is a candidate
+            if first_no is not None and not (candidate or heartbeat):
+                return first_no
             if (
                 cap is not None
                 and st.last_stored_ns is not None
