@@ -510,3 +510,25 @@ def test_float_frames_with_nan_are_judged(tmp_path: Path) -> None:
         for d in (depth, depth, depth, moved, moved, moved):
             log.log(d)
     assert log.stats()["written"] == 2  # the first, and the change at its second frame
+
+
+def test_a_summary_does_not_wait_for_the_next_frame_not_stored(tmp_path: Path) -> None:
+    from imagelog.logger import ImageLog
+    from imagelog.settings import Settings
+
+    now = [T0]
+    log = ImageLog(LocalStore(tmp_path / "run"), Settings.from_kwargs(select="changed"),
+                   clock=lambda: now[0])  # fmt: skip
+    still = frames(1)[0]
+    for _ in range(3):
+        log.log(still)  # stored, then 2 not selected
+    now[0] += 61 * 10**9
+    log.log(still, select="sample(1)")  # a frame stored a minute later: the summary is due
+    try:
+        log._pipeline.queue.wait_done(log._pipeline.queue.mark(), 60)
+        summaries = [
+            r for r in everything(tmp_path / "run") if r["event"]["action"] == "not_selected"
+        ]
+        assert [s["imagelog"]["not_selected"]["frames"] for s in summaries] == [2]
+    finally:
+        log.close()

@@ -368,6 +368,9 @@ class ImageLog:
         sel = self._selector
         reason = sel.decide(policy, source, pixels, view, captured, created)
         if reason is None:
+            due = sel.take_due(created)
+            if due is not None:
+                self._write_not_selected(due)
             return None
         if meta:
             jsonable(meta)  # the same errors whether the frame is stored or not

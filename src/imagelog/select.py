@@ -788,6 +788,16 @@ class Selector:
             self.pending.add(source, reason, seq, captured_ns, created_ns)
             return out
 
+    def take_due(self, created_ns: int) -> NotSelected | None:
+        """The pending summary if it spans ``SUMMARY_SPAN_NS`` by now (checked on stored frames,
+        so a summary does not wait for the next frame not stored)."""
+        p = self.pending
+        if not p.frames or created_ns - p.created_ns < SUMMARY_SPAN_NS:
+            return None
+        with self.lock:
+            p, self.pending = self.pending, NotSelected()
+            return p if p.frames else None
+
     def take_pending(self) -> NotSelected | None:
         """The summary of what is pending (on flush and close), if any."""
         with self.lock:
