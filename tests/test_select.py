@@ -532,3 +532,24 @@ def test_a_summary_does_not_wait_for_the_next_frame_not_stored(tmp_path: Path) -
         assert [s["imagelog"]["not_selected"]["frames"] for s in summaries] == [2]
     finally:
         log.close()
+
+
+def test_threads_logging_at_once_keep_the_books(tmp_path: Path) -> None:
+    import threading
+
+    f = frames(1)[0]
+    with imagelog.open(tmp_path / "run", select="changed, budget(7/hour)") as log:
+
+        def work(k: int) -> None:
+            for i in range(50):
+                log.log(f, source=f"cam{k % 2}", i=i)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    s = log.stats()
+    assert s["logged"] == 200
+    assert s["written"] == 2  # one per source: a still scene
+    assert_books_balance(tmp_path / "run", s)
