@@ -27,7 +27,7 @@ WITH_EXAMPLES = {
     "imagelog.checks", "imagelog.codecs", "imagelog.codecs.passthrough",
     "imagelog.frames", "imagelog.handler", "imagelog.ids",
     "imagelog.layout", "imagelog.logger", "imagelog.pixfmt", "imagelog.record", "imagelog.run",
-    "imagelog.samples", "imagelog.settings", "imagelog.stores.s3",
+    "imagelog.samples", "imagelog.select", "imagelog.settings", "imagelog.stores.s3",
 }  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
+from . import select as select
 from .errors import CodecError as CodecError
 from .errors import FormatMismatch as FormatMismatch
 from .errors import ImageLogError as ImageLogError
@@ -62,5 +63,6 @@ __all__ = [
     "log",
     "open",
     "read",
+    "select",
     "trigger",
 ]

@@ -387,6 +387,14 @@ class Pipeline:
             self.pool.give(frame.pixels, limit=self.queue.max_bytes - in_flight)
             frame.pixels = None
 
+    def queue_event(self, record: dict[str, Any], created_ns: int) -> None:
+        """Queue an event line from the caller's thread (a ``not_selected`` summary)."""
+        self.start()
+        try:
+            self.queue.put_control(Item(EventJob(record, created_ns), 0))
+        except QueueClosed:
+            self.hold(record, created_ns)
+
     def record_drop(self, job: FrameJob, reason: str) -> None:
         """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
         try:

@@ -11,6 +11,7 @@ or parses a key asks it. A run looks like::
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
     triggers/<trigger id>.json                            a ring trigger from outside the process
+    select/<source>-<hash>/<per>/<window>/<n>             a budget claim of ``select=`` (one per frame)
 
 An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
 *writer* is one process's id (``<hex>-<pid>``).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import hashlib
 import re
 import time
 
@@ -30,6 +32,7 @@ __all__ = [
     "LAYOUT",
     "MANIFEST",
     "QUARANTINE_PREFIX",
+    "SELECT_PREFIX",
     "TRIGGERS_PREFIX",
     "compacted_key",
     "compacted_prefix",
@@ -44,6 +47,8 @@ __all__ = [
     "quarantine_key",
     "segment_key",
     "segment_name",
+    "select_claim_key",
+    "select_window_prefix",
     "source_dir",
     "trigger_key",
     "writer_of",
@@ -60,6 +65,8 @@ INDEX_PREFIX = "index/"
 QUARANTINE_PREFIX = "quarantine/"
 #: Where ``imagelog trigger`` leaves triggers for the run's ring writers (polled, never removed).
 TRIGGERS_PREFIX = "triggers/"
+#: Where the budget claims of ``select=`` live (small objects, one per frame a budget let in).
+SELECT_PREFIX = "select/"
 #: The writer name of the segment that holds the lines of kept files of a purged hour.
 KEPT_WRITER = "kept"
 #: The layout as the manifest states it.
@@ -210,3 +217,15 @@ def writer_pid(writer: str) -> int | None:
 def trigger_key(trigger_id: str) -> str:
     """Where an outside trigger is left for the writers: ``triggers/<id>.json``."""
     return f"{TRIGGERS_PREFIX}{trigger_id}.json"
+
+
+def select_window_prefix(source: str, per: str, window: str) -> str:
+    """The claims of one budget window of a source: ``select/<source>-<hash>/<per>/<window>/``
+    (the hash keeps sources that ``source_dir`` maps to one name apart)."""
+    tag = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{SELECT_PREFIX}{source_dir(source)}-{tag}/{per}/{window}/"
+
+
+def select_claim_key(source: str, per: str, window: str, n: int) -> str:
+    """Budget claim ``n`` (0-based) of a window: created once, by the writer that got it."""
+    return f"{select_window_prefix(source, per, window)}{n:07d}"

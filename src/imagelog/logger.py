@@ -21,7 +21,17 @@ from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
-from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
+from .record import (
+    SCHEMA_VERSION,
+    base_record,
+    dumps,
+    iso_utc,
+    jsonable,
+    labels_of,
+    not_selected_record,
+    parse_time_ns,
+)
+from .select import Claims, NotSelected, Select, Selector, as_select
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
@@ -29,6 +39,8 @@ __all__ = ["ImageLog", "get_default", "init", "log", "open", "trigger"]
 
 logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
+#: channel orders under which ``select=`` judges an array before it is copied
+_EARLY_ORDERS = (None, "RGB", "BGR", "rgb", "bgr")
 
 
 class ImageLog:
@@ -80,6 +92,8 @@ class ImageLog:
         self._pid = os.getpid()
         self._writer = new_writer_id()
         self._seq = itertools.count(1)
+        self._selector = Selector(Claims(self._store, self._writer, self._clock))
+        self._select_cache: dict[str, Select] = {}
         self._pipeline = Pipeline(
             self._store, self._settings, self._writer, clock=self._clock, repair=self._repair
         )
@@ -149,6 +163,7 @@ class ImageLog:
         pixel_format: str | None = None,
         stride: int | None = None,
         level: str = "info",
+        select: Any = None,
         **meta: Any,
     ) -> str:
         """Queue one image and return its record id (a UUIDv7 string that sorts by time).
@@ -172,6 +187,8 @@ class ImageLog:
                 ``image.pixel_format``.
             stride: bytes per row of a padded buffer (ROS ``step``); default: unpadded.
             level: the record's ``log.level``.
+            select: a policy for this frame instead of the log's (``imagelog.select``); a
+                frame it passes over still gets an id, counted as ``not_selected``.
             **meta: anything JSON can hold; stored as the record's ``meta``.
 
         Returns:
@@ -191,6 +208,19 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        policy = self._policy_for(source, select)
+        early = (
+            policy is not None
+            and _plausible(frame)
+            and pixel_format is None
+            and stride is None
+            and channel_order in _EARLY_ORDERS
+        )
+        if early:  # decided before the copy, on the caller's array
+            assert policy is not None
+            skipped = self._select_or_skip(policy, source, frame, labels, meta, captured_at)
+            if skipped is not None:
+                return skipped
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
         drop_now = _plausible(frame) and not pipeline.make_room(
@@ -204,6 +234,10 @@ class ImageLog:
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
             pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
         )  # fmt: skip
+        if policy is not None and not early:  # not an array: decided on the normalised frame
+            skipped = self._select_or_skip(policy, source, f.pixels, labels, meta, captured_at)
+            if skipped is not None:
+                return skipped
         codec, params = self._codec_for(f, source, format)
         small = f.width * f.height < codecs.SMALL_FRAME_PIXELS
         if small and f.encoded is None and f.pixel_format is None:
@@ -299,6 +333,70 @@ class ImageLog:
         )  # fmt: skip
         return tid
 
+    def _policy_for(self, source: str, select: Any) -> Select | None:
+        """The ``select=`` policy of a frame: the call's, else its source's, else the log's."""
+        if not source or not isinstance(source, str):
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        if select is not None:
+            if isinstance(select, Select):
+                return select
+            hit = self._select_cache.get(select) if isinstance(select, str) else None
+            if hit is None:
+                hit = as_select(select)
+                if isinstance(select, str):
+                    self._select_cache[select] = hit
+            return hit
+        chosen = self._settings.select
+        if chosen is None or isinstance(chosen, Select):
+            return chosen
+        return chosen.get(source) or chosen.get("*")
+
+    def _select_or_skip(
+        self,
+        policy: Select,
+        source: str,
+        pixels: Any,
+        labels: Mapping[str, Any] | None,
+        meta: dict[str, Any],
+        captured_at: object,
+    ) -> str | None:
+        """Apply a policy: None to store the frame, else the id of a frame not stored (counted,
+        and summed up in a ``not_selected`` event)."""
+        created = self._clock()
+        captured = created if captured_at is None else parse_time_ns(captured_at)
+        view = meta if labels is None or "labels" in meta else {**meta, "labels": labels}
+        sel = self._selector
+        reason = sel.decide(policy, source, pixels, view, captured, created)
+        if reason is None:
+            due = sel.take_due(created)
+            if due is not None:
+                self._write_not_selected(due)
+            return None
+        if meta:
+            jsonable(meta)  # the same errors whether the frame is stored or not
+        labels_of(labels)
+        self._last_captured = captured
+        seq = next(self._seq)
+        self._pipeline.stats.add(source, "logged")
+        due = sel.not_selected(source, reason, seq, captured, created)
+        if due is not None:
+            self._write_not_selected(due)
+        return uuid7(created)
+
+    def _write_not_selected(self, n: NotSelected) -> None:
+        now = self._clock()
+        rec = not_selected_record(
+            now_ns=now, rid=uuid7(now), writer=self._writer, frames=n.frames,
+            first_ns=n.first_ns, last_ns=n.last_ns, seqs=n.seq_ranges(), by_source=n.by_source,
+            by_reason=n.by_reason,
+        )  # fmt: skip
+        self._pipeline.queue_event(rec, n.created_ns)
+
+    def _flush_not_selected(self) -> None:
+        pending = self._selector.take_pending()
+        if pending is not None:
+            self._write_not_selected(pending)
+
     def _codec_for(self, f: Frame, source: str, format: str | None) -> tuple[Codec, dict[str, Any]]:
         if f.encoded is not None:
             return _PASSTHROUGH, {}
@@ -348,6 +446,7 @@ class ImageLog:
         """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
+        self._flush_not_selected()
         ok = self._pipeline.flush(timeout)
         self._raise_if_strict()
         return ok
@@ -369,6 +468,7 @@ class ImageLog:
                 return
             self._state = LogState.CLOSING
             limit = self._settings.close_timeout if timeout is None else timeout
+            self._flush_not_selected()
             left = self._pipeline.stop(limit)
             try:
                 self._store.close()  # object stores: stop their threads, upload the spool
@@ -394,12 +494,24 @@ class ImageLog:
     def stats(self) -> dict[str, Any]:
         """Counters: logged, written, dropped, failed, queue and byte figures, per source.
 
+        With ``select=``, also: ``not_selected`` (frames it did not store), with
+        ``not_selected_by_reason``, and per source the same two.
+
         With a ring, also: ``expired`` (frames that left the ring untriggered), ``triggered``
         (frames written because a trigger saved them), ``triggers``, ``ring_frames``,
         ``ring_bytes`` (held, or taken by a trigger and not yet written), ``max_ring_bytes``,
         ``peak_ring_bytes``; per source ``expired`` and ``triggered``.
         """
-        return self._pipeline.stats_dict()
+        out = self._pipeline.stats_dict()
+        total, by_reason, by_source = self._selector.stats()
+        if total or self._settings.select is not None:
+            out["not_selected"] = total
+            out["not_selected_by_reason"] = by_reason
+            for src, counts in out["by_source"].items():
+                reasons = by_source.get(src, {})
+                counts["not_selected"] = sum(reasons.values())
+                counts["not_selected_by_reason"] = reasons
+        return out
 
     def __enter__(self) -> ImageLog:
         """Use as a context manager; closing drains."""
@@ -432,7 +544,8 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
     ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
     (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
-    ``ring_dir`` (see ``ImageLog.trigger``).
+    ``ring_dir`` (see ``ImageLog.trigger``), ``select`` (which frames to store: ``"changed"``, a
+    policy of ``imagelog.select``, or ``{source: policy}``).
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).

@@ -3,7 +3,8 @@
 Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
 ``failed`` (a frame the write path could not store), ``purged`` (a retention event),
 ``encoding_warning`` (a stored frame that the encoding checks found suspect), ``triggered`` (a
-ring trigger) and ``expired`` (frames that left the ring untriggered, summed up).
+ring trigger), ``expired`` (frames that left the ring untriggered, summed up) and ``not_selected``
+(frames that ``select=`` did not store, summed up).
 A ``logged`` record is built in two halves: the caller's thread builds everything it knows
 (``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
 and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
@@ -40,9 +41,11 @@ __all__ = [
     "iso_utc",
     "jsonable",
     "mark_triggered",
+    "not_selected_record",
     "ordered",
     "parse_time_ns",
     "purged_record",
+    "seq_ranges",
     "stored_file",
     "triggered_record",
 ]
@@ -405,6 +408,56 @@ def expired_record(
         "to": iso_utc(last_ns),
         "seqs": seqs,
         "by_source": dict(by_source),
+    }
+    return rec
+
+
+def seq_ranges(seqs: list[int]) -> list[list[int]]:
+    """``image.seq`` values as sorted inclusive ``[first, last]`` ranges (summaries' ``seqs``).
+
+    >>> seq_ranges([5, 1, 2, 3, 7])
+    [[1, 3], [5, 5], [7, 7]]
+    """
+    out: list[list[int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def not_selected_record(
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    frames: int,
+    first_ns: int,
+    last_ns: int,
+    seqs: list[list[int]],
+    by_source: Mapping[str, int],
+    by_reason: Mapping[str, int],
+) -> dict[str, Any]:
+    """The ``not_selected`` summary of frames ``select=`` did not store (no image is stored).
+
+    ``imagelog.not_selected``: ``frames``, ``from``/``to`` (capture times of the first and
+    last), ``seqs`` (their ``image.seq`` values as inclusive ``[first, last]`` ranges of this
+    writer's sequence), ``by_source`` and ``by_reason`` (frames per source and per reason:
+    ``unchanged``, ``not_sampled``, ``not_near``, ``rate``, ``budget``).
+    ``event.reason`` is ``select``.
+    """
+    rec = _event(
+        now_ns=now_ns, at_ns=first_ns, rid=rid, action="not_selected", reason="select",
+        writer=writer, message=f"{frames} frame(s) not selected",
+    )  # fmt: skip
+    rec["imagelog"]["not_selected"] = {
+        "frames": frames,
+        "from": iso_utc(first_ns),
+        "to": iso_utc(last_ns),
+        "seqs": seqs,
+        "by_source": dict(by_source),
+        "by_reason": dict(by_reason),
     }
     return rec
 
