@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, TypedDict
@@ -31,6 +32,7 @@ __all__ = [
     "HOSTNAME",
     "SCHEMA_VERSION",
     "Record",
+    "ascii_json",
     "base_record",
     "dropped_record",
     "dumps",
@@ -210,6 +212,29 @@ def dumps(record: Mapping[str, Any]) -> str:
         return orjson.dumps(record).decode("utf-8")
     except (TypeError, ValueError):
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _u_escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if c < 0x10000:
+        return f"\\u{c:04x}"
+    c -= 0x10000
+    return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
+
+
+def ascii_json(text: str) -> str:
+    """JSON text with every non-ASCII character written as a ``\\u`` escape (a surrogate pair
+    beyond the BMP): still valid JSON, decoded to the same value, and storable where only ASCII
+    fits (the TIFF ImageDescription tag). Outside strings JSON holds only ASCII, so escaping each
+    character in place is enough.
+
+    >>> ascii_json('{"note":"café"}')
+    '{"note":"caf\\\\u00e9"}'
+    """
+    return text if text.isascii() else _NON_ASCII.sub(_u_escape, text)
 
 
 def base_record(
