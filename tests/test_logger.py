@@ -220,6 +220,42 @@ class TestRecord:
         assert rec["@timestamp"] == "2023-11-14T22:13:20.250000Z"
         assert rec["event"]["created"] > "2025"
 
+    def test_captured_at_takes_seconds_nanoseconds_and_datetimes(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """Unix seconds (int, float, numpy), Unix nanoseconds (int) and aware datetimes all
+        give the same @timestamp."""
+        import datetime as dt
+
+        when = dt.datetime(2025, 11, 24, 16, 0, 0, 250000, tzinfo=dt.UTC)
+        values = [1_764_000_000.25, np.float64(1_764_000_000.25), 1_764_000_000_250_000_000, when]
+        with imagelog.open(run_dir) as log:
+            for v in values:
+                log.log(rgb[:8, :8], captured_at=v)
+        stamps = {r["@timestamp"] for r in imagelog.read(run_dir).records()}
+        assert stamps == {"2025-11-24T16:00:00.250000Z"}
+
+    def test_meta_dict_holds_names_of_log_parameters(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """meta={...} stores any name, parameters of log() included, beside the keywords; the
+        logging Handler's extra={"meta": {...}} gives the same record."""
+        names = {"mode": "train", "size": 5, "copy": "yes", "level": 3, "meta": {"a": 1}}
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8], meta=names, epoch=2)
+            lg = logging.getLogger("test_meta_dict")
+            handler = imagelog.Handler(log)
+            lg.addHandler(handler)
+            try:
+                lg.warning("x", extra={"image": rgb[:8, :8], "meta": names})
+            finally:
+                lg.removeHandler(handler)
+        recs = list(imagelog.read(run_dir).records())
+        assert recs[0]["meta"] == {**names, "epoch": 2}
+        assert recs[0]["log"]["level"] == "info"
+        assert recs[1]["meta"] == names
+        assert recs[1]["log"]["level"] == "warning"
+
 
 class TestBadInputLeavesTheLogUsable:
     @pytest.mark.parametrize(
@@ -227,13 +263,29 @@ class TestBadInputLeavesTheLogUsable:
         [
             ({"frame": np.zeros((4, 4, 7), np.uint8)}, ValueError, "7 channels"),
             ({"frame": np.zeros((4, 4), np.float64)}, TypeError, "float64"),
-            ({"meta": {"obj": object()}}, TypeError, "meta.obj"),
+            ({"obj": object()}, TypeError, "meta.obj"),
             ({"meta": {"nan": float("nan")}}, TypeError, "JSON"),
             ({"format": "bmp9"}, ValueError, "unknown format"),
             ({"format": "jpeg", "frame": np.zeros((4, 4), np.uint16)}, ValueError, "lossless"),
             ({"format": "jpeg", "frame": np.zeros((4, 4, 4), np.uint8)}, ValueError, "4-channel"),
             ({"format": "png:speed=3"}, ValueError, "no parameter speed"),
             ({"labels": {"a": [1]}}, TypeError, "labels.a"),
+            # names of log()'s parameters are its parameters: metadata of those names is refused
+            # with the way to store it, never dropped or taken as the parameter
+            ({"mode": "train"}, ValueError, r"meta=\{'mode': 'train'\}"),
+            ({"size": 5}, ValueError, r"meta=\{'size': 5\}"),
+            ({"copy": "yes"}, TypeError, r"copy must be True or False.*meta=\{'copy'"),
+            ({"level": 3}, TypeError, r"level must be one of.*meta=\{'level': 3\}"),
+            ({"level": "verbose"}, ValueError, "level must be one of debug, info"),
+            ({"meta": {"meta": 5, "a": 1}, "a": 2}, TypeError, "'a' given twice"),
+            ({"meta": "train"}, TypeError, "meta must be a dict"),
+            # captured_at: Unix seconds, Unix nanoseconds or a datetime; nothing that only
+            # looks like one
+            ({"captured_at": 1_764_000_000_123}, ValueError, "milliseconds"),
+            ({"captured_at": 1_764_000_000_123_456}, ValueError, "microseconds"),
+            ({"captured_at": 5522.25}, ValueError, "monotonic"),
+            ({"captured_at": -1.0}, ValueError, "captured_at=-1.0"),
+            ({"captured_at": "2026-01-01"}, TypeError, "captured_at must be a datetime"),
         ],
     )
     def test_error_in_caller_thread(
@@ -248,9 +300,8 @@ class TestBadInputLeavesTheLogUsable:
         with imagelog.open(run_dir) as log:
             log.log(rgb, n=1)
             frame = kwargs.pop("frame", rgb)
-            meta = kwargs.pop("meta", {})
             with pytest.raises(error, match=words):
-                log.log(frame, **kwargs, **meta)
+                log.log(frame, **kwargs)
             log.log(rgb, n=2)
         run = imagelog.read(run_dir)
         recs = list(run.records())

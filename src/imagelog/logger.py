@@ -21,7 +21,16 @@ from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
-from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
+from .record import (
+    SCHEMA_VERSION,
+    base_record,
+    dumps,
+    iso_utc,
+    labels_of,
+    level_of,
+    meta_of,
+    parse_time_ns,
+)
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
@@ -149,7 +158,8 @@ class ImageLog:
         pixel_format: str | None = None,
         stride: int | None = None,
         level: str = "info",
-        **meta: Any,
+        meta: Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> str:
         """Queue one image and return its record id (a UUIDv7 string that sorts by time).
 
@@ -159,7 +169,9 @@ class ImageLog:
             source: the camera or stream this frame comes from.
             message: a human message for the record.
             labels: ECS labels (str -> str), for filtering.
-            captured_at: capture time (datetime or Unix seconds); default: now, or EXIF.
+            captured_at: capture time: a datetime (naive: local time), Unix seconds or Unix
+                nanoseconds (int); other numbers (milliseconds, a monotonic clock) raise.
+                Default: now, or EXIF.
             format: a format or preset for this frame (default: per source, then the log's).
             copy: copy the frame before returning (False hands the array over to imagelog).
             channel_order: ``"BGR"`` for OpenCV frames (stored as RGB).
@@ -171,15 +183,19 @@ class ImageLog:
                 ``imagelog.pixfmt``). Stored as delivered, losslessly; recorded in
                 ``image.pixel_format``.
             stride: bytes per row of a padded buffer (ROS ``step``); default: unpadded.
-            level: the record's ``log.level``.
-            **meta: anything JSON can hold; stored as the record's ``meta``.
+            level: the record's ``log.level``: ``"debug"``, ``"info"``, ``"warning"``,
+                ``"error"`` or ``"critical"``.
+            meta: metadata as a dict (the way to store names that are parameters of ``log()``,
+                such as ``meta={"mode": "train"}``); merged with ``**fields``.
+            **fields: more metadata, anything JSON can hold; stored in the record's ``meta``.
 
         Returns:
             The record id.
 
         Raises:
             ValueError: a bad frame, format or value (``imagelog.InvalidFrame`` ...).
-            TypeError: an unsupported input type/dtype or metadata JSON cannot hold.
+            TypeError: an unsupported input type/dtype, metadata JSON cannot hold, a parameter
+                of the wrong type (``copy="yes"``, ``level=3``).
             RuntimeError: the log is closed, or ``log()`` was called from an imagelog thread.
         """
         if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. os.fork in C code)
@@ -191,6 +207,17 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        if not isinstance(copy, bool):
+            raise TypeError(
+                f"copy must be True or False, got {copy!r}; "
+                f"to store it as metadata pass meta={{'copy': {copy!r}}}"
+            )
+        level = level_of(level)
+        if not source or not isinstance(source, str):
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        meta_json = meta_of(meta, fields)
+        labels_json = labels_of(labels)
+        given = None if captured_at is None else parse_time_ns(captured_at)
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
         drop_now = _plausible(frame) and not pipeline.make_room(
@@ -198,8 +225,6 @@ class ImageLog:
         )
         copy = copy and not drop_now
         created = self._clock()
-        if not source or not isinstance(source, str):
-            raise ValueError(f"source must be a non-empty str, got {source!r}")
         f = normalise(
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
             pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
@@ -208,11 +233,9 @@ class ImageLog:
         small = f.width * f.height < codecs.SMALL_FRAME_PIXELS
         if small and f.encoded is None and f.pixel_format is None:
             codec, params = self._small_codec_for(f, source, format, codec, params)
-        meta_json = jsonable(meta) if meta else {}
-        labels_json = labels_of(labels)
         if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
             message = str(message)  # type: ignore[unreachable,unused-ignore]
-        captured = created if captured_at is None else parse_time_ns(captured_at)
+        captured = created if given is None else given
         self._last_captured = captured
         seq = next(self._seq)
         rid = uuid7(created)
@@ -221,7 +244,7 @@ class ImageLog:
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
             pid=self._pid,
         )  # fmt: skip
-        job = FrameJob(f, record, codec, params, created, source, captured_at is not None, captured)
+        job = FrameJob(f, record, codec, params, created, source, given is not None, captured)
         try:
             pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
@@ -265,8 +288,8 @@ class ImageLog:
             >>> import numpy as np, imagelog, tempfile
             >>> with imagelog.open(tempfile.mkdtemp(), ring="30s") as log:
             ...     for i in range(10):
-            ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_000_000 + i)
-            ...     _ = log.trigger("defect", before="3s", at=1_000_008)  # frames 5..8
+            ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_764_000_000 + i)
+            ...     _ = log.trigger("defect", before="3s", at=1_764_000_008)  # frames 5..8
             ...     _ = log.flush()
             ...     (log.stats()["triggered"], log.stats()["ring_frames"])
             (4, 6)

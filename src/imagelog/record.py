@@ -30,6 +30,7 @@ from .errors import MetadataNotJSON
 
 __all__ = [
     "HOSTNAME",
+    "LEVELS",
     "SCHEMA_VERSION",
     "Record",
     "ascii_json",
@@ -41,7 +42,9 @@ __all__ = [
     "failed_record",
     "iso_utc",
     "jsonable",
+    "level_of",
     "mark_triggered",
+    "meta_of",
     "ordered",
     "parse_time_ns",
     "purged_record",
@@ -123,19 +126,51 @@ def _second_prefix(sec: int) -> str:
     return _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+#: Unix seconds accepted as a time: 2001-09-09 .. 2286-11-20 (ten digits before the point),
+#: so milliseconds, microseconds and monotonic-clock readings cannot pass for one.
+SECONDS_RANGE = (10**9, 10**10)
+#: Unix nanoseconds accepted as a time (the same span; an int with nineteen digits).
+NANOSECONDS_RANGE = (10**18, 10**19)
+
+
 def parse_time_ns(value: object, *, name: str = "captured_at") -> int:
-    """Turn a datetime, Unix seconds (float) or nanoseconds (int > 1e15) into Unix nanoseconds."""
+    """Turn a time into Unix nanoseconds: an aware ``datetime``, a naive one (local time, as
+    ``datetime.timestamp()`` reads it), Unix seconds (int or float, 2001..2286) or Unix
+    nanoseconds (an int of nineteen digits). Numbers outside those spans raise ``ValueError``
+    saying what they look like (milliseconds, microseconds, a monotonic clock).
+
+    >>> parse_time_ns(1_764_000_000.5), parse_time_ns(1_764_000_000_500_000_000)
+    (1764000000500000000, 1764000000500000000)
+    """
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
             value = value.astimezone()  # naive = local time, as datetime.timestamp() assumes
         return int(value.timestamp() * 1_000_000) * 1000
+    if isinstance(value, np.integer | np.floating):
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a datetime or Unix seconds, not {type(value).__name__}")
-    if isinstance(value, int) and value > 10**15:
-        return value
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
-    return round(value * 1_000_000) * 1000
+    if SECONDS_RANGE[0] <= value < SECONDS_RANGE[1]:
+        return round(value * 1_000_000) * 1000
+    if isinstance(value, int) and NANOSECONDS_RANGE[0] <= value < NANOSECONDS_RANGE[1]:
+        return value
+    size = abs(value)
+    if 10**12 <= size < 10**13:
+        guess = "milliseconds since 1970? pass seconds (value / 1000)"
+    elif 10**15 <= size < 10**16:
+        guess = "microseconds since 1970? pass seconds (value / 1e6)"
+    elif NANOSECONDS_RANGE[0] <= size < NANOSECONDS_RANGE[1]:
+        guess = "nanoseconds? pass them as an int"
+    elif value < SECONDS_RANGE[0]:
+        guess = "a monotonic clock or a duration? pass time.time() or a datetime"
+    else:
+        guess = "pass Unix seconds (time.time()) or a datetime"
+    raise ValueError(
+        f"{name}={value!r} is not a time imagelog reads: Unix seconds (2001..2286), Unix "
+        f"nanoseconds (int) or a datetime; {guess}"
+    )
 
 
 def jsonable(value: Any, where: str = "meta") -> Any:
@@ -179,6 +214,48 @@ def jsonable(value: Any, where: str = "meta") -> Any:
         f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot hold; "
         "use str, int, float, bool, None, lists or dicts"
     )
+
+
+#: The values of ``log.level`` (``logging``'s level names, lower case).
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def level_of(level: object) -> str:
+    """Check a ``log(level=...)``: one of ``LEVELS`` (any case), returned lower case."""
+    if not isinstance(level, str):
+        raise TypeError(
+            f"level must be one of {', '.join(LEVELS)}, not {type(level).__name__} {level!r}; "
+            f"to store it as metadata pass meta={{'level': {level!r}}}"
+        )
+    if level.lower() not in LEVELS:
+        raise ValueError(
+            f"level must be one of {', '.join(LEVELS)}, got {level!r}; "
+            f"to store it as metadata pass meta={{'level': {level!r}}}"
+        )
+    return level.lower()
+
+
+def meta_of(meta: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dict[str, Any]:
+    """A record's ``meta``: the ``meta={...}`` dict and the other keyword arguments, as JSON.
+
+    A name in both is refused (which value was meant is not known).
+
+    >>> meta_of({"mode": "train"}, {"score": 0.5})
+    {'mode': 'train', 'score': 0.5}
+    """
+    if meta is None:
+        return jsonable(more) if more else {}
+    if not isinstance(meta, Mapping):
+        raise MetadataNotJSON(
+            f"meta must be a dict of str to JSON values, not {type(meta).__name__}"
+        )
+    both = sorted(set(meta) & set(more))
+    if both:
+        raise MetadataNotJSON(
+            f"metadata {', '.join(map(repr, both))} given twice: in meta= and as a keyword"
+        )
+    merged = {**meta, **more}
+    return jsonable(merged) if merged else {}
 
 
 def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
