@@ -180,12 +180,16 @@ def test_ring_per_source(run_dir: Path, small: list[Any]) -> None:
 
 
 def test_module_level_trigger(run_dir: Path, small: list[Any]) -> None:
-    """``imagelog.trigger()`` triggers the default log of ``imagelog.init()``."""
+    """``imagelog.trigger()`` triggers the default log of ``imagelog.init()``; the reason is
+    positional or ``reason=``, there and on ``ImageLog.trigger``."""
     log = imagelog.init(run_dir, ring="10s")
     try:
         for i in range(5):
             imagelog.log(small[i], source="cam", captured_at=cap(i))
-        tid = imagelog.trigger("defect", before=2 / FPS)  # at: the last frame logged (4)
+        tid = imagelog.trigger(reason="defect", before=2 / FPS)  # at: the last frame logged (4)
+        imagelog.log(small[5], source="cam", captured_at=cap(7))
+        tid2 = log.trigger(reason="scratch", before=0, at=cap(7))
+        other = imagelog.trigger("dent", before=0, at=cap(9))
         assert log.flush()
     finally:
         log.close()
@@ -193,7 +197,10 @@ def test_module_level_trigger(run_dir: Path, small: list[Any]) -> None:
         2: tid,
         3: tid,
         4: tid,
+        5: tid2,
     }
+    reasons = {r["event"]["id"]: r["event"]["reason"] for r in events(run_dir, "triggered")}
+    assert reasons == {tid: "defect", tid2: "scratch", other: "dent"}
 
 
 def test_bytes_bound(run_dir: Path, small: list[Any]) -> None:

@@ -254,7 +254,6 @@ class ImageLog:
     def trigger(
         self,
         reason: str,
-        /,
         *,
         before: float | str | timedelta | None = None,
         after: float | str | timedelta = 0,
@@ -272,7 +271,7 @@ class ImageLog:
         the first trigger that saved it).
 
         Args:
-            reason: why (``"defect"``); goes to ``event.reason``.
+            reason: why (``"defect"``), positional or ``reason=``; goes to ``event.reason``.
             before: how far back (seconds, ``"10s"``, timedelta); None: all that the ring holds.
             after: how long to keep recording after ``at``.
             sources: only these sources (default: all, including sources not seen yet).
@@ -510,6 +509,6 @@ def log(frame: object, /, **kwargs: Any) -> str:
     return get_default().log(frame, **kwargs)
 
 
-def trigger(reason: str, /, **kwargs: Any) -> str:
+def trigger(reason: str, **kwargs: Any) -> str:
     """``ImageLog.trigger`` on the log opened by ``imagelog.init(path, ring=...)``."""
     return get_default().trigger(reason, **kwargs)
