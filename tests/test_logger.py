@@ -319,6 +319,40 @@ class TestBadInputLeavesTheLogUsable:
         with pytest.raises(ValueError, match="unknown format"):
             imagelog.open(run_dir, format="gif")
 
+    @pytest.mark.parametrize("path", ["", "   ", "file://"])
+    def test_empty_path_is_no_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+    ) -> None:
+        """An empty path is refused by open() and read(); the current folder is left alone."""
+        monkeypatch.chdir(tmp_path)
+        for call in (imagelog.open, imagelog.read):
+            with pytest.raises(imagelog.StoreError, match="empty path"):
+                call(path)
+        assert not list(tmp_path.iterdir())
+
+    @pytest.mark.parametrize(
+        ("manifest", "words"),
+        [
+            ('{"schema": 99, "layout": {}}', "record schema 99, newer than this imagelog's 1"),
+            ("{not json", "is not JSON"),
+            ('{"schema": "one"}', "no record schema"),
+            ("[1, 2]", "no record schema"),
+        ],
+    )
+    def test_run_of_a_newer_schema_or_no_manifest_is_refused(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any], manifest: str, words: str
+    ) -> None:
+        """open() refuses to append to, and read() to read, a run whose imagelog.json names a
+        newer schema or is not a manifest; nothing in the run changes."""
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8])
+        (run_dir / "imagelog.json").write_text(manifest, encoding="utf-8")
+        before = sorted((p, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file())
+        for call in (imagelog.open, imagelog.read):
+            with pytest.raises(imagelog.UnsupportedRun, match=words):
+                call(run_dir)
+        assert sorted((p, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()) == before
+
     def test_unwritable_path(self, tmp_path: Path) -> None:
         """A run path that cannot be created raises StoreError (an OSError) naming it."""
         blocker = tmp_path / "file"

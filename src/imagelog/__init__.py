@@ -23,6 +23,7 @@ from .errors import RunNotFound as RunNotFound
 from .errors import StoreError as StoreError
 from .errors import UnknownFormat as UnknownFormat
 from .errors import UnsupportedInput as UnsupportedInput
+from .errors import UnsupportedRun as UnsupportedRun
 from .frames import RawFrame as RawFrame
 from .handler import Handler as Handler
 from .logger import ImageLog as ImageLog
@@ -56,6 +57,7 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
     "__version__",
     "get_default",
     "init",

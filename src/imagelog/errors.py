@@ -14,6 +14,7 @@ The tree::
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
     ├── RecordNotFound(ImageLogError, KeyError)        ``Run.get()`` of an id that is not there (or ambiguous)
+    ├── UnsupportedRun(ImageLogError, ValueError)      a run of a newer schema, or with a manifest that is not one
     └── QueueClosed(ImageLogError)                     internal: the queue takes no more work (never reaches callers)
 
 Errors raised in the caller's thread subclass both the root and the builtin the API promises, so
@@ -38,6 +39,7 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
 ]
 
 
@@ -97,6 +99,11 @@ class RunNotFound(ImageLogError, FileNotFoundError):
 
 class RecordNotFound(ImageLogError, KeyError):
     """``Run.get()`` of a record id (or id prefix) that the run does not hold, or that is ambiguous."""
+
+
+class UnsupportedRun(ImageLogError, ValueError):
+    """A run this version must not read or append to: its manifest names a newer record schema,
+    or is not a manifest (not JSON, no schema)."""
 
 
 class QueueClosed(ImageLogError):

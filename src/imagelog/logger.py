@@ -22,13 +22,13 @@ from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
 from .layout import LAYOUT, MANIFEST
 from .record import (
-    SCHEMA_VERSION,
     base_record,
+    check_manifest,
     dumps,
-    iso_utc,
     labels_of,
     level_of,
     meta_of,
+    new_manifest,
     parse_time_ns,
 )
 from .settings import Settings, parse_duration
@@ -80,8 +80,8 @@ class ImageLog:
         self._resolved: dict[tuple[str, str, int, bool, bool], tuple[Codec, dict[str, Any]]] = {}
         self._last_captured: int | None = None  # the default ``at`` of trigger()
         self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._write_manifest()  # first: a run this version must not append to is refused here
         self._reset_writer()
-        self._write_manifest()
         _lifecycle.register(self)
         self._pipeline.start_maintenance()  # repairs torn tails, scans for retention: background
 
@@ -107,17 +107,21 @@ class ImageLog:
             )  # fmt: skip
 
     def _write_manifest(self) -> None:
-        if self._store.exists(MANIFEST):
+        """Leave the manifest in a new run; in an existing one, check that this version may
+        append to it (``UnsupportedRun``: a newer schema, or a file that is not a manifest)."""
+        try:
+            data = self._store.get(MANIFEST)
+        except FileNotFoundError:
+            data = None
+        if data is not None:
+            check_manifest(data, f"{self._store.url.rstrip('/')}/{MANIFEST}")
             return
         from importlib.metadata import version
 
-        manifest = {
-            "schema": SCHEMA_VERSION,
-            "created": iso_utc(time.time_ns()),
-            "imagelog": version("imagelog"),
-            "layout": dict(LAYOUT),
-            "format": self._settings.format,
-        }
+        manifest = new_manifest(
+            now_ns=time.time_ns(), version=version("imagelog"), layout=LAYOUT,
+            fmt=self._settings.format,
+        )  # fmt: skip
         self._store.put(MANIFEST, (dumps(manifest) + "\n").encode("utf-8"))
 
     # -- public API -------------------------------------------------------------------------------
@@ -459,6 +463,8 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).
         imagelog.InvalidSetting: a setting is out of range (a ``ValueError``).
+        imagelog.UnsupportedRun: the run's ``imagelog.json`` names a newer record schema than
+            this version writes, or is not a manifest (a ``ValueError``).
 
     Example:
         >>> import imagelog, tempfile
@@ -471,7 +477,11 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
         if name.lower() not in codecs.PRESETS:
             codecs.get(name)
     store = make_store(path, create=True, storage_options=s.storage_options)
-    return ImageLog(store, s)
+    try:
+        return ImageLog(store, s)
+    except BaseException:
+        store.close()
+        raise
 
 
 def _duration_ns(value: float | str | timedelta, name: str) -> int:

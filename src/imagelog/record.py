@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 import numpy as np
 import orjson
 
-from .errors import MetadataNotJSON
+from .errors import MetadataNotJSON, UnsupportedRun
 
 __all__ = [
     "HOSTNAME",
@@ -35,6 +35,7 @@ __all__ = [
     "Record",
     "ascii_json",
     "base_record",
+    "check_manifest",
     "dropped_record",
     "dumps",
     "encoding_record",
@@ -45,6 +46,7 @@ __all__ = [
     "level_of",
     "mark_triggered",
     "meta_of",
+    "new_manifest",
     "ordered",
     "parse_time_ns",
     "purged_record",
@@ -347,6 +349,41 @@ def base_record(
     rec["process"] = {"pid": pid if pid is not None else os.getpid()}
     rec["imagelog"] = {"schema": SCHEMA_VERSION, "writer": writer}
     return rec
+
+
+def new_manifest(
+    *, now_ns: int, version: str, layout: Mapping[str, str], fmt: str
+) -> dict[str, Any]:
+    """The run manifest (``imagelog.json``) a run's first writer leaves."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": iso_utc(now_ns),
+        "imagelog": version,
+        "layout": dict(layout),
+        "format": fmt,
+    }
+
+
+def check_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse a run manifest and check that this version may read and append to the run:
+    ``UnsupportedRun`` if it is not a manifest or names a newer schema than ``SCHEMA_VERSION``.
+    ``imagelog.open()`` and ``imagelog.read()`` both call it; ``where`` names the file."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise UnsupportedRun(f"{where} is not JSON: not an imagelog run manifest") from None
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise UnsupportedRun(
+            f'{where} has no record schema ("schema": {schema!r}): not an imagelog run manifest'
+        )
+    if schema > SCHEMA_VERSION:
+        raise UnsupportedRun(
+            f"{where} says record schema {schema}, newer than this imagelog's {SCHEMA_VERSION}: "
+            "upgrade imagelog (pip install -U imagelog) to read or append to it"
+        )
+    assert isinstance(manifest, dict)
+    return manifest
 
 
 def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
