@@ -235,6 +235,18 @@ class TestRecord:
         stamps = {r["@timestamp"] for r in imagelog.read(run_dir).records()}
         assert stamps == {"2025-11-24T16:00:00.250000Z"}
 
+    def test_metadata_up_to_the_bound_is_stored_and_read(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """Metadata just under MAX_RECORD_BYTES is accepted, written and read back."""
+        from imagelog.record import MAX_RECORD_BYTES
+
+        blob = "k" * (MAX_RECORD_BYTES - 100)
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8], blob=blob)
+        (rec,) = imagelog.read(run_dir).records()
+        assert rec["meta"]["blob"] == blob
+
     def test_meta_dict_holds_names_of_log_parameters(
         self, run_dir: Path, rgb: np.ndarray[Any, Any]
     ) -> None:
@@ -286,6 +298,19 @@ class TestBadInputLeavesTheLogUsable:
             ({"captured_at": 5522.25}, ValueError, "monotonic"),
             ({"captured_at": -1.0}, ValueError, "captured_at=-1.0"),
             ({"captured_at": "2026-01-01"}, TypeError, "captured_at must be a datetime"),
+            # a lone surrogate (os.fsdecode of a non-UTF-8 name) cannot be written as UTF-8
+            ({"path": "img\udc80.png"}, TypeError, r"meta.path holds '\\udc80'"),
+            ({"source": "cam\udc80"}, TypeError, "source holds"),
+            ({"labels": {"a": "\udc80"}}, TypeError, "labels.a holds"),
+            ({"message": "\udcff"}, TypeError, "message holds"),
+            # one record's metadata is bounded: readers take a record as one line
+            ({"keypoints": list(range(300_000))}, imagelog.MetadataTooLarge, "beside the image"),
+            (
+                {"message": "x" * (2**20 + 1)},
+                ValueError,
+                r"1,048,577 bytes of JSON, over the limit of 1,048,576",
+            ),
+            ({"labels": {"a": "é" * 2**19}}, ValueError, "over the limit"),
         ],
     )
     def test_error_in_caller_thread(

@@ -18,6 +18,7 @@ from .errors import ImageLogError as ImageLogError
 from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
 from .errors import MetadataNotJSON as MetadataNotJSON
+from .errors import MetadataTooLarge as MetadataTooLarge
 from .errors import RecordNotFound as RecordNotFound
 from .errors import RunNotFound as RunNotFound
 from .errors import StoreError as StoreError
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidFrame",
     "InvalidSetting",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "OnFull",
     "RawFrame",
     "RecordNotFound",

@@ -892,6 +892,10 @@ class Pipeline:
         except OSError as err:
             self.report(_reason(err), err)
             self.hold(rec, job.created_ns)
+        except Exception as err:  # a record the index cannot take at all: counted, never raised
+            self.report("index", err)
+            with self.stats.lock:
+                self.stats.unrecorded += 1
 
     def hold(self, record: dict[str, Any], created_ns: int) -> None:
         """Keep a drop/failure record until the index can be written (``write_held``)."""

@@ -6,6 +6,7 @@ The tree::
     ├── InvalidFrame(ImageLogError, ValueError)        bad shape, channel count, size vs byte count
     ├── UnsupportedInput(ImageLogError, TypeError)     an input type or dtype imagelog cannot store
     ├── MetadataNotJSON(ImageLogError, TypeError)      caller metadata that JSON cannot hold
+    ├── MetadataTooLarge(ImageLogError, ValueError)    caller metadata over ``MAX_RECORD_BYTES`` of JSON
     ├── UnknownFormat(ImageLogError, ValueError)       a format or preset name that is not registered
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidFrame",
     "InvalidSetting",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "QueueClosed",
     "RecordNotFound",
     "RunNotFound",
@@ -57,6 +59,10 @@ class UnsupportedInput(ImageLogError, TypeError):
 
 class MetadataNotJSON(ImageLogError, TypeError):
     """Caller metadata that JSON cannot hold."""
+
+
+class MetadataTooLarge(ImageLogError, ValueError):
+    """Caller metadata (``meta``, ``labels``, ``message``) over ``record.MAX_RECORD_BYTES`` of JSON."""
 
 
 class UnknownFormat(ImageLogError, ValueError):

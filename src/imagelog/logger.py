@@ -24,12 +24,14 @@ from .layout import LAYOUT, MANIFEST
 from .record import (
     base_record,
     check_manifest,
+    check_record_size,
     dumps,
     labels_of,
     level_of,
     meta_of,
     new_manifest,
     parse_time_ns,
+    text_of,
 )
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
@@ -219,8 +221,14 @@ class ImageLog:
         level = level_of(level)
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
+        text_of(source, "source")
         meta_json = meta_of(meta, fields)
         labels_json = labels_of(labels)
+        if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
+            message = str(message)  # type: ignore[unreachable,unused-ignore]
+        if message is not None:
+            text_of(message, "message")
+        check_record_size(meta_json, labels_json, message)
         given = None if captured_at is None else parse_time_ns(captured_at)
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
@@ -237,8 +245,6 @@ class ImageLog:
         small = f.width * f.height < codecs.SMALL_FRAME_PIXELS
         if small and f.encoded is None and f.pixel_format is None:
             codec, params = self._small_codec_for(f, source, format, codec, params)
-        if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
-            message = str(message)  # type: ignore[unreachable,unused-ignore]
         captured = created if given is None else given
         self._last_captured = captured
         seq = next(self._seq)
@@ -306,6 +312,7 @@ class ImageLog:
             )
         if not isinstance(reason, str) or not reason:  # type: ignore[redundant-expr,unused-ignore]
             raise InvalidSetting(f"trigger reason must be a non-empty str, got {reason!r}")
+        text_of(reason, "trigger reason")
         before_ns = None if before is None else _duration_ns(before, "before")
         after_ns = _duration_ns(after, "after")
         if isinstance(sources, str):
@@ -313,6 +320,8 @@ class ImageLog:
         chosen = None if sources is None else frozenset(sources)
         if chosen is not None and not all(isinstance(s, str) and s for s in chosen):  # type: ignore[redundant-expr,unused-ignore]
             raise InvalidSetting(f"sources must be non-empty strs, got {sorted(map(str, chosen))}")
+        for name in chosen or ():
+            text_of(name, "sources")
         if at is not None:
             at_ns = parse_time_ns(at, name="at")
         else:

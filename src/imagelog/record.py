@@ -26,16 +26,18 @@ from typing import Any, TypedDict
 import numpy as np
 import orjson
 
-from .errors import MetadataNotJSON, UnsupportedRun
+from .errors import MetadataNotJSON, MetadataTooLarge, UnsupportedRun
 
 __all__ = [
     "HOSTNAME",
     "LEVELS",
+    "MAX_RECORD_BYTES",
     "SCHEMA_VERSION",
     "Record",
     "ascii_json",
     "base_record",
     "check_manifest",
+    "check_record_size",
     "dropped_record",
     "dumps",
     "encoding_record",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_time_ns",
     "purged_record",
     "stored_file",
+    "text_of",
     "triggered_record",
 ]
 
@@ -175,6 +178,21 @@ def parse_time_ns(value: object, *, name: str = "captured_at") -> int:
     )
 
 
+def text_of(text: str, where: str) -> str:
+    """Return ``text`` if UTF-8 can hold it; a lone surrogate (a byte that was not UTF-8, kept by
+    ``os.fsdecode`` or ``errors="surrogateescape"``) raises ``MetadataNotJSON`` naming where."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = text[exc.start : exc.end]
+            raise MetadataNotJSON(
+                f"{where} holds {bad!r}, a lone surrogate that UTF-8 cannot hold (a byte that was "
+                "not UTF-8, e.g. from os.fsdecode); decode it with errors='replace' first"
+            ) from None
+    return text
+
+
 def jsonable(value: Any, where: str = "meta") -> Any:
     """Return ``value`` as plain JSON types, or raise ``MetadataNotJSON`` naming the bad key.
 
@@ -183,7 +201,9 @@ def jsonable(value: Any, where: str = "meta") -> Any:
     >>> jsonable({"score": np.float32(0.5), "box": np.array([1, 2])})
     {'score': 0.5, 'box': [1, 2]}
     """
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, str):
+        return text_of(value, where)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         return value
@@ -200,7 +220,7 @@ def jsonable(value: Any, where: str = "meta") -> Any:
                 raise MetadataNotJSON(
                     f"{where} has a key {k!r} of type {type(k).__name__}; keys must be str"
                 )
-            out[k] = jsonable(v, f"{where}.{k}")
+            out[text_of(k, f"{where} key")] = jsonable(v, f"{where}.{k}")
         return out
     if isinstance(value, list | tuple):
         return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -260,6 +280,35 @@ def meta_of(meta: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dict[str
     return jsonable(merged) if merged else {}
 
 
+#: The most JSON (UTF-8 bytes) the caller's part of one record may take: ``meta``, ``labels`` and
+#: ``message`` together. Every reader takes a record as one line, and lines of megabytes break
+#: them (DuckDB's JSON reader, ELK's line codecs): big arrays belong beside the image.
+MAX_RECORD_BYTES = 2**20
+
+
+def check_record_size(
+    meta: Mapping[str, Any], labels: Mapping[str, str], message: str | None
+) -> None:
+    """Raise ``MetadataTooLarge`` when the caller's part of a record is over ``MAX_RECORD_BYTES``."""
+    if not meta and not labels and (message is None or len(message) <= MAX_RECORD_BYTES // 4):
+        return
+    size = (_json_bytes(meta) if meta else 0) + (_json_bytes(labels) if labels else 0)
+    size += 0 if message is None else len(message.encode("utf-8", "surrogatepass"))
+    if size > MAX_RECORD_BYTES:
+        raise MetadataTooLarge(
+            f"this frame's metadata takes {size:,} bytes of JSON, over the limit of "
+            f"{MAX_RECORD_BYTES:,} (1 MiB) for one record: store large arrays beside the image "
+            "(np.save to a file, or log them as an image) and put their path in meta"
+        )
+
+
+def _json_bytes(value: Mapping[str, Any]) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except (TypeError, ValueError):  # what orjson refuses (ints beyond 64 bits): as dumps writes it
+        return len(dumps(value).encode("utf-8", "surrogatepass"))
+
+
 def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
     """Check ECS ``labels``: flat str keys with scalar values, stored as strings."""
     if labels is None:
@@ -270,10 +319,11 @@ def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
     for k, v in labels.items():
         if not isinstance(k, str):
             raise MetadataNotJSON(f"labels key {k!r} must be a str")
+        text_of(k, "labels key")
         if isinstance(v, bool):
             out[k] = "true" if v else "false"
         elif isinstance(v, str | int | float):
-            out[k] = str(v)
+            out[k] = text_of(str(v), f"labels.{k}")
         else:
             raise MetadataNotJSON(f"labels.{k} is a {type(v).__name__}; label values are strings")
     return out
