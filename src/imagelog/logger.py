@@ -14,8 +14,9 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from . import _lifecycle, codecs, pixfmt
+from ._jobs import FrameJob
 from ._lifecycle import LogState
-from ._pipeline import FrameJob, Pipeline
+from ._pipeline import Pipeline
 from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
@@ -111,11 +112,11 @@ class ImageLog:
     def _write_manifest(self) -> None:
         """Leave the manifest in a new run; in an existing one, check that this version may
         append to it (``UnsupportedRun``: a newer schema, or a file that is not a manifest)."""
-        try:
-            data = self._store.get(MANIFEST)
-        except FileNotFoundError:
-            data = None
-        if data is not None:
+        if self._store.exists(MANIFEST):  # (an object store that is down answers False)
+            try:
+                data = self._store.get(MANIFEST)
+            except FileNotFoundError:  # removed since: the run is what its index says
+                return
             check_manifest(data, f"{self._store.url.rstrip('/')}/{MANIFEST}")
             return
         from importlib.metadata import version
@@ -305,7 +306,8 @@ class ImageLog:
         """
         if self._state is not LogState.OPEN:
             raise RuntimeError("cannot trigger a closed ImageLog")
-        if self._pipeline.ring is None:
+        ring = self._pipeline.ring
+        if ring is None:
             raise RuntimeError(
                 "this log has no ring: open it with imagelog.open(path, ring='30s') "
                 "(or ring_bytes=) to use trigger()"
@@ -328,7 +330,7 @@ class ImageLog:
             last = self._last_captured
             at_ns = self._clock() if last is None else last
         tid = uuid7(self._clock())
-        self._pipeline.trigger(
+        ring.trigger(
             tid=tid, reason=reason, at_ns=at_ns, before_ns=before_ns, after_ns=after_ns,
             sources=chosen,
         )  # fmt: skip

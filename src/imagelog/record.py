@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from .errors import MetadataNotJSON, MetadataTooLarge, UnsupportedRun
+from .frames import Frame
 
 __all__ = [
     "HOSTNAME",
@@ -34,26 +35,33 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "SCHEMA_VERSION",
     "Record",
+    "add_exif",
     "ascii_json",
     "base_record",
     "check_manifest",
     "check_record_size",
+    "codec_fields",
     "dropped_record",
     "dumps",
     "encoding_record",
     "expired_record",
     "failed_record",
+    "frame_fields",
     "iso_utc",
     "jsonable",
     "level_of",
+    "mark_sidecar",
     "mark_triggered",
     "meta_of",
     "new_manifest",
     "ordered",
     "parse_time_ns",
+    "passthrough_fields",
+    "planned_file",
     "purged_record",
     "stored_file",
     "text_of",
+    "trigger_spec",
     "triggered_record",
 ]
 
@@ -443,6 +451,59 @@ def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def frame_fields(frame: Frame) -> dict[str, Any]:
+    """``image.*`` of what was logged: size, channels, dtype, channel order, and for camera
+    frames pixel format, stride and bit depth."""
+    fields: dict[str, Any] = {
+        "width": frame.width,
+        "height": frame.height,
+        "channels": frame.channels,
+        "dtype": frame.dtype,
+        "channel_order": frame.channel_order,
+    }
+    if frame.converted_from:
+        fields["converted_from"] = frame.converted_from
+    if frame.pixel_format is not None:
+        fields["pixel_format"] = frame.pixel_format
+        fields["stride"] = frame.stride
+        fields["bit_depth"] = frame.bit_depth
+    return fields
+
+
+def codec_fields(
+    name: str, *, lossless: bool, library: str | None, version: str | None, params: Any
+) -> dict[str, Any]:
+    """``image.format``, ``image.lossless`` and ``image.encoder`` of a frame imagelog encoded."""
+    return {
+        "format": name,
+        "lossless": lossless,
+        "encoder": {"name": library or name, "version": version, "params": params},
+    }
+
+
+def passthrough_fields(fmt: str, *, lossless: bool) -> dict[str, Any]:
+    """``image.format``, ``image.lossless`` and ``image.encoder`` of bytes stored untouched."""
+    return {"format": fmt, "lossless": lossless, "encoder": {"name": "passthrough"}}
+
+
+def planned_file(key: str, mime_type: str, extension: str) -> dict[str, Any]:
+    """``file.*`` before the bytes are stored (``stored_file`` adds size and hash)."""
+    return {"path": key, "mime_type": mime_type, "extension": extension}
+
+
+def add_exif(rec: dict[str, Any], tags: Mapping[str, Any], captured_ns: int | None) -> None:
+    """Put a camera image's EXIF tags in ``exif``; ``captured_ns`` (its DateTimeOriginal, when
+    the caller gave no ``captured_at``) becomes ``@timestamp``."""
+    rec["exif"] = dict(tags)
+    if captured_ns is not None:
+        rec["@timestamp"] = iso_utc(captured_ns)
+
+
+def mark_sidecar(rec: dict[str, Any], sidecar: str) -> None:
+    """Name the ``.json`` sidecar that holds the record of an image with no room for it."""
+    rec["imagelog"]["sidecar"] = sidecar
+
+
 def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:
     """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``."""
     out = {**file, "path": key, "size": len(data)}
@@ -490,11 +551,30 @@ def failed_record(
 
 
 def purged_record(
-    *, now_ns: int, rid: str, reason: str, message: str, writer: str, purge: dict[str, Any]
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    hour: str,
+    reason: str,
+    whole: bool,
+    files: int,
+    nbytes: int,
+    records: int,
+    kept: int,
+    ids: list[str],
 ) -> dict[str, Any]:
-    """The ``purged`` event retention writes for each purge (``imagelog.purge`` says what)."""
+    """The ``purged`` event retention writes for each purge: ``imagelog.purge`` says what
+    (``partition``: the hour; ``whole``; ``files``, ``bytes``, ``records``, ``kept``; ``ids``,
+    the purged record ids of a partial purge, a tombstone)."""
+    what = "hour" if whole else "oldest files of hour"
+    message = f"purged {what} {hour}: {files} image(s), {nbytes} bytes ({reason})"
     rec = _event(now_ns=now_ns, at_ns=now_ns, rid=rid, action="purged", reason=reason,
                  message=message, writer=writer)  # fmt: skip
+    purge: dict[str, Any] = {"partition": hour, "whole": whole, "files": files, "bytes": nbytes,
+                             "records": records, "kept": kept}  # fmt: skip
+    if ids:
+        purge["ids"] = ids
     rec["imagelog"]["purge"] = purge
     return rec
 
@@ -596,6 +676,32 @@ def expired_record(
         "by_source": dict(by_source),
     }
     return rec
+
+
+def trigger_spec(
+    *,
+    tid: str,
+    reason: str,
+    now_ns: int,
+    at_ns: int,
+    before_ns: int | None,
+    after_ns: int,
+    sources: list[str] | None,
+) -> dict[str, Any]:
+    """A trigger left as a file (``triggers/<id>.json``) for the ring writers of a run:
+    ``at``/``at_ns`` (capture axis), ``before_ns`` (None: all the rings hold), ``after_ns``,
+    ``sources`` (None: all), ``created``/``created_ns`` (wall clock)."""
+    return {
+        "id": tid,
+        "reason": reason,
+        "at": iso_utc(at_ns),
+        "at_ns": at_ns,
+        "before_ns": before_ns,
+        "after_ns": after_ns,
+        "sources": sources,
+        "created": iso_utc(now_ns),
+        "created_ns": now_ns,
+    }
 
 
 def encoding_record(

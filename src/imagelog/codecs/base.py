@@ -156,6 +156,12 @@ class Codec:
         embedded = self.embed(data, record_json)
         return (data, False) if embedded is None else (embedded, True)
 
+    def embeds_while_encoding(self, params: Mapping[str, Any]) -> bool:
+        """Whether a codec with no ``embed`` puts the record in while encoding, losslessly (so
+        bytes encoded bare can be decoded and encoded again with the record: TIFF)."""
+        own = type(self).encode_with_record is not Codec.encode_with_record
+        return own and self.is_lossless(params)
+
     def extract(self, data: bytes) -> str | None:
         """Return the record JSON embedded by ``embed``, or None."""
         return record_from_xmp(data)
