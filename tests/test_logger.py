@@ -239,7 +239,7 @@ class TestRecord:
         self, run_dir: Path, rgb: np.ndarray[Any, Any]
     ) -> None:
         """Metadata just under MAX_RECORD_BYTES is accepted, written and read back."""
-        from imagelog.record import MAX_RECORD_BYTES
+        from imagelog.inputs import MAX_RECORD_BYTES
 
         blob = "k" * (MAX_RECORD_BYTES - 100)
         with imagelog.open(run_dir) as log:

@@ -17,7 +17,8 @@ from typing import Any
 from ._trigger_files import announcements, leave_trigger
 from .errors import ImageLogError
 from .ids import uuid7
-from .record import parse_time_ns, text_of, trigger_spec
+from .inputs import parse_time_ns, text_of
+from .record import trigger_spec
 from .settings import parse_duration
 from .stores.base import Store
 

@@ -62,7 +62,7 @@ class MetadataNotJSON(ImageLogError, TypeError):
 
 
 class MetadataTooLarge(ImageLogError, ValueError):
-    """Caller metadata (``meta``, ``labels``, ``message``) over ``record.MAX_RECORD_BYTES`` of JSON."""
+    """Caller metadata (``meta``, ``labels``, ``message``) over ``inputs.MAX_RECORD_BYTES`` of JSON."""
 
 
 class UnknownFormat(ImageLogError, ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .inputs import LEVELS
 from .logger import ImageLog
-from .record import LEVELS
 
 __all__ = ["Handler"]
 

@@ -21,19 +21,9 @@ from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
+from .inputs import check_record_size, labels_of, level_of, meta_of, parse_time_ns, text_of
 from .layout import LAYOUT, MANIFEST
-from .record import (
-    base_record,
-    check_manifest,
-    check_record_size,
-    dumps,
-    labels_of,
-    level_of,
-    meta_of,
-    new_manifest,
-    parse_time_ns,
-    text_of,
-)
+from .record import base_record, check_manifest, dumps, new_manifest
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
