@@ -465,7 +465,7 @@ class Pipeline:
             if pixels is not None and self.verifier.due(
                 codec, job.params
             ):  # verify=: decode, compare
-                problem = self.verifier.check(codec, pixels, data)
+                problem = self.verifier.compare(codec, pixels, data)
                 self.stats.add(job.source, "verified")
                 if problem is not None:
                     self.stats.add(job.source, "verify_failed")
@@ -513,7 +513,7 @@ class Pipeline:
         for hook in self.on_written:
             hook(final)
         if frame.pixels is not None and self.checker.due():
-            self.checker.check(job, final)
+            self.checker.run(job, final)
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False

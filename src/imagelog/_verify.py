@@ -71,7 +71,7 @@ class Verifier:
         return self._sampler.due()
 
     @staticmethod
-    def check(codec: Codec, pixels: Pixels, data: bytes) -> str | None:
+    def compare(codec: Codec, pixels: Pixels, data: bytes) -> str | None:
         """Decode ``data``; return None if it equals ``pixels``, else what differs."""
         try:
             decoded = as_logged(codec.decode(data), pixels.dtype.name, channels_of(pixels))
@@ -115,7 +115,7 @@ class EncodingChecks:
         """Whether the next written frame is one to check."""
         return self._sampler.due()
 
-    def check(self, job: FrameJob, final: dict[str, Any]) -> None:
+    def run(self, job: FrameJob, final: dict[str, Any]) -> None:
         """Check one written frame (``final``: its record as written)."""
         frame = job.frame
         assert frame.pixels is not None

@@ -345,7 +345,7 @@ class ImageLog:
                         "losslessly: use 'lossless' (or convert to RGB first)"
                     )
                 hit = codecs.resolve("lossless", dtype=f.dtype, channels=f.channels)
-            hit[0].check(f, hit[1])
+            hit[0].validate(f, hit[1])
             self._resolved[key] = hit
         return hit
 
@@ -364,7 +364,7 @@ class ImageLog:
             if small is not None and not tuned:
                 try:
                     cand = codecs.resolve(small, dtype=f.dtype, channels=f.channels)
-                    cand[0].check(f, cand[1])
+                    cand[0].validate(f, cand[1])
                     hit = cand
                 except ValueError:  # the small-frame codec cannot hold it: keep the preset's
                     pass

@@ -109,7 +109,7 @@ class Codec:
         """The encoder library and its version, for the record."""
         return imagecodecs_version(self.library) if self.library else ""
 
-    def check(self, frame: Frame, params: Mapping[str, Any]) -> None:
+    def validate(self, frame: Frame, params: Mapping[str, Any]) -> None:
         """Raise ``FormatMismatch`` (in the caller's thread) if this format cannot hold ``frame``."""
         if frame.dtype not in self.dtypes:
             raise FormatMismatch(
