@@ -289,6 +289,8 @@ class TestBadInputLeavesTheLogUsable:
             ({"copy": "yes"}, TypeError, r"copy must be True or False.*meta=\{'copy'"),
             ({"level": 3}, TypeError, r"level must be one of.*meta=\{'level': 3\}"),
             ({"level": "verbose"}, ValueError, "level must be one of debug, info"),
+            ({"format": 3}, TypeError, r"format must be a str, not int 3"),
+            ({"channel_order": 5}, TypeError, r"channel_order must be a str.*meta="),
             ({"meta": {"meta": 5, "a": 1}, "a": 2}, TypeError, "'a' given twice"),
             ({"meta": "train"}, TypeError, "meta must be a dict"),
             # captured_at: Unix seconds, Unix nanoseconds or a datetime; nothing that only

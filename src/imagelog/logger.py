@@ -210,6 +210,13 @@ class ImageLog:
                 f"to store it as metadata pass meta={{'copy': {copy!r}}}"
             )
         level = level_of(level)
+        for name, value in (("format", format), ("channel_order", channel_order),
+                            ("pixel_format", pixel_format), ("mode", mode)):  # fmt: skip
+            if value is not None and not isinstance(value, str):
+                raise TypeError(
+                    f"{name} must be a str, not {type(value).__name__} {value!r}; "
+                    f"to store it as metadata pass meta={{{name!r}: {value!r}}}"
+                )
         if not source or not isinstance(source, str):
             raise ValueError(f"source must be a non-empty str, got {source!r}")
         text_of(source, "source")
