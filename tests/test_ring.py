@@ -343,6 +343,10 @@ def test_trigger_verb_refuses_a_missing_run_and_a_run_without_ring_writers(
     assert "no ring writer is live" in err and err.count("\n") == 1
     assert not (run_dir / "triggers").exists() or not any((run_dir / "triggers").iterdir())
     with imagelog.open(run_dir, ring="1s"):
+        assert main(["trigger", str(run_dir), "--reason", "defect", "--source", ""]) == 1
+        assert "--source must name a source" in capsys.readouterr().err
+        assert main(["trigger", str(run_dir), "--reason", "defect", "--at", "1764000000123"]) == 1
+        assert "milliseconds" in capsys.readouterr().err
         assert main(["trigger", str(run_dir), "--reason", "defect"]) == 0
     assert capsys.readouterr().out.strip()
 

@@ -60,6 +60,8 @@ def write_trigger(
         raise ValueError("a trigger needs a non-empty --reason")
     text_of(reason, "--reason")
     for name in sources or ():
+        if not name:
+            raise ValueError("--source must name a source (it was empty)")
         text_of(name, "--source")
     store = read(run, storage_options=storage_options).store
     try:
