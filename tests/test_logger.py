@@ -310,9 +310,10 @@ class TestBadInputLeavesTheLogUsable:
             (
                 {"message": "x" * (2**20 + 1)},
                 ValueError,
-                r"1,048,577 bytes of JSON, over the limit of 1,048,576",
+                r"1,048,584 bytes of JSON, over the limit of 1,048,576",
             ),
             ({"labels": {"a": "é" * 2**19}}, ValueError, "over the limit"),
+            ({"source": "c" * (2**20 + 1)}, ValueError, "over the limit"),
         ],
     )
     def test_error_in_caller_thread(

@@ -186,13 +186,16 @@ MAX_RECORD_BYTES = 2**20
 
 
 def check_record_size(
-    meta: Mapping[str, Any], labels: Mapping[str, str], message: str | None
+    meta: Mapping[str, Any], labels: Mapping[str, str], message: str | None, source: str = ""
 ) -> None:
-    """Raise ``MetadataTooLarge`` when the caller's part of a record is over ``MAX_RECORD_BYTES``."""
-    if not meta and not labels and (message is None or len(message) <= MAX_RECORD_BYTES // 4):
+    """Raise ``MetadataTooLarge`` when the caller's part of a record (``meta``, ``labels``,
+    ``message`` and ``source``) is over ``MAX_RECORD_BYTES`` of JSON."""
+    text = len(source) + (0 if message is None else len(message))
+    if not meta and not labels and text <= MAX_RECORD_BYTES // 4:  # 4 UTF-8 bytes a character
         return
     size = (_json_bytes(meta) if meta else 0) + (_json_bytes(labels) if labels else 0)
-    size += 0 if message is None else len(message.encode("utf-8", "surrogatepass"))
+    for part in (message, source):
+        size += 0 if part is None else len(part.encode("utf-8", "surrogatepass"))
     if size > MAX_RECORD_BYTES:
         raise MetadataTooLarge(
             f"this frame's metadata takes {size:,} bytes of JSON, over the limit of "

@@ -226,7 +226,7 @@ class ImageLog:
             message = str(message)  # type: ignore[unreachable,unused-ignore]
         if message is not None:
             text_of(message, "message")
-        check_record_size(meta_json, labels_json, message)
+        check_record_size(meta_json, labels_json, message, source)
         given = None if captured_at is None else parse_time_ns(captured_at)
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
