@@ -268,6 +268,24 @@ class TestRecord:
         assert recs[1]["meta"] == names
         assert recs[1]["log"]["level"] == "warning"
 
+    def test_handler_maps_custom_levels_to_standard_ones(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """A custom logging level (TRACE = 5, NOTICE = 25) is stored as the standard level at or
+        below it, so log.level keeps its five values."""
+        with imagelog.open(run_dir) as log:
+            lg = logging.getLogger("test_custom_levels")
+            lg.setLevel(1)
+            handler = imagelog.Handler(log)
+            lg.addHandler(handler)
+            try:
+                for level in (5, 25, 45, 60):
+                    lg.log(level, "x", extra={"image": rgb[:8, :8]})
+            finally:
+                lg.removeHandler(handler)
+        levels = [r["log"]["level"] for r in imagelog.read(run_dir).records()]
+        assert levels == ["debug", "info", "error", "critical"]
+
 
 class TestBadInputLeavesTheLogUsable:
     @pytest.mark.parametrize(
