@@ -19,11 +19,13 @@ from .errors import ImageLogError as ImageLogError
 from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
 from .errors import MetadataNotJSON as MetadataNotJSON
+from .errors import MetadataTooLarge as MetadataTooLarge
 from .errors import RecordNotFound as RecordNotFound
 from .errors import RunNotFound as RunNotFound
 from .errors import StoreError as StoreError
 from .errors import UnknownFormat as UnknownFormat
 from .errors import UnsupportedInput as UnsupportedInput
+from .errors import UnsupportedRun as UnsupportedRun
 from .frames import RawFrame as RawFrame
 from .handler import Handler as Handler
 from .logger import ImageLog as ImageLog
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidFrame",
     "InvalidSetting",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "OnFull",
     "RawFrame",
     "RecordNotFound",
@@ -57,6 +60,7 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
     "__version__",
     "get_default",
     "init",

@@ -17,8 +17,8 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+from .inputs import parse_time_ns
 from .layout import hour_of
-from .record import parse_time_ns
 from .run import Run, read
 from .select import Claims, Select, Selector, parse
 from .stores import MemoryStore

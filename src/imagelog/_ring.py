@@ -48,7 +48,7 @@ class Trigger:
 
 @dataclasses.dataclass(slots=True)
 class _Held:
-    job: Any  # a _pipeline.FrameJob (encoded, pixels released)
+    job: Any  # a _jobs.FrameJob (encoded, pixels released)
     writer: str
     source: str
     captured_ns: int

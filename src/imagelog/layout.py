@@ -12,6 +12,7 @@ or parses a key asks it. A run looks like::
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
     triggers/<trigger id>.json                            a ring trigger from outside the process
     select/<source>-<hash>/<per>/<window>/<n>             a budget claim of ``select=`` (one per frame)
+    triggers/<writer>.alive                               a live ring writer's announcement
 
 An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
 *writer* is one process's id (``<hex>-<pid>``).
@@ -34,6 +35,7 @@ __all__ = [
     "QUARANTINE_PREFIX",
     "SELECT_PREFIX",
     "TRIGGERS_PREFIX",
+    "alive_key",
     "compacted_key",
     "compacted_prefix",
     "hour_end_ns",
@@ -63,7 +65,8 @@ IMAGES_PREFIX = "images/"
 INDEX_PREFIX = "index/"
 #: Where torn index lines and lone sidecars are moved by repair and reindex.
 QUARANTINE_PREFIX = "quarantine/"
-#: Where ``imagelog trigger`` leaves triggers for the run's ring writers (polled, never removed).
+#: Where ``imagelog trigger`` leaves triggers for the run's ring writers, and where those writers
+#: announce themselves (``_trigger_files``: polled, removed after ten minutes).
 TRIGGERS_PREFIX = "triggers/"
 #: Where the budget claims of ``select=`` live (small objects, one per frame a budget let in).
 SELECT_PREFIX = "select/"
@@ -212,6 +215,11 @@ def writer_pid(writer: str) -> int | None:
     """
     _, _, pid_text = writer.rpartition("-")
     return int(pid_text) if pid_text.isdigit() else None
+
+
+def alive_key(writer: str) -> str:
+    """Where a ring writer announces itself to ``imagelog trigger``: ``triggers/<writer>.alive``."""
+    return f"{TRIGGERS_PREFIX}{writer}.alive"
 
 
 def trigger_key(trigger_id: str) -> str:
