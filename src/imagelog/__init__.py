@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
+from . import select as select
 from .errors import CodecError as CodecError
 from .errors import FormatMismatch as FormatMismatch
 from .errors import ImageLogError as ImageLogError
@@ -19,11 +20,13 @@ from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
 from .errors import KeyOutsideRun as KeyOutsideRun
 from .errors import MetadataNotJSON as MetadataNotJSON
+from .errors import MetadataTooLarge as MetadataTooLarge
 from .errors import RecordNotFound as RecordNotFound
 from .errors import RunNotFound as RunNotFound
 from .errors import StoreError as StoreError
 from .errors import UnknownFormat as UnknownFormat
 from .errors import UnsupportedInput as UnsupportedInput
+from .errors import UnsupportedRun as UnsupportedRun
 from .frames import RawFrame as RawFrame
 from .handler import Handler as Handler
 from .logger import ImageLog as ImageLog
@@ -50,6 +53,7 @@ __all__ = [
     "InvalidSetting",
     "KeyOutsideRun",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "OnFull",
     "RawFrame",
     "RecordNotFound",
@@ -58,11 +62,13 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
     "__version__",
     "get_default",
     "init",
     "log",
     "open",
     "read",
+    "select",
     "trigger",
 ]

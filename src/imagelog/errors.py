@@ -6,6 +6,7 @@ The tree::
     ├── InvalidFrame(ImageLogError, ValueError)        bad shape, channel count, size vs byte count
     ├── UnsupportedInput(ImageLogError, TypeError)     an input type or dtype imagelog cannot store
     ├── MetadataNotJSON(ImageLogError, TypeError)      caller metadata that JSON cannot hold
+    ├── MetadataTooLarge(ImageLogError, ValueError)    caller metadata over ``MAX_RECORD_BYTES`` of JSON
     ├── UnknownFormat(ImageLogError, ValueError)       a format or preset name that is not registered
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
@@ -15,6 +16,7 @@ The tree::
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
     ├── RecordNotFound(ImageLogError, KeyError)        ``Run.get()`` of an id that is not there (or ambiguous)
+    ├── UnsupportedRun(ImageLogError, ValueError)      a run of a newer schema, or with a manifest that is not one
     └── QueueClosed(ImageLogError)                     internal: the queue takes no more work (never reaches callers)
 
 Errors raised in the caller's thread subclass both the root and the builtin the API promises, so
@@ -33,6 +35,7 @@ __all__ = [
     "InvalidSetting",
     "KeyOutsideRun",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "QueueClosed",
     "RecordNotFound",
     "RunNotFound",
@@ -40,6 +43,7 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
 ]
 
 
@@ -57,6 +61,10 @@ class UnsupportedInput(ImageLogError, TypeError):
 
 class MetadataNotJSON(ImageLogError, TypeError):
     """Caller metadata that JSON cannot hold."""
+
+
+class MetadataTooLarge(ImageLogError, ValueError):
+    """Caller metadata (``meta``, ``labels``, ``message``) over ``inputs.MAX_RECORD_BYTES`` of JSON."""
 
 
 class UnknownFormat(ImageLogError, ValueError):
@@ -108,6 +116,11 @@ class RunNotFound(ImageLogError, FileNotFoundError):
 
 class RecordNotFound(ImageLogError, KeyError):
     """``Run.get()`` of a record id (or id prefix) that the run does not hold, or that is ambiguous."""
+
+
+class UnsupportedRun(ImageLogError, ValueError):
+    """A run this version must not read or append to: its manifest names a newer record schema,
+    or is not a manifest (not JSON, no schema)."""
 
 
 class QueueClosed(ImageLogError):

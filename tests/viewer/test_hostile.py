@@ -383,7 +383,8 @@ class TestStores:
         store = MemoryStore()
         for key in self.KEYS:
             for call in (lambda k: store.get(k), lambda k: store.exists(k),
-                         lambda k: store.put(k, b"x"), lambda k: store.delete([k])):  # fmt: skip
+                         lambda k: store.put(k, b"x"), lambda k: store.put_if_absent(k, b"x"),
+                         lambda k: store.delete([k])):  # fmt: skip
                 with pytest.raises(KeyOutsideRun):
                     call(key)
 

@@ -93,6 +93,13 @@ class Store(Protocol):
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if no object has that key; True if this call created it.
+
+        Atomic across processes and hosts (``O_EXCL`` on a folder, a conditional PUT with
+        ``If-None-Match: *`` on S3): of several writers racing for one key, exactly one wins.
+        """
+
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (no temporary files)."""
 

@@ -195,6 +195,28 @@ class LocalStore:
         if sync:
             _fsync_dir(Path(parent))
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the file with ``O_EXCL``; False if it exists (for small claims, not images)."""
+        path = f"{self._root}/{check_key(key)}"
+        parent = path.rpartition("/")[0]
+        for attempt in (0, 1):
+            self._ensure_dir(parent)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                with self._lock:
+                    self._dirs.discard(parent)
+                if attempt:
+                    raise
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
     def get(self, key: str) -> bytes:
         """Read a whole regular file inside the run (``path_of``; a FIFO or folder is refused)."""
         path = self.path_of(key)

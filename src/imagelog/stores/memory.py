@@ -59,6 +59,15 @@ class MemoryStore(ObjectCapabilities):
         with self._lock:
             self._objects[key] = (bytes(data), time.time())
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store a copy of ``data`` unless ``key`` exists; True if stored."""
+        check_key(key)
+        with self._lock:
+            if key in self._objects:
+                return False
+            self._objects[key] = (bytes(data), time.time())
+            return True
+
     def get(self, key: str) -> bytes:
         """Return the bytes under ``key``."""
         check_key(key)

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import obstore
+from obstore.exceptions import AlreadyExistsError, PermissionDeniedError, UnauthenticatedError
 from obstore.exceptions import BaseError as ObstoreError
-from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store as _ObS3Store
 
 from ..errors import InvalidSetting, StoreError
@@ -321,6 +321,17 @@ class S3Store(ObjectCapabilities):
                         chunk_size=chunk, max_concurrency=8)  # fmt: skip
         except ObstoreError as exc:
             raise self._error(exc, f"putting {key}") from None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (``If-None-Match: *``); False when the object exists (412)."""
+        check_key(key)
+        try:
+            obstore.put(self._store, key, data, mode="create")
+        except AlreadyExistsError:
+            return False
+        except ObstoreError as exc:
+            raise self._error(exc, f"creating {key}") from None
+        return True
 
     def get(self, key: str) -> bytes:
         """GET one object (``FileNotFoundError`` if absent, ``KeyOutsideRun`` if no key of the run)."""
