@@ -18,6 +18,7 @@ from .errors import FormatMismatch as FormatMismatch
 from .errors import ImageLogError as ImageLogError
 from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
+from .errors import KeyOutsideRun as KeyOutsideRun
 from .errors import MetadataNotJSON as MetadataNotJSON
 from .errors import MetadataTooLarge as MetadataTooLarge
 from .errors import RecordNotFound as RecordNotFound
@@ -50,6 +51,7 @@ __all__ = [
     "ImageLogError",
     "InvalidFrame",
     "InvalidSetting",
+    "KeyOutsideRun",
     "MetadataNotJSON",
     "MetadataTooLarge",
     "OnFull",

@@ -11,7 +11,8 @@ The tree::
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
     ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
-    │   └── SpoolFull(StoreError)                      the local spool has no room while the store is down
+    │   ├── SpoolFull(StoreError)                      the local spool has no room while the store is down
+    │   └── KeyOutsideRun(StoreError, FileNotFoundError)  a key naming no file inside the run (``..``, a link out)
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
     ├── RecordNotFound(ImageLogError, KeyError)        ``Run.get()`` of an id that is not there (or ambiguous)
@@ -32,6 +33,7 @@ __all__ = [
     "ImageLogError",
     "InvalidFrame",
     "InvalidSetting",
+    "KeyOutsideRun",
     "MetadataNotJSON",
     "MetadataTooLarge",
     "QueueClosed",
@@ -89,6 +91,15 @@ class StoreError(ImageLogError, OSError):
 
 class SpoolFull(StoreError):
     """The local spool of an object store has no room for an image (recorded as a drop)."""
+
+
+class KeyOutsideRun(StoreError, FileNotFoundError):
+    """A key that names no file inside the run: empty, absolute, with ``.``, ``..`` or empty parts,
+    a backslash or NUL, or (local folders) a path that a symlink leads out of the run folder.
+
+    A ``FileNotFoundError`` too: for the run, there is no such file, and every reader that skips
+    a missing file skips this one (with this message).
+    """
 
 
 class CodecError(ImageLogError):

@@ -195,7 +195,7 @@ class LocalFiles:
     def path(self, key: str) -> str:
         """A local path with the object's bytes (``FileNotFoundError`` if it is gone)."""
         if isinstance(self.store, LocalStore):
-            path = str(self.store.root / key)
+            path = str(self.store.path_of(key))
             if not self._pin:
                 return path
             with self._lock:

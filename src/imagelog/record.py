@@ -43,6 +43,7 @@ __all__ = [
     "expired_record",
     "failed_record",
     "frame_fields",
+    "image_ref",
     "iso_utc",
     "mark_sidecar",
     "mark_triggered",
@@ -298,6 +299,20 @@ def add_exif(rec: dict[str, Any], tags: Mapping[str, Any], captured_ns: int | No
 def mark_sidecar(rec: dict[str, Any], sidecar: str) -> None:
     """Name the ``.json`` sidecar that holds the record of an image with no room for it."""
     rec["imagelog"]["sidecar"] = sidecar
+
+
+def image_ref(
+    path: str, *, image_id: str, fmt: str, dtype: str, channels: int, encoder: str | None
+) -> dict[str, Any]:
+    """The part of a record that ``Run.load`` reads: the image's key, and how it was encoded.
+
+    For readers that hold a record's columns rather than the record (the viewer's index).
+    """
+    return {
+        "file": {"path": path},
+        "image": {"id": image_id, "format": fmt, "dtype": dtype, "channels": channels,
+                  "encoder": {"name": encoder}},
+    }  # fmt: skip
 
 
 def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:

@@ -23,7 +23,7 @@ __all__ = ["follow"]
 
 def _new_bytes(store: Store, key: str, offset: int) -> bytes:
     if isinstance(store, LocalStore):
-        with open(store.root / key, "rb") as fh:
+        with open(store.path_of(key), "rb") as fh:
             fh.seek(offset)
             return fh.read()
     return store.get(key)[offset:]
