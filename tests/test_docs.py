@@ -25,9 +25,9 @@ MODULES = ["imagelog", *SUBMODULES]  # the root package's own docstring included
 WITH_EXAMPLES = {
     "imagelog", "imagelog._backoff", "imagelog._verify", "imagelog.codec_bench",
     "imagelog.checks", "imagelog.codecs", "imagelog.codecs.passthrough",
-    "imagelog.frames", "imagelog.handler", "imagelog.ids",
+    "imagelog.frames", "imagelog.handler", "imagelog.ids", "imagelog.inputs",
     "imagelog.layout", "imagelog.logger", "imagelog.pixfmt", "imagelog.record", "imagelog.run",
-    "imagelog.samples", "imagelog.settings", "imagelog.stores.s3",
+    "imagelog.samples", "imagelog.select", "imagelog.settings", "imagelog.stores.s3",
 }  # fmt: skip
 
 

@@ -220,6 +220,72 @@ class TestRecord:
         assert rec["@timestamp"] == "2023-11-14T22:13:20.250000Z"
         assert rec["event"]["created"] > "2025"
 
+    def test_captured_at_takes_seconds_nanoseconds_and_datetimes(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """Unix seconds (int, float, numpy), Unix nanoseconds (int) and aware datetimes all
+        give the same @timestamp."""
+        import datetime as dt
+
+        when = dt.datetime(2025, 11, 24, 16, 0, 0, 250000, tzinfo=dt.UTC)
+        values = [1_764_000_000.25, np.float64(1_764_000_000.25), 1_764_000_000_250_000_000, when]
+        with imagelog.open(run_dir) as log:
+            for v in values:
+                log.log(rgb[:8, :8], captured_at=v)
+        stamps = {r["@timestamp"] for r in imagelog.read(run_dir).records()}
+        assert stamps == {"2025-11-24T16:00:00.250000Z"}
+
+    def test_metadata_up_to_the_bound_is_stored_and_read(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """Metadata just under MAX_RECORD_BYTES is accepted, written and read back."""
+        from imagelog.inputs import MAX_RECORD_BYTES
+
+        blob = "k" * (MAX_RECORD_BYTES - 100)
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8], blob=blob)
+        (rec,) = imagelog.read(run_dir).records()
+        assert rec["meta"]["blob"] == blob
+
+    def test_meta_dict_holds_names_of_log_parameters(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """meta={...} stores any name, parameters of log() included, beside the keywords; the
+        logging Handler's extra={"meta": {...}} gives the same record."""
+        names = {"mode": "train", "size": 5, "copy": "yes", "level": 3, "meta": {"a": 1}}
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8], meta=names, epoch=2)
+            lg = logging.getLogger("test_meta_dict")
+            handler = imagelog.Handler(log)
+            lg.addHandler(handler)
+            try:
+                lg.warning("x", extra={"image": rgb[:8, :8], "meta": names})
+            finally:
+                lg.removeHandler(handler)
+        recs = list(imagelog.read(run_dir).records())
+        assert recs[0]["meta"] == {**names, "epoch": 2}
+        assert recs[0]["log"]["level"] == "info"
+        assert recs[1]["meta"] == names
+        assert recs[1]["log"]["level"] == "warning"
+
+    def test_handler_maps_custom_levels_to_standard_ones(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any]
+    ) -> None:
+        """A custom logging level (TRACE = 5, NOTICE = 25) is stored as the standard level at or
+        below it, so log.level keeps its five values."""
+        with imagelog.open(run_dir) as log:
+            lg = logging.getLogger("test_custom_levels")
+            lg.setLevel(1)
+            handler = imagelog.Handler(log)
+            lg.addHandler(handler)
+            try:
+                for level in (5, 25, 45, 60):
+                    lg.log(level, "x", extra={"image": rgb[:8, :8]})
+            finally:
+                lg.removeHandler(handler)
+        levels = [r["log"]["level"] for r in imagelog.read(run_dir).records()]
+        assert levels == ["debug", "info", "error", "critical"]
+
 
 class TestBadInputLeavesTheLogUsable:
     @pytest.mark.parametrize(
@@ -227,13 +293,45 @@ class TestBadInputLeavesTheLogUsable:
         [
             ({"frame": np.zeros((4, 4, 7), np.uint8)}, ValueError, "7 channels"),
             ({"frame": np.zeros((4, 4), np.float64)}, TypeError, "float64"),
-            ({"meta": {"obj": object()}}, TypeError, "meta.obj"),
+            ({"obj": object()}, TypeError, "meta.obj"),
             ({"meta": {"nan": float("nan")}}, TypeError, "JSON"),
             ({"format": "bmp9"}, ValueError, "unknown format"),
             ({"format": "jpeg", "frame": np.zeros((4, 4), np.uint16)}, ValueError, "lossless"),
             ({"format": "jpeg", "frame": np.zeros((4, 4, 4), np.uint8)}, ValueError, "4-channel"),
             ({"format": "png:speed=3"}, ValueError, "no parameter speed"),
             ({"labels": {"a": [1]}}, TypeError, "labels.a"),
+            # names of log()'s parameters are its parameters: metadata of those names is refused
+            # with the way to store it, never dropped or taken as the parameter
+            ({"mode": "train"}, ValueError, r"meta=\{'mode': 'train'\}"),
+            ({"size": 5}, ValueError, r"meta=\{'size': 5\}"),
+            ({"copy": "yes"}, TypeError, r"copy must be True or False.*meta=\{'copy'"),
+            ({"level": 3}, TypeError, r"level must be one of.*meta=\{'level': 3\}"),
+            ({"level": "verbose"}, ValueError, "level must be one of debug, info"),
+            ({"format": 3}, TypeError, r"format must be a str, not int 3"),
+            ({"channel_order": 5}, TypeError, r"channel_order must be a str.*meta="),
+            ({"meta": {"meta": 5, "a": 1}, "a": 2}, TypeError, "'a' given twice"),
+            ({"meta": "train"}, TypeError, "meta must be a dict"),
+            # captured_at: Unix seconds, Unix nanoseconds or a datetime; nothing that only
+            # looks like one
+            ({"captured_at": 1_764_000_000_123}, ValueError, "milliseconds"),
+            ({"captured_at": 1_764_000_000_123_456}, ValueError, "microseconds"),
+            ({"captured_at": 5522.25}, ValueError, "monotonic"),
+            ({"captured_at": -1.0}, ValueError, "captured_at=-1.0"),
+            ({"captured_at": "2026-01-01"}, TypeError, "captured_at must be a datetime"),
+            # a lone surrogate (os.fsdecode of a non-UTF-8 name) cannot be written as UTF-8
+            ({"path": "img\udc80.png"}, TypeError, r"meta.path holds '\\udc80'"),
+            ({"source": "cam\udc80"}, TypeError, "source holds"),
+            ({"labels": {"a": "\udc80"}}, TypeError, "labels.a holds"),
+            ({"message": "\udcff"}, TypeError, "message holds"),
+            # one record's metadata is bounded: readers take a record as one line
+            ({"keypoints": list(range(300_000))}, imagelog.MetadataTooLarge, "beside the image"),
+            (
+                {"message": "x" * (2**20 + 1)},
+                ValueError,
+                r"1,048,584 bytes of JSON, over the limit of 1,048,576",
+            ),
+            ({"labels": {"a": "é" * 2**19}}, ValueError, "over the limit"),
+            ({"source": "c" * (2**20 + 1)}, ValueError, "over the limit"),
         ],
     )
     def test_error_in_caller_thread(
@@ -248,9 +346,8 @@ class TestBadInputLeavesTheLogUsable:
         with imagelog.open(run_dir) as log:
             log.log(rgb, n=1)
             frame = kwargs.pop("frame", rgb)
-            meta = kwargs.pop("meta", {})
             with pytest.raises(error, match=words):
-                log.log(frame, **kwargs, **meta)
+                log.log(frame, **kwargs)
             log.log(rgb, n=2)
         run = imagelog.read(run_dir)
         recs = list(run.records())
@@ -267,6 +364,40 @@ class TestBadInputLeavesTheLogUsable:
             imagelog.open(run_dir, colour="red")
         with pytest.raises(ValueError, match="unknown format"):
             imagelog.open(run_dir, format="gif")
+
+    @pytest.mark.parametrize("path", ["", "   ", "file://"])
+    def test_empty_path_is_no_run(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+    ) -> None:
+        """An empty path is refused by open() and read(); the current folder is left alone."""
+        monkeypatch.chdir(tmp_path)
+        for call in (imagelog.open, imagelog.read):
+            with pytest.raises(imagelog.StoreError, match="empty path"):
+                call(path)
+        assert not list(tmp_path.iterdir())
+
+    @pytest.mark.parametrize(
+        ("manifest", "words"),
+        [
+            ('{"schema": 99, "layout": {}}', "record schema 99, newer than this imagelog's 1"),
+            ("{not json", "is not JSON"),
+            ('{"schema": "one"}', "no record schema"),
+            ("[1, 2]", "no record schema"),
+        ],
+    )
+    def test_run_of_a_newer_schema_or_no_manifest_is_refused(
+        self, run_dir: Path, rgb: np.ndarray[Any, Any], manifest: str, words: str
+    ) -> None:
+        """open() refuses to append to, and read() to read, a run whose imagelog.json names a
+        newer schema or is not a manifest; nothing in the run changes."""
+        with imagelog.open(run_dir) as log:
+            log.log(rgb[:8, :8])
+        (run_dir / "imagelog.json").write_text(manifest, encoding="utf-8")
+        before = sorted((p, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file())
+        for call in (imagelog.open, imagelog.read):
+            with pytest.raises(imagelog.UnsupportedRun, match=words):
+                call(run_dir)
+        assert sorted((p, p.read_bytes()) for p in run_dir.rglob("*") if p.is_file()) == before
 
     def test_unwritable_path(self, tmp_path: Path) -> None:
         """A run path that cannot be created raises StoreError (an OSError) naming it."""

@@ -401,3 +401,42 @@ def test_the_matrix_covers_the_contract() -> None:
             for lay in ("HxW", "HxWx1", "HxWx3", "HxWx4")} <= set(CASES)  # fmt: skip
     assert {f"bytes-{k}-rgb" for k in ("jpeg", "png", "webp", "jxl")} <= set(CASES)
     assert set(codecs.names()) <= {f.partition(":")[0] for f in FORMATS}  # a new codec joins
+
+
+#: text that only UTF-8 holds: Cyrillic, a Latin-1 letter, a character beyond the BMP
+NON_ASCII = {"source": "камера-1", "note": "café", "emoji": "📷", "message": "défaut détecté"}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_non_ascii_text_round_trips_in_every_format(tmp_path: Any, fmt: str) -> None:
+    """Non-ASCII source, message and metadata are stored in every format and dtype the format
+    holds (the TIFF tag is ASCII: the record goes in escaped), and reindex reads them back."""
+    from imagelog.audit import reindex
+    from imagelog.stores import make_store
+
+    run_dir = tmp_path / "run"
+    logged = 0
+    with imagelog.open(run_dir, format=fmt, strict=True) as log:
+        for dtype in ("uint8", "uint16", "float32", "bool"):
+            for layout in ("HxW", "HxWx3"):
+                if oracle(fmt, dtype, 1 if layout == "HxW" else 3).stored_as is None:
+                    continue
+                log.log(
+                    numpy_frame(dtype, layout), source=NON_ASCII["source"],
+                    message=NON_ASCII["message"], note=NON_ASCII["note"],
+                    emoji=NON_ASCII["emoji"], case=f"{dtype}-{layout}",
+                )  # fmt: skip
+                logged += 1
+    assert logged and log.stats()["written"] == logged, log.stats()["last_error"]
+
+    def texts(run_path: Any) -> dict[str, tuple[str, str, str, str]]:
+        recs = imagelog.read(run_path).records()
+        return {r["meta"]["case"]: (r["image"]["source"], r["message"], r["meta"]["note"],
+                                    r["meta"]["emoji"]) for r in recs}  # fmt: skip
+
+    want = (NON_ASCII["source"], NON_ASCII["message"], NON_ASCII["note"], NON_ASCII["emoji"])
+    before = texts(run_dir)
+    assert len(before) == logged and set(before.values()) == {want}
+    report = reindex(make_store(run_dir))
+    assert not report.unrecoverable
+    assert texts(run_dir) == before

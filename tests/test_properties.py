@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from imagelog.errors import MetadataNotJSON
 from imagelog.ids import uuid7, uuid7_time_ns
 from imagelog.index import parse_segment
-from imagelog.record import dumps, iso_utc, jsonable
+from imagelog.inputs import jsonable
+from imagelog.record import dumps, iso_utc
 from imagelog.settings import parse_bytes, parse_duration
 
 json_values = st.recursive(

@@ -40,7 +40,7 @@ def test_one_rule_for_times_without_a_zone(berlin: None) -> None:
     assert parse_time("2025-11-24T18:00:00+02:00") == "2025-11-24T16:00:00.000000Z"
     assert parse_time("1764000000") == "2025-11-24T16:00:00.000000Z"
     assert (
-        imagelog.record.parse_time_ns(
+        imagelog.inputs.parse_time_ns(
             __import__("datetime").datetime.fromisoformat("2025-11-24T17:00:00")
         )
         == T0

@@ -180,12 +180,16 @@ def test_ring_per_source(run_dir: Path, small: list[Any]) -> None:
 
 
 def test_module_level_trigger(run_dir: Path, small: list[Any]) -> None:
-    """``imagelog.trigger()`` triggers the default log of ``imagelog.init()``."""
+    """``imagelog.trigger()`` triggers the default log of ``imagelog.init()``; the reason is
+    positional or ``reason=``, there and on ``ImageLog.trigger``."""
     log = imagelog.init(run_dir, ring="10s")
     try:
         for i in range(5):
             imagelog.log(small[i], source="cam", captured_at=cap(i))
-        tid = imagelog.trigger("defect", before=2 / FPS)  # at: the last frame logged (4)
+        tid = imagelog.trigger(reason="defect", before=2 / FPS)  # at: the last frame logged (4)
+        imagelog.log(small[5], source="cam", captured_at=cap(7))
+        tid2 = log.trigger(reason="scratch", before=0, at=cap(7))
+        other = imagelog.trigger("dent", before=0, at=cap(9))
         assert log.flush()
     finally:
         log.close()
@@ -193,7 +197,10 @@ def test_module_level_trigger(run_dir: Path, small: list[Any]) -> None:
         2: tid,
         3: tid,
         4: tid,
+        5: tid2,
     }
+    reasons = {r["event"]["id"]: r["event"]["reason"] for r in events(run_dir, "triggered")}
+    assert reasons == {tid: "defect", tid2: "scratch", other: "dent"}
 
 
 def test_bytes_bound(run_dir: Path, small: list[Any]) -> None:
@@ -308,14 +315,64 @@ def test_a_trigger_file_is_applied_once_and_not_by_later_writers(run_dir: Path) 
     from imagelog._cli_ring import write_trigger
 
     imagelog.open(run_dir).close()
-    write_trigger(str(run_dir), "old", before=1.0, at_ns=T0)
+    write_trigger(str(run_dir), "old", before=1.0, at_ns=T0, require_writer=False)
     with imagelog.open(run_dir, ring="1s") as log:
-        log._pipeline.poll_triggers()
+        log._pipeline.ring.poll_triggers()  # type: ignore[union-attr]
         assert log.stats()["triggers"] == 0
         write_trigger(str(run_dir), "new", at_ns=T0)
-        log._pipeline.poll_triggers()
-        log._pipeline.poll_triggers()
+        log._pipeline.ring.poll_triggers()  # type: ignore[union-attr]
+        log._pipeline.ring.poll_triggers()  # type: ignore[union-attr]
         assert log.stats()["triggers"] == 1
+
+
+def test_trigger_verb_refuses_a_missing_run_and_a_run_without_ring_writers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``imagelog trigger`` on a mistyped path creates nothing; on a run with no live ring
+    writer it leaves nothing; both say why on one line and exit 1."""
+    from imagelog.cli import main
+
+    missing = tmp_path / "typo"
+    assert main(["trigger", str(missing), "--reason", "defect"]) == 1
+    assert not missing.exists()
+    assert "no imagelog run" in capsys.readouterr().err
+    run_dir = tmp_path / "run"
+    imagelog.open(run_dir).close()  # a writer without a ring
+    assert main(["trigger", str(run_dir), "--reason", "defect"]) == 1
+    err = capsys.readouterr().err
+    assert "no ring writer is live" in err and err.count("\n") == 1
+    assert not (run_dir / "triggers").exists() or not any((run_dir / "triggers").iterdir())
+    with imagelog.open(run_dir, ring="1s"):
+        assert main(["trigger", str(run_dir), "--reason", "defect", "--source", ""]) == 1
+        assert "--source must name a source" in capsys.readouterr().err
+        assert main(["trigger", str(run_dir), "--reason", "defect", "--at", "1764000000123"]) == 1
+        assert "milliseconds" in capsys.readouterr().err
+        assert main(["trigger", str(run_dir), "--reason", "defect"]) == 0
+    assert capsys.readouterr().out.strip()
+
+
+def test_trigger_files_and_announcements_are_removed(run_dir: Path) -> None:
+    """A ring writer announces itself while open and removes its announcement on close; trigger
+    files older than KEEP_S are removed by the writers' poll."""
+    from imagelog._cli_ring import write_trigger
+    from imagelog._trigger_files import KEEP_S, live_ring_writers
+    from imagelog.stores import make_store
+
+    triggers = run_dir / "triggers"
+    with imagelog.open(run_dir, ring="1s") as log:
+        assert live_ring_writers(make_store(run_dir)) == [log.writer]
+        tid = write_trigger(str(run_dir), "defect", at_ns=T0)
+        keeper = log._pipeline.ring
+        assert keeper is not None
+        keeper.poll_triggers()
+        assert (triggers / f"{tid}.json").exists()
+        old = time.time() - KEEP_S - 1
+        os.utime(triggers / f"{tid}.json", (old, old))
+        keeper.poll_triggers()
+        assert not (triggers / f"{tid}.json").exists()
+        assert log.stats()["triggers"] == 1
+    assert not triggers.exists() or not list(triggers.iterdir())
+    assert live_ring_writers(make_store(run_dir)) == []
 
 
 CRASH_CHILD = """
@@ -410,7 +467,9 @@ def test_kill9_with_ring_dir_a_later_trigger_still_saves(
     proc.stdin.close()
     assert len(list((ring_dir / dead).glob("*.ring"))) == 100
     assert logged(run_dir) == []
-    left = write_trigger(str(run_dir), "operator", before=0.0, at_ns=cap(10))  # frame 10 only
+    notes: list[str] = []  # no writer is live: it waits for the one that adopts the frames
+    left = write_trigger(str(run_dir), "operator", before=0.0, at_ns=cap(10), notes=notes)
+    assert len(notes) == 1 and f"ring_dir={ring_dir}" in notes[0] and dead in notes[0]
     with imagelog.open(run_dir, ring="1h", ring_dir=ring_dir, format="png") as log:
         assert log.stats()["adopted"] == 100
         tid = log.trigger("crash", before="0.1s", at=cap(99))  # frames 75..99
@@ -474,3 +533,30 @@ def test_camera_pixel_formats_through_the_ring(
     for rec in recs:
         assert rec["image"]["pixel_format"] == name
         np.testing.assert_array_equal(run.load(rec), frame)
+
+
+def test_a_dead_writers_announcement_is_not_a_live_writer(tmp_path: Path) -> None:
+    """A ring writer of this host is live while its process runs (a kill -9 leaves its
+    announcement behind: not live); one of another host while it announced itself lately."""
+    import json
+    import socket
+
+    from imagelog._trigger_files import ALIVE_S, live_ring_writers
+    from imagelog.cli import main
+    from imagelog.stores import make_store
+
+    run_dir = tmp_path / "run"
+    imagelog.open(run_dir).close()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (run_dir / "triggers").mkdir()
+    here = {"host": socket.gethostname(), "pid": int(dead), "ring_dir": None}
+    (run_dir / "triggers" / f"ab12-{dead}.alive").write_text(json.dumps(here))
+    far = run_dir / "triggers" / "cd34-77.alive"
+    far.write_text(json.dumps({"host": "elsewhere", "pid": 77, "ring_dir": None}))
+    store = make_store(run_dir)
+    assert live_ring_writers(store) == ["cd34-77"]
+    stale = time.time() - ALIVE_S - 1
+    os.utime(far, (stale, stale))
+    assert live_ring_writers(store) == []
+    assert main(["trigger", str(run_dir), "--reason", "defect"]) == 1

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 from importlib.metadata import version as _version
 
+from . import select as select
 from .errors import CodecError as CodecError
 from .errors import FormatMismatch as FormatMismatch
 from .errors import ImageLogError as ImageLogError
 from .errors import InvalidFrame as InvalidFrame
 from .errors import InvalidSetting as InvalidSetting
+from .errors import KeyOutsideRun as KeyOutsideRun
 from .errors import MetadataNotJSON as MetadataNotJSON
+from .errors import MetadataTooLarge as MetadataTooLarge
 from .errors import RecordNotFound as RecordNotFound
 from .errors import RunNotFound as RunNotFound
 from .errors import StoreError as StoreError
 from .errors import UnknownFormat as UnknownFormat
 from .errors import UnsupportedInput as UnsupportedInput
+from .errors import UnsupportedRun as UnsupportedRun
 from .frames import RawFrame as RawFrame
 from .handler import Handler as Handler
 from .logger import ImageLog as ImageLog
@@ -47,7 +51,9 @@ __all__ = [
     "ImageLogError",
     "InvalidFrame",
     "InvalidSetting",
+    "KeyOutsideRun",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "OnFull",
     "RawFrame",
     "RecordNotFound",
@@ -56,11 +62,13 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
     "__version__",
     "get_default",
     "init",
     "log",
     "open",
     "read",
+    "select",
     "trigger",
 ]

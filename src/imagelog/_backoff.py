@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 import time
 from collections.abc import Callable
 
-__all__ = ["Backoff", "Doubling"]
+__all__ = ["STORAGE_ERRNOS", "Backoff", "Doubling", "storage_reason"]
+
+#: The errors of storage that a retry may outlive (pause and back off) or that name a cause.
+STORAGE_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.EIO,
+}
 
 
 class Doubling:
@@ -99,3 +111,15 @@ class Backoff:
             self.reason = None
             self._probing = False
             return was
+
+
+def storage_reason(exc: BaseException) -> str:
+    """The ``event.reason`` of a failed write: ``disk_full``, ``read_only``, ``permission``,
+    ``missing``, ``io_error``, ``storage`` (another ``OSError``) or ``encode``."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        return {errno.ENOSPC: "disk_full", errno.EDQUOT: "disk_full", errno.EROFS: "read_only",
+                errno.EACCES: "permission", errno.EPERM: "permission", errno.ENOENT: "missing",
+                errno.EIO: "io_error"}[exc.errno]  # fmt: skip
+    if isinstance(exc, OSError):
+        return "storage"
+    return "encode"

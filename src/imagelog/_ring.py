@@ -19,6 +19,8 @@ import threading
 from collections import Counter
 from typing import Any
 
+from .record import seq_ranges
+
 __all__ = ["Expiry", "Ring", "Trigger"]
 
 #: Windows whose end is this far (ns) behind the newest capture time are forgotten (with no
@@ -46,7 +48,7 @@ class Trigger:
 
 @dataclasses.dataclass(slots=True)
 class _Held:
-    job: Any  # a _pipeline.FrameJob (encoded, pixels released)
+    job: Any  # a _jobs.FrameJob (encoded, pixels released)
     writer: str
     source: str
     captured_ns: int
@@ -78,13 +80,7 @@ class Expiry:
 
     def seq_ranges(self) -> list[list[int]]:
         """The expired ``image.seq`` values as sorted inclusive ``[first, last]`` ranges."""
-        out: list[list[int]] = []
-        for s in sorted(self.seqs):
-            if out and s == out[-1][1] + 1:
-                out[-1][1] = s
-            else:
-                out.append([s, s])
-        return out
+        return seq_ranges(self.seqs)
 
 
 class Ring:

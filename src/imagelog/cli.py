@@ -1,6 +1,7 @@
 """The command line: ``imagelog ls | stats | show | view``; one ``cmd_<verb>`` function per subcommand.
 
-``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``; ``trigger`` in ``_cli_ring.py``.
+``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``; ``trigger`` in ``_cli_ring.py``;
+``select`` in ``_cli_select.py``.
 """
 
 from __future__ import annotations
@@ -277,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from ._cli_query import add_query_commands
     from ._cli_ring import add_ring_commands
+    from ._cli_select import add_select_commands
     from ._cli_storage import add_storage_commands
     from .codec_bench import add_parser as add_bench
 
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_query_commands(sub)  # compact, query, export, tail
     add_bench(sub)  # imagelog bench: codec speeds on this machine
     add_ring_commands(sub)  # trigger
+    add_select_commands(sub)  # select (replay a policy)
     return p
 
 

@@ -6,15 +6,17 @@ The tree::
     ├── InvalidFrame(ImageLogError, ValueError)        bad shape, channel count, size vs byte count
     ├── UnsupportedInput(ImageLogError, TypeError)     an input type or dtype imagelog cannot store
     ├── MetadataNotJSON(ImageLogError, TypeError)      caller metadata that JSON cannot hold
+    ├── MetadataTooLarge(ImageLogError, ValueError)    caller metadata over ``MAX_RECORD_BYTES`` of JSON
     ├── UnknownFormat(ImageLogError, ValueError)       a format or preset name that is not registered
     ├── FormatMismatch(ImageLogError, ValueError)      a codec that would mangle this frame (16-bit JPEG)
     ├── InvalidSetting(ImageLogError, ValueError)      a bad argument to ``imagelog.open()``
     ├── StoreError(ImageLogError, OSError)             the storage cannot be used (unwritable, bad credentials)
-    │   ├── KeyOutsideRun(StoreError)                  a key that leaves the run (``..``, absolute, symlink out)
-    │   └── SpoolFull(StoreError)                      the local spool has no room while the store is down
+    │   ├── SpoolFull(StoreError)                      the local spool has no room while the store is down
+    │   └── KeyOutsideRun(StoreError, FileNotFoundError)  a key naming no file inside the run (``..``, a link out)
     ├── CodecError(ImageLogError)                      an encoder or decoder failed
     ├── RunNotFound(ImageLogError, FileNotFoundError)  ``imagelog.read()`` of a path that holds no run
     ├── RecordNotFound(ImageLogError, KeyError)        ``Run.get()`` of an id that is not there (or ambiguous)
+    ├── UnsupportedRun(ImageLogError, ValueError)      a run of a newer schema, or with a manifest that is not one
     └── QueueClosed(ImageLogError)                     internal: the queue takes no more work (never reaches callers)
 
 Errors raised in the caller's thread subclass both the root and the builtin the API promises, so
@@ -33,6 +35,7 @@ __all__ = [
     "InvalidSetting",
     "KeyOutsideRun",
     "MetadataNotJSON",
+    "MetadataTooLarge",
     "QueueClosed",
     "RecordNotFound",
     "RunNotFound",
@@ -40,6 +43,7 @@ __all__ = [
     "StoreError",
     "UnknownFormat",
     "UnsupportedInput",
+    "UnsupportedRun",
 ]
 
 
@@ -57,6 +61,10 @@ class UnsupportedInput(ImageLogError, TypeError):
 
 class MetadataNotJSON(ImageLogError, TypeError):
     """Caller metadata that JSON cannot hold."""
+
+
+class MetadataTooLarge(ImageLogError, ValueError):
+    """Caller metadata (``meta``, ``labels``, ``message``) over ``inputs.MAX_RECORD_BYTES`` of JSON."""
 
 
 class UnknownFormat(ImageLogError, ValueError):
@@ -81,13 +89,17 @@ class StoreError(ImageLogError, OSError):
         self.transient = transient
 
 
-class KeyOutsideRun(StoreError):
-    """A key that would leave the run (an absolute path, a ``..`` part, a symlink pointing out),
-    e.g. named by an index line of a run from elsewhere: refused, never read."""
-
-
 class SpoolFull(StoreError):
     """The local spool of an object store has no room for an image (recorded as a drop)."""
+
+
+class KeyOutsideRun(StoreError, FileNotFoundError):
+    """A key that names no file inside the run: empty, absolute, with ``.``, ``..`` or empty parts,
+    a backslash or NUL, or (local folders) a path that a symlink leads out of the run folder.
+
+    A ``FileNotFoundError`` too: for the run, there is no such file, and every reader that skips
+    a missing file skips this one (with this message).
+    """
 
 
 class CodecError(ImageLogError):
@@ -104,6 +116,11 @@ class RunNotFound(ImageLogError, FileNotFoundError):
 
 class RecordNotFound(ImageLogError, KeyError):
     """``Run.get()`` of a record id (or id prefix) that the run does not hold, or that is ambiguous."""
+
+
+class UnsupportedRun(ImageLogError, ValueError):
+    """A run this version must not read or append to: its manifest names a newer record schema,
+    or is not a manifest (not JSON, no schema)."""
 
 
 class QueueClosed(ImageLogError):

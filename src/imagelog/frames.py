@@ -358,6 +358,8 @@ def normalise(
     >>> (f.width, f.height, f.pixels.shape, f.pixel_format, f.stride)
     (6, 4, (4, 6), 'bayer_rggb8', 8)
     """
+    if pixel_format is None and stride is None:
+        _check_raw_args(frame, size, mode)
     if pixel_format is not None or stride is not None:
         return _from_pixel_format(
             frame, pixel_format, size=size, stride=stride, mode=mode,
@@ -390,6 +392,26 @@ def normalise(
         f"cannot log an object of type {type(frame).__module__}.{type(frame).__qualname__}; expected "
         "a numpy array, a PIL image, encoded JPEG/PNG/WebP/JPEG XL bytes, or raw bytes with size="
     )
+
+
+def _check_raw_args(frame: object, size: object, mode: object) -> None:
+    """``size=`` and ``mode=`` describe raw pixel bytes: refuse them beside any other frame (they
+    are ``log()``'s parameters, so metadata of those names would vanish into them)."""
+    raw = isinstance(frame, bytes | bytearray | memoryview)
+    if raw and size is not None:
+        return
+    for name, value in (("size", size), ("mode", mode)):
+        if value is None:
+            continue
+        if raw:
+            problem = "and needs size=(width, height)"
+        else:
+            kind = f"{type(frame).__module__}.{type(frame).__qualname__}".removeprefix("builtins.")
+            problem = f"(with size=(width, height)), but the frame is a {kind}"
+        raise InvalidFrame(
+            f"{name}={value!r} describes raw pixel bytes {problem}; "
+            f"to store it as metadata pass meta={{{name!r}: {value!r}}}"
+        )
 
 
 #: raw modes -> the pixel format that takes their bytes with a ``stride``

@@ -12,6 +12,8 @@ or parses a key asks it. A run looks like::
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
     triggers/<trigger id>.json                            a ring trigger from outside the process
+    select/<source>-<hash>/<per>/<window>/<n>             a budget claim of ``select=`` (one per frame)
+    triggers/<writer>.alive                               a live ring writer's announcement
 
 An *hour* (``YYYY-MM-DDTHH``, UTC, log time) is the unit of partitioning and of retention; a
 *writer* is one process's id (``<hex>-<pid>``).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import calendar
 import functools
+import hashlib
 import re
 import time
 
@@ -31,7 +34,9 @@ __all__ = [
     "LAYOUT",
     "MANIFEST",
     "QUARANTINE_PREFIX",
+    "SELECT_PREFIX",
     "TRIGGERS_PREFIX",
+    "alive_key",
     "compacted_key",
     "compacted_prefix",
     "hour_end_ns",
@@ -46,6 +51,8 @@ __all__ = [
     "quarantine_key",
     "segment_key",
     "segment_name",
+    "select_claim_key",
+    "select_window_prefix",
     "source_dir",
     "summary_key",
     "trigger_key",
@@ -61,8 +68,11 @@ IMAGES_PREFIX = "images/"
 INDEX_PREFIX = "index/"
 #: Where torn index lines and lone sidecars are moved by repair and reindex.
 QUARANTINE_PREFIX = "quarantine/"
-#: Where ``imagelog trigger`` leaves triggers for the run's ring writers (polled, never removed).
+#: Where ``imagelog trigger`` leaves triggers for the run's ring writers, and where those writers
+#: announce themselves (``_trigger_files``: polled, removed after ten minutes).
 TRIGGERS_PREFIX = "triggers/"
+#: Where the budget claims of ``select=`` live (small objects, one per frame a budget let in).
+SELECT_PREFIX = "select/"
 #: The writer name of the segment that holds the lines of kept files of a purged hour.
 KEPT_WRITER = "kept"
 #: The layout as the manifest states it.
@@ -228,6 +238,23 @@ def writer_pid(writer: str) -> int | None:
     return int(pid_text) if pid_text.isdigit() else None
 
 
+def alive_key(writer: str) -> str:
+    """Where a ring writer announces itself to ``imagelog trigger``: ``triggers/<writer>.alive``."""
+    return f"{TRIGGERS_PREFIX}{writer}.alive"
+
+
 def trigger_key(trigger_id: str) -> str:
     """Where an outside trigger is left for the writers: ``triggers/<id>.json``."""
     return f"{TRIGGERS_PREFIX}{trigger_id}.json"
+
+
+def select_window_prefix(source: str, per: str, window: str) -> str:
+    """The claims of one budget window of a source: ``select/<source>-<hash>/<per>/<window>/``
+    (the hash keeps sources that ``source_dir`` maps to one name apart)."""
+    tag = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{SELECT_PREFIX}{source_dir(source)}-{tag}/{per}/{window}/"
+
+
+def select_claim_key(source: str, per: str, window: str, n: int) -> str:
+    """Budget claim ``n`` (0-based) of a window: created once, by the writer that got it."""
+    return f"{select_window_prefix(source, per, window)}{n:07d}"

@@ -14,14 +14,17 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from . import _lifecycle, codecs, pixfmt
+from ._jobs import FrameJob
 from ._lifecycle import LogState
-from ._pipeline import FrameJob, Pipeline
+from ._pipeline import Pipeline
 from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
 from .ids import new_writer_id, uuid7
+from .inputs import check_record_size, labels_of, level_of, meta_of, parse_time_ns, text_of
 from .layout import LAYOUT, MANIFEST
-from .record import SCHEMA_VERSION, base_record, dumps, iso_utc, jsonable, labels_of, parse_time_ns
+from .record import base_record, check_manifest, dumps, new_manifest, not_selected_record
+from .select import Claims, NotSelected, Select, Selector, as_select
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 
@@ -29,6 +32,8 @@ __all__ = ["ImageLog", "get_default", "init", "log", "open", "trigger"]
 
 logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
+#: channel orders under which ``select=`` judges an array before it is copied
+_EARLY_ORDERS = (None, "RGB", "BGR", "rgb", "bgr")
 
 
 class ImageLog:
@@ -71,8 +76,8 @@ class ImageLog:
         self._resolved: dict[tuple[str, str, int, bool, bool], tuple[Codec, dict[str, Any]]] = {}
         self._last_captured: int | None = None  # the default ``at`` of trigger()
         self._small: dict[tuple[str, str, int, bool], tuple[Codec, dict[str, Any]]] = {}
+        self._write_manifest()  # first: a run this version must not append to is refused here
         self._reset_writer()
-        self._write_manifest()
         _lifecycle.register(self)
         self._pipeline.start_maintenance()  # repairs torn tails, scans for retention: background
 
@@ -80,6 +85,8 @@ class ImageLog:
         self._pid = os.getpid()
         self._writer = new_writer_id()
         self._seq = itertools.count(1)
+        self._selector = Selector(Claims(self._store, self._writer, self._clock))
+        self._select_cache: dict[str, Select] = {}
         self._pipeline = Pipeline(
             self._store, self._settings, self._writer, clock=self._clock, repair=self._repair
         )
@@ -98,17 +105,21 @@ class ImageLog:
             )  # fmt: skip
 
     def _write_manifest(self) -> None:
-        if self._store.exists(MANIFEST):
+        """Leave the manifest in a new run; in an existing one, check that this version may
+        append to it (``UnsupportedRun``: a newer schema, or a file that is not a manifest)."""
+        if self._store.exists(MANIFEST):  # (an object store that is down answers False)
+            try:
+                data = self._store.get(MANIFEST)
+            except FileNotFoundError:  # removed since: the run is what its index says
+                return
+            check_manifest(data, f"{self._store.url.rstrip('/')}/{MANIFEST}")
             return
         from importlib.metadata import version
 
-        manifest = {
-            "schema": SCHEMA_VERSION,
-            "created": iso_utc(time.time_ns()),
-            "imagelog": version("imagelog"),
-            "layout": dict(LAYOUT),
-            "format": self._settings.format,
-        }
+        manifest = new_manifest(
+            now_ns=time.time_ns(), version=version("imagelog"), layout=LAYOUT,
+            fmt=self._settings.format,
+        )  # fmt: skip
         self._store.put(MANIFEST, (dumps(manifest) + "\n").encode("utf-8"))
 
     # -- public API -------------------------------------------------------------------------------
@@ -149,7 +160,9 @@ class ImageLog:
         pixel_format: str | None = None,
         stride: int | None = None,
         level: str = "info",
-        **meta: Any,
+        select: Any = None,
+        meta: Mapping[str, Any] | None = None,
+        **fields: Any,
     ) -> str:
         """Queue one image and return its record id (a UUIDv7 string that sorts by time).
 
@@ -159,7 +172,9 @@ class ImageLog:
             source: the camera or stream this frame comes from.
             message: a human message for the record.
             labels: ECS labels (str -> str), for filtering.
-            captured_at: capture time (datetime or Unix seconds); default: now, or EXIF.
+            captured_at: capture time: a datetime (naive: local time), Unix seconds or Unix
+                nanoseconds (int); other numbers (milliseconds, a monotonic clock) raise.
+                Default: now, or EXIF.
             format: a format or preset for this frame (default: per source, then the log's).
             copy: copy the frame before returning (False hands the array over to imagelog).
             channel_order: ``"BGR"`` for OpenCV frames (stored as RGB).
@@ -171,15 +186,21 @@ class ImageLog:
                 ``imagelog.pixfmt``). Stored as delivered, losslessly; recorded in
                 ``image.pixel_format``.
             stride: bytes per row of a padded buffer (ROS ``step``); default: unpadded.
-            level: the record's ``log.level``.
-            **meta: anything JSON can hold; stored as the record's ``meta``.
+            level: the record's ``log.level``: ``"debug"``, ``"info"``, ``"warning"``,
+                ``"error"`` or ``"critical"``.
+            select: a policy for this frame instead of the log's (``imagelog.select``); a
+                frame it passes over still gets an id, counted as ``not_selected``.
+            meta: metadata as a dict (the way to store names that are parameters of ``log()``,
+                such as ``meta={"mode": "train"}``); merged with ``**fields``.
+            **fields: more metadata, anything JSON can hold; stored in the record's ``meta``.
 
         Returns:
             The record id.
 
         Raises:
             ValueError: a bad frame, format or value (``imagelog.InvalidFrame`` ...).
-            TypeError: an unsupported input type/dtype or metadata JSON cannot hold.
+            TypeError: an unsupported input type/dtype, metadata JSON cannot hold, a parameter
+                of the wrong type (``copy="yes"``, ``level=3``).
             RuntimeError: the log is closed, or ``log()`` was called from an imagelog thread.
         """
         if self._pid != os.getpid():  # a fork without the at-fork hook (e.g. os.fork in C code)
@@ -191,6 +212,43 @@ class ImageLog:
         pipeline = self._pipeline
         if pipeline.is_worker_thread():
             raise RuntimeError("log() was called from an imagelog background thread")
+        if not isinstance(copy, bool):
+            raise TypeError(
+                f"copy must be True or False, got {copy!r}; "
+                f"to store it as metadata pass meta={{'copy': {copy!r}}}"
+            )
+        level = level_of(level)
+        for name, value in (("format", format), ("channel_order", channel_order),
+                            ("pixel_format", pixel_format), ("mode", mode)):  # fmt: skip
+            if value is not None and not isinstance(value, str):
+                raise TypeError(
+                    f"{name} must be a str, not {type(value).__name__} {value!r}; "
+                    f"to store it as metadata pass meta={{{name!r}: {value!r}}}"
+                )
+        if not source or not isinstance(source, str):
+            raise ValueError(f"source must be a non-empty str, got {source!r}")
+        text_of(source, "source")
+        meta_json = meta_of(meta, fields)
+        labels_json = labels_of(labels)
+        if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
+            message = str(message)  # type: ignore[unreachable,unused-ignore]
+        if message is not None:
+            text_of(message, "message")
+        check_record_size(meta_json, labels_json, message, source)
+        given = None if captured_at is None else parse_time_ns(captured_at)
+        policy = self._policy_for(source, select)
+        early = (
+            policy is not None
+            and _plausible(frame)
+            and pixel_format is None
+            and stride is None
+            and channel_order in _EARLY_ORDERS
+        )
+        if early:  # decided before the copy, on the caller's array
+            assert policy is not None
+            skipped = self._select_or_skip(policy, source, frame, labels_json, meta_json, given)
+            if skipped is not None:
+                return skipped
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
         drop_now = _plausible(frame) and not pipeline.make_room(
@@ -198,21 +256,19 @@ class ImageLog:
         )
         copy = copy and not drop_now
         created = self._clock()
-        if not source or not isinstance(source, str):
-            raise ValueError(f"source must be a non-empty str, got {source!r}")
         f = normalise(
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
             pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
         )  # fmt: skip
+        if policy is not None and not early:  # not an array: decided on the normalised frame
+            skipped = self._select_or_skip(policy, source, f.pixels, labels_json, meta_json, given)
+            if skipped is not None:
+                return skipped
         codec, params = self._codec_for(f, source, format)
         small = f.width * f.height < codecs.SMALL_FRAME_PIXELS
         if small and f.encoded is None and f.pixel_format is None:
             codec, params = self._small_codec_for(f, source, format, codec, params)
-        meta_json = jsonable(meta) if meta else {}
-        labels_json = labels_of(labels)
-        if message is not None and not isinstance(message, str):  # type: ignore[redundant-expr,unused-ignore]
-            message = str(message)  # type: ignore[unreachable,unused-ignore]
-        captured = created if captured_at is None else parse_time_ns(captured_at)
+        captured = created if given is None else given
         self._last_captured = captured
         seq = next(self._seq)
         rid = uuid7(created)
@@ -221,7 +277,7 @@ class ImageLog:
             message=message, level=level, labels=labels_json, meta=meta_json, writer=self._writer,
             pid=self._pid,
         )  # fmt: skip
-        job = FrameJob(f, record, codec, params, created, source, captured_at is not None, captured)
+        job = FrameJob(f, record, codec, params, created, source, given is not None, captured)
         try:
             pipeline.submit(job, self._settings.on_full, drop=drop_now)
         except QueueClosed:
@@ -231,7 +287,6 @@ class ImageLog:
     def trigger(
         self,
         reason: str,
-        /,
         *,
         before: float | str | timedelta | None = None,
         after: float | str | timedelta = 0,
@@ -249,7 +304,7 @@ class ImageLog:
         the first trigger that saved it).
 
         Args:
-            reason: why (``"defect"``); goes to ``event.reason``.
+            reason: why (``"defect"``), positional or ``reason=``; goes to ``event.reason``.
             before: how far back (seconds, ``"10s"``, timedelta); None: all that the ring holds.
             after: how long to keep recording after ``at``.
             sources: only these sources (default: all, including sources not seen yet).
@@ -265,21 +320,23 @@ class ImageLog:
             >>> import numpy as np, imagelog, tempfile
             >>> with imagelog.open(tempfile.mkdtemp(), ring="30s") as log:
             ...     for i in range(10):
-            ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_000_000 + i)
-            ...     _ = log.trigger("defect", before="3s", at=1_000_008)  # frames 5..8
+            ...         _ = log.log(np.zeros((8, 8), np.uint8), captured_at=1_764_000_000 + i)
+            ...     _ = log.trigger("defect", before="3s", at=1_764_000_008)  # frames 5..8
             ...     _ = log.flush()
             ...     (log.stats()["triggered"], log.stats()["ring_frames"])
             (4, 6)
         """
         if self._state is not LogState.OPEN:
             raise RuntimeError("cannot trigger a closed ImageLog")
-        if self._pipeline.ring is None:
+        ring = self._pipeline.ring
+        if ring is None:
             raise RuntimeError(
                 "this log has no ring: open it with imagelog.open(path, ring='30s') "
                 "(or ring_bytes=) to use trigger()"
             )
         if not isinstance(reason, str) or not reason:  # type: ignore[redundant-expr,unused-ignore]
             raise InvalidSetting(f"trigger reason must be a non-empty str, got {reason!r}")
+        text_of(reason, "trigger reason")
         before_ns = None if before is None else _duration_ns(before, "before")
         after_ns = _duration_ns(after, "after")
         if isinstance(sources, str):
@@ -287,17 +344,78 @@ class ImageLog:
         chosen = None if sources is None else frozenset(sources)
         if chosen is not None and not all(isinstance(s, str) and s for s in chosen):  # type: ignore[redundant-expr,unused-ignore]
             raise InvalidSetting(f"sources must be non-empty strs, got {sorted(map(str, chosen))}")
+        for name in chosen or ():
+            text_of(name, "sources")
         if at is not None:
             at_ns = parse_time_ns(at, name="at")
         else:
             last = self._last_captured
             at_ns = self._clock() if last is None else last
         tid = uuid7(self._clock())
-        self._pipeline.trigger(
+        ring.trigger(
             tid=tid, reason=reason, at_ns=at_ns, before_ns=before_ns, after_ns=after_ns,
             sources=chosen,
         )  # fmt: skip
         return tid
+
+    def _policy_for(self, source: str, select: Any) -> Select | None:
+        """The ``select=`` policy of a frame: the call's, else its source's, else the log's."""
+        if select is not None:
+            if isinstance(select, Select):
+                return select
+            hit = self._select_cache.get(select) if isinstance(select, str) else None
+            if hit is None:
+                hit = as_select(select)
+                if isinstance(select, str):
+                    self._select_cache[select] = hit
+            return hit
+        chosen = self._settings.select
+        if chosen is None or isinstance(chosen, Select):
+            return chosen
+        return chosen.get(source) or chosen.get("*")
+
+    def _select_or_skip(
+        self,
+        policy: Select,
+        source: str,
+        pixels: Any,
+        labels: Mapping[str, str],
+        meta: dict[str, Any],
+        given: int | None,
+    ) -> str | None:
+        """Apply a policy: None to store the frame, else the id of a frame not stored (counted,
+        and summed up in a ``not_selected`` event). Metadata and labels are checked already."""
+        created = self._clock()
+        captured = created if given is None else given
+        view = meta if not labels or "labels" in meta else {**meta, "labels": labels}
+        sel = self._selector
+        reason = sel.decide(policy, source, pixels, view, captured, created)
+        if reason is None:
+            due = sel.take_due(created)
+            if due is not None:
+                self._write_not_selected(due)
+            return None
+        self._last_captured = captured
+        seq = next(self._seq)
+        self._pipeline.stats.add(source, "logged")
+        due = sel.not_selected(source, reason, seq, captured, created)
+        if due is not None:
+            self._write_not_selected(due)
+        return uuid7(created)
+
+    def _write_not_selected(self, n: NotSelected) -> None:
+        now = self._clock()
+        rec = not_selected_record(
+            now_ns=now, rid=uuid7(now), writer=self._writer, frames=n.frames,
+            first_ns=n.first_ns, last_ns=n.last_ns, seqs=n.seq_ranges(), by_source=n.by_source,
+            by_reason=n.by_reason,
+        )  # fmt: skip
+        self._pipeline.queue_event(rec, n.created_ns)
+
+    def _flush_not_selected(self) -> None:
+        pending = self._selector.take_pending()
+        if pending is not None:
+            self._write_not_selected(pending)
 
     def _codec_for(self, f: Frame, source: str, format: str | None) -> tuple[Codec, dict[str, Any]]:
         if f.encoded is not None:
@@ -318,7 +436,7 @@ class ImageLog:
                         "losslessly: use 'lossless' (or convert to RGB first)"
                     )
                 hit = codecs.resolve("lossless", dtype=f.dtype, channels=f.channels)
-            hit[0].check(f, hit[1])
+            hit[0].validate(f, hit[1])
             self._resolved[key] = hit
         return hit
 
@@ -337,7 +455,7 @@ class ImageLog:
             if small is not None and not tuned:
                 try:
                     cand = codecs.resolve(small, dtype=f.dtype, channels=f.channels)
-                    cand[0].check(f, cand[1])
+                    cand[0].validate(f, cand[1])
                     hit = cand
                 except ValueError:  # the small-frame codec cannot hold it: keep the preset's
                     pass
@@ -348,6 +466,7 @@ class ImageLog:
         """Wait until everything logged before this call is written; False if ``timeout`` ran out."""
         if self._pipeline.is_worker_thread():
             raise RuntimeError("flush() was called from an imagelog background thread")
+        self._flush_not_selected()
         ok = self._pipeline.flush(timeout)
         self._raise_if_strict()
         return ok
@@ -369,6 +488,7 @@ class ImageLog:
                 return
             self._state = LogState.CLOSING
             limit = self._settings.close_timeout if timeout is None else timeout
+            self._flush_not_selected()
             left = self._pipeline.stop(limit)
             try:
                 self._store.close()  # object stores: stop their threads, upload the spool
@@ -394,12 +514,24 @@ class ImageLog:
     def stats(self) -> dict[str, Any]:
         """Counters: logged, written, dropped, failed, queue and byte figures, per source.
 
+        With ``select=``, also: ``not_selected`` (frames it did not store), with
+        ``not_selected_by_reason``, and per source the same two.
+
         With a ring, also: ``expired`` (frames that left the ring untriggered), ``triggered``
         (frames written because a trigger saved them), ``triggers``, ``ring_frames``,
         ``ring_bytes`` (held, or taken by a trigger and not yet written), ``max_ring_bytes``,
         ``peak_ring_bytes``; per source ``expired`` and ``triggered``.
         """
-        return self._pipeline.stats_dict()
+        out = self._pipeline.stats_dict()
+        total, by_reason, by_source = self._selector.stats()
+        if total or self._settings.select is not None:
+            out["not_selected"] = total
+            out["not_selected_by_reason"] = by_reason
+            for src, counts in out["by_source"].items():
+                reasons = by_source.get(src, {})
+                counts["not_selected"] = sum(reasons.values())
+                counts["not_selected_by_reason"] = reasons
+        return out
 
     def __enter__(self) -> ImageLog:
         """Use as a context manager; closing drains."""
@@ -432,11 +564,14 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
     ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
     (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
-    ``ring_dir`` (see ``ImageLog.trigger``).
+    ``ring_dir`` (see ``ImageLog.trigger``), ``select`` (which frames to store: ``"changed"``, a
+    policy of ``imagelog.select``, or ``{source: policy}``).
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).
         imagelog.InvalidSetting: a setting is out of range (a ``ValueError``).
+        imagelog.UnsupportedRun: the run's ``imagelog.json`` names a newer record schema than
+            this version writes, or is not a manifest (a ``ValueError``).
 
     Example:
         >>> import imagelog, tempfile
@@ -449,7 +584,11 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
         if name.lower() not in codecs.PRESETS:
             codecs.get(name)
     store = make_store(path, create=True, storage_options=s.storage_options)
-    return ImageLog(store, s)
+    try:
+        return ImageLog(store, s)
+    except BaseException:
+        store.close()
+        raise
 
 
 def _duration_ns(value: float | str | timedelta, name: str) -> int:
@@ -487,6 +626,6 @@ def log(frame: object, /, **kwargs: Any) -> str:
     return get_default().log(frame, **kwargs)
 
 
-def trigger(reason: str, /, **kwargs: Any) -> str:
+def trigger(reason: str, **kwargs: Any) -> str:
     """``ImageLog.trigger`` on the log opened by ``imagelog.init(path, ring=...)``."""
     return get_default().trigger(reason, **kwargs)

@@ -3,7 +3,8 @@
 Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
 ``failed`` (a frame the write path could not store), ``purged`` (a retention event),
 ``encoding_warning`` (a stored frame that the encoding checks found suspect), ``triggered`` (a
-ring trigger) and ``expired`` (frames that left the ring untriggered, summed up).
+ring trigger), ``expired`` (frames that left the ring untriggered, summed up) and ``not_selected``
+(frames that ``select=`` did not store, summed up).
 A ``logged`` record is built in two halves: the caller's thread builds everything it knows
 (``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
 and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
@@ -16,34 +17,45 @@ import datetime as _dt
 import functools
 import hashlib
 import json
-import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-import numpy as np
 import orjson
 
-from .errors import MetadataNotJSON
+from .errors import UnsupportedRun
+from .frames import Frame
 
 __all__ = [
     "HOSTNAME",
     "SCHEMA_VERSION",
     "Record",
+    "add_exif",
+    "ascii_json",
     "base_record",
+    "check_manifest",
+    "codec_fields",
     "dropped_record",
     "dumps",
     "encoding_record",
     "expired_record",
     "failed_record",
+    "frame_fields",
+    "image_ref",
     "iso_utc",
-    "jsonable",
+    "mark_sidecar",
     "mark_triggered",
+    "new_manifest",
+    "not_selected_record",
     "ordered",
-    "parse_time_ns",
+    "passthrough_fields",
+    "planned_file",
     "purged_record",
+    "seq_ranges",
     "stored_file",
+    "trigger_spec",
     "triggered_record",
 ]
 
@@ -121,95 +133,42 @@ def _second_prefix(sec: int) -> str:
     return _dt.datetime.fromtimestamp(sec, _dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def parse_time_ns(value: object, *, name: str = "captured_at") -> int:
-    """Turn a datetime, Unix seconds (float) or nanoseconds (int > 1e15) into Unix nanoseconds."""
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is None:
-            value = value.astimezone()  # naive = local time, as datetime.timestamp() assumes
-        return int(value.timestamp() * 1_000_000) * 1000
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a datetime or Unix seconds, not {type(value).__name__}")
-    if isinstance(value, int) and value > 10**15:
-        return value
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return round(value * 1_000_000) * 1000
-
-
-def jsonable(value: Any, where: str = "meta") -> Any:
-    """Return ``value`` as plain JSON types, or raise ``MetadataNotJSON`` naming the bad key.
-
-    numpy scalars and small arrays become Python numbers and lists; datetimes become ISO strings.
-
-    >>> jsonable({"score": np.float32(0.5), "box": np.array([1, 2])})
-    {'score': 0.5, 'box': [1, 2]}
-    """
-    if value is None or isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise MetadataNotJSON(f"{where} is {value!r}, which JSON cannot hold")
-        return value
-    if isinstance(value, np.generic):
-        return jsonable(value.item(), where)
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise MetadataNotJSON(
-                    f"{where} has a key {k!r} of type {type(k).__name__}; keys must be str"
-                )
-            out[k] = jsonable(v, f"{where}.{k}")
-        return out
-    if isinstance(value, list | tuple):
-        return [jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        if value.size > 4096:
-            raise MetadataNotJSON(
-                f"{where} is an array of {value.size} values; log arrays as images"
-            )
-        return jsonable(value.tolist(), where)
-    if isinstance(value, _dt.datetime):
-        return value.isoformat()
-    raise MetadataNotJSON(
-        f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which JSON cannot hold; "
-        "use str, int, float, bool, None, lists or dicts"
-    )
-
-
-def labels_of(labels: Mapping[str, Any] | None) -> dict[str, str]:
-    """Check ECS ``labels``: flat str keys with scalar values, stored as strings."""
-    if labels is None:
-        return {}
-    if not isinstance(labels, Mapping):
-        raise MetadataNotJSON(f"labels must be a dict of str to str, not {type(labels).__name__}")
-    out = {}
-    for k, v in labels.items():
-        if not isinstance(k, str):
-            raise MetadataNotJSON(f"labels key {k!r} must be a str")
-        if isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        elif isinstance(v, str | int | float):
-            out[k] = str(v)
-        else:
-            raise MetadataNotJSON(f"labels.{k} is a {type(v).__name__}; label values are strings")
-    return out
-
-
 def dumps(record: Mapping[str, Any]) -> str:
     """Serialise a record as one compact JSON line (no newline), keys in schema order.
 
     orjson writes the same compact UTF-8 JSON as ``json.dumps`` at about a tenth of its cost
     (measured: 8 µs against 45-100 µs for a record); what it refuses (integers beyond 64 bits,
     lone surrogates) goes through ``json``. orjson writes NaN as ``null`` where ``json`` raises:
-    none reaches a record (``jsonable`` and ``parse_time_ns`` refuse them in the caller's thread).
+    none reaches a record (``inputs.jsonable`` and ``inputs.parse_time_ns`` refuse them in the
+    caller's thread).
     """
     try:
         return orjson.dumps(record).decode("utf-8")
     except (TypeError, ValueError):
         return json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+
+
+def _u_escape(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    if c < 0x10000:
+        return f"\\u{c:04x}"
+    c -= 0x10000
+    return f"\\u{0xD800 + (c >> 10):04x}\\u{0xDC00 + (c & 0x3FF):04x}"
+
+
+def ascii_json(text: str) -> str:
+    """JSON text with every non-ASCII character written as a ``\\u`` escape (a surrogate pair
+    beyond the BMP): still valid JSON, decoded to the same value, and storable where only ASCII
+    fits (the TIFF ImageDescription tag). Outside strings JSON holds only ASCII, so escaping each
+    character in place is enough.
+
+    >>> ascii_json('{"note":"café"}')
+    '{"note":"caf\\\\u00e9"}'
+    """
+    return text if text.isascii() else _NON_ASCII.sub(_u_escape, text)
 
 
 def base_record(
@@ -247,11 +206,113 @@ def base_record(
     return rec
 
 
+def new_manifest(
+    *, now_ns: int, version: str, layout: Mapping[str, str], fmt: str
+) -> dict[str, Any]:
+    """The run manifest (``imagelog.json``) a run's first writer leaves."""
+    return {
+        "schema": SCHEMA_VERSION,
+        "created": iso_utc(now_ns),
+        "imagelog": version,
+        "layout": dict(layout),
+        "format": fmt,
+    }
+
+
+def check_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse a run manifest and check that this version may read and append to the run:
+    ``UnsupportedRun`` if it is not a manifest or names a newer schema than ``SCHEMA_VERSION``.
+    ``imagelog.open()`` and ``imagelog.read()`` both call it; ``where`` names the file."""
+    try:
+        manifest = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise UnsupportedRun(f"{where} is not JSON: not an imagelog run manifest") from None
+    schema = manifest.get("schema") if isinstance(manifest, dict) else None
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        raise UnsupportedRun(
+            f'{where} has no record schema ("schema": {schema!r}): not an imagelog run manifest'
+        )
+    if schema > SCHEMA_VERSION:
+        raise UnsupportedRun(
+            f"{where} says record schema {schema}, newer than this imagelog's {SCHEMA_VERSION}: "
+            "upgrade imagelog (pip install -U imagelog) to read or append to it"
+        )
+    assert isinstance(manifest, dict)
+    return manifest
+
+
 def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
     """The record with its top-level keys in schema order (unknown keys last)."""
     out = {k: record[k] for k in RECORD_ORDER if k in record}
     out.update((k, v) for k, v in record.items() if k not in out)
     return out
+
+
+def frame_fields(frame: Frame) -> dict[str, Any]:
+    """``image.*`` of what was logged: size, channels, dtype, channel order, and for camera
+    frames pixel format, stride and bit depth."""
+    fields: dict[str, Any] = {
+        "width": frame.width,
+        "height": frame.height,
+        "channels": frame.channels,
+        "dtype": frame.dtype,
+        "channel_order": frame.channel_order,
+    }
+    if frame.converted_from:
+        fields["converted_from"] = frame.converted_from
+    if frame.pixel_format is not None:
+        fields["pixel_format"] = frame.pixel_format
+        fields["stride"] = frame.stride
+        fields["bit_depth"] = frame.bit_depth
+    return fields
+
+
+def codec_fields(
+    name: str, *, lossless: bool, library: str | None, version: str | None, params: Any
+) -> dict[str, Any]:
+    """``image.format``, ``image.lossless`` and ``image.encoder`` of a frame imagelog encoded."""
+    return {
+        "format": name,
+        "lossless": lossless,
+        "encoder": {"name": library or name, "version": version, "params": params},
+    }
+
+
+def passthrough_fields(fmt: str, *, lossless: bool) -> dict[str, Any]:
+    """``image.format``, ``image.lossless`` and ``image.encoder`` of bytes stored untouched."""
+    return {"format": fmt, "lossless": lossless, "encoder": {"name": "passthrough"}}
+
+
+def planned_file(key: str, mime_type: str, extension: str) -> dict[str, Any]:
+    """``file.*`` before the bytes are stored (``stored_file`` adds size and hash)."""
+    return {"path": key, "mime_type": mime_type, "extension": extension}
+
+
+def add_exif(rec: dict[str, Any], tags: Mapping[str, Any], captured_ns: int | None) -> None:
+    """Put a camera image's EXIF tags in ``exif``; ``captured_ns`` (its DateTimeOriginal, when
+    the caller gave no ``captured_at``) becomes ``@timestamp``."""
+    rec["exif"] = dict(tags)
+    if captured_ns is not None:
+        rec["@timestamp"] = iso_utc(captured_ns)
+
+
+def mark_sidecar(rec: dict[str, Any], sidecar: str) -> None:
+    """Name the ``.json`` sidecar that holds the record of an image with no room for it."""
+    rec["imagelog"]["sidecar"] = sidecar
+
+
+def image_ref(
+    path: str, *, image_id: str, fmt: str, dtype: str, channels: int, encoder: str | None
+) -> dict[str, Any]:
+    """The part of a record that ``Run.load`` reads: the image's key, and how it was encoded.
+
+    For readers that hold a record's columns rather than the record (the viewer's index).
+    """
+    return {
+        "file": {"path": path},
+        "image": {"id": image_id, "format": fmt, "dtype": dtype, "channels": channels,
+                  "encoder": {"name": encoder}},
+    }  # fmt: skip
 
 
 def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:
@@ -301,11 +362,30 @@ def failed_record(
 
 
 def purged_record(
-    *, now_ns: int, rid: str, reason: str, message: str, writer: str, purge: dict[str, Any]
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    hour: str,
+    reason: str,
+    whole: bool,
+    files: int,
+    nbytes: int,
+    records: int,
+    kept: int,
+    ids: list[str],
 ) -> dict[str, Any]:
-    """The ``purged`` event retention writes for each purge (``imagelog.purge`` says what)."""
+    """The ``purged`` event retention writes for each purge: ``imagelog.purge`` says what
+    (``partition``: the hour; ``whole``; ``files``, ``bytes``, ``records``, ``kept``; ``ids``,
+    the purged record ids of a partial purge, a tombstone)."""
+    what = "hour" if whole else "oldest files of hour"
+    message = f"purged {what} {hour}: {files} image(s), {nbytes} bytes ({reason})"
     rec = _event(now_ns=now_ns, at_ns=now_ns, rid=rid, action="purged", reason=reason,
                  message=message, writer=writer)  # fmt: skip
+    purge: dict[str, Any] = {"partition": hour, "whole": whole, "files": files, "bytes": nbytes,
+                             "records": records, "kept": kept}  # fmt: skip
+    if ids:
+        purge["ids"] = ids
     rec["imagelog"]["purge"] = purge
     return rec
 
@@ -407,6 +487,82 @@ def expired_record(
         "by_source": dict(by_source),
     }
     return rec
+
+
+def seq_ranges(seqs: list[int]) -> list[list[int]]:
+    """``image.seq`` values as sorted inclusive ``[first, last]`` ranges (summaries' ``seqs``).
+
+    >>> seq_ranges([5, 1, 2, 3, 7])
+    [[1, 3], [5, 5], [7, 7]]
+    """
+    out: list[list[int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def not_selected_record(
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    frames: int,
+    first_ns: int,
+    last_ns: int,
+    seqs: list[list[int]],
+    by_source: Mapping[str, int],
+    by_reason: Mapping[str, int],
+) -> dict[str, Any]:
+    """The ``not_selected`` summary of frames ``select=`` did not store (no image is stored).
+
+    ``imagelog.not_selected``: ``frames``, ``from``/``to`` (capture times of the first and
+    last), ``seqs`` (their ``image.seq`` values as inclusive ``[first, last]`` ranges of this
+    writer's sequence), ``by_source`` and ``by_reason`` (frames per source and per reason:
+    ``unchanged``, ``not_sampled``, ``not_near``, ``rate``, ``budget``).
+    ``event.reason`` is ``select``.
+    """
+    rec = _event(
+        now_ns=now_ns, at_ns=first_ns, rid=rid, action="not_selected", reason="select",
+        writer=writer, message=f"{frames} frame(s) not selected",
+    )  # fmt: skip
+    rec["imagelog"]["not_selected"] = {
+        "frames": frames,
+        "from": iso_utc(first_ns),
+        "to": iso_utc(last_ns),
+        "seqs": seqs,
+        "by_source": dict(by_source),
+        "by_reason": dict(by_reason),
+    }
+    return rec
+
+
+def trigger_spec(
+    *,
+    tid: str,
+    reason: str,
+    now_ns: int,
+    at_ns: int,
+    before_ns: int | None,
+    after_ns: int,
+    sources: list[str] | None,
+) -> dict[str, Any]:
+    """A trigger left as a file (``triggers/<id>.json``) for the ring writers of a run:
+    ``at``/``at_ns`` (capture axis), ``before_ns`` (None: all the rings hold), ``after_ns``,
+    ``sources`` (None: all), ``created``/``created_ns`` (wall clock)."""
+    return {
+        "id": tid,
+        "reason": reason,
+        "at": iso_utc(at_ns),
+        "at_ns": at_ns,
+        "before_ns": before_ns,
+        "after_ns": after_ns,
+        "sources": sources,
+        "created": iso_utc(now_ns),
+        "created_ns": now_ns,
+    }
 
 
 def encoding_record(

@@ -469,21 +469,11 @@ class Retention:
 
             self._index = IndexWriter(self.store, new_writer_id())
             self._own_index = True
-        purge: dict[str, Any] = {
-            "partition": result.hour,
-            "whole": result.whole,
-            "files": result.files,
-            "bytes": result.bytes,
-            "records": result.records,
-            "kept": result.kept,
-        }
-        if result.ids:
-            purge["ids"] = result.ids
-        what = "hour" if result.whole else "oldest files of hour"
-        message = (f"purged {what} {result.hour}: {result.files} image(s), "
-                   f"{result.bytes} bytes ({result.reason})")  # fmt: skip
-        rec = purged_record(now_ns=now, rid=uuid7(now), reason=result.reason, message=message,
-                            writer=self._index.writer, purge=purge)  # fmt: skip
+        rec = purged_record(
+            now_ns=now, rid=uuid7(now), writer=self._index.writer, hour=result.hour,
+            reason=result.reason, whole=result.whole, files=result.files, nbytes=result.bytes,
+            records=result.records, kept=result.kept, ids=result.ids,
+        )  # fmt: skip
         self._index.append(rec, now)
         self._add(hour_of(now), len(dumps(rec).encode("utf-8")) + 1)
         self.purged.append(result)

@@ -16,6 +16,7 @@ from .errors import RecordNotFound, RunNotFound
 from .frames import channels_of
 from .index import segment_keys
 from .layout import INDEX_PREFIX, MANIFEST
+from .record import check_manifest
 from .stores import Store, make_store
 
 __all__ = ["Run", "read"]
@@ -207,6 +208,11 @@ def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | N
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:
         raise RunNotFound(f"no imagelog run at {os.fspath(path)}") from None
-    if not store.exists(MANIFEST) and not any(True for _ in store.list(INDEX_PREFIX)):
-        raise RunNotFound(f"no imagelog run at {store.url} (no {MANIFEST} and no index/)")
+    try:
+        check_manifest(store.get(MANIFEST), f"{store.url.rstrip('/')}/{MANIFEST}")
+    except FileNotFoundError:
+        if not any(True for _ in store.list(INDEX_PREFIX)):
+            raise RunNotFound(
+                f"no imagelog run at {store.url} (no {MANIFEST} and no index/)"
+            ) from None
     return Run(store)

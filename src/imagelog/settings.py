@@ -8,9 +8,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSetting
+
+if TYPE_CHECKING:
+    from .select import Select
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -144,6 +147,9 @@ class Settings:
     ``ring`` (seconds per source, or ``{source: duration}`` to hold only those sources, each for
     its own duration) and/or ``ring_bytes`` turn the ring on (see ``ImageLog.trigger``):
     ``ring_bytes`` is part of ``max_queue_bytes`` (default: half of it), the queue keeps the rest.
+
+    ``select`` (a policy for every source, or ``{source: policy}`` with ``"*"`` for the others)
+    decides which frames are stored (``imagelog.select``); validated into ``Select`` objects.
     """
 
     format: str = DEFAULT_FORMAT
@@ -166,6 +172,7 @@ class Settings:
     ring: float | Mapping[str, float] | None = None
     ring_bytes: int | None = None
     ring_dir: str | None = None
+    select: Select | Mapping[str, Select] | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -207,6 +214,10 @@ class Settings:
             kw["ring_dir"] = os.fspath(kw["ring_dir"])
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
+        if kw.get("select") is not None:
+            from .select import as_select_map  # select.py reads durations with this module
+
+            kw["select"] = as_select_map(kw["select"])
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
         kw["fsync"] = _enum(Fsync, kw.get("fsync", Fsync.NONE), "fsync")
         return cls(**kw)

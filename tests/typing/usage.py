@@ -38,3 +38,16 @@ def camera(path: str, buf: bytes) -> int:
         rgb = run.load(rec, convert="rgb")
         total += int(pixfmt.to_rgb(mosaic, "bayer_rggb8").size == rgb.size)
     return total
+
+
+def metadata_and_triggers(path: str) -> str:
+    """meta={...} for names that are log()'s parameters (#19); trigger's reason by keyword."""
+    frame = np.zeros((48, 64), np.uint8)
+    with imagelog.open(path, ring="30s") as log:
+        log.log(frame, meta={"mode": "train", "size": 5}, epoch=3, level="warning")
+        tid: str = log.trigger(reason="defect", before="2s")
+    try:
+        imagelog.read(path)
+    except imagelog.UnsupportedRun as exc:
+        return str(exc)
+    return tid

@@ -60,7 +60,8 @@ def raw_get(v: Viewer, path: str, *, token: str | None = "", headers: dict[str, 
         path += ("&" if "?" in path else "?") + "token=" + urllib.parse.quote(token)
     conn = http.client.HTTPConnection(v.host, v.port, timeout=30)
     try:
-        conn.putrequest("GET", path, skip_accept_encoding=True)
+        skip_host = "host" in {k.lower() for k in headers or {}}
+        conn.putrequest("GET", path, skip_host=skip_host, skip_accept_encoding=True)
         for k, val in (headers or {}).items():
             conn.putheader(k, val)
         conn.endheaders()
@@ -92,11 +93,16 @@ class TestToken:
                 assert b"token" in body
 
     def test_token_in_url_sets_a_cookie_that_then_suffices(self, viewer: Viewer) -> None:
-        """The page's own requests carry the cookie the first visit set (HttpOnly, SameSite)."""
-        status, body, headers = raw_get(viewer, "/")
-        assert status == 200 and b"<title>imagelog view</title>" in body
+        """The first visit trades the token for a cookie (HttpOnly, SameSite) and a redirect to
+        the same address without it; the page and its own requests then carry the cookie."""
+        status, body, headers = raw_get(viewer, "/?source=rgb&frame=x")
+        assert status == 303 and headers["location"] == "/?source=rgb&frame=x"
         cookie = headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and viewer.token in cookie
+        status, body, headers = raw_get(viewer, "/", token=None,
+                                        headers={"Cookie": cookie.split(";")[0]})  # fmt: skip
+        assert status == 200 and b"<title>imagelog view</title>" in body
+        assert "set-cookie" not in headers
         status, body, _ = raw_get(viewer, "/api/count", token=None,
                                   headers={"Cookie": cookie.split(";")[0]})  # fmt: skip
         assert status == 200 and json.loads(body)["count"] == 5
@@ -285,7 +291,7 @@ class TestCommandLine:
             assert url
             parts = urllib.parse.urlsplit(url)
             conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-            for query, expected in ((parts.query, 200), ("token=nope", 403)):
+            for query, expected in ((parts.query, 303), ("token=nope", 403)):
                 conn.request("GET", f"/?{query}")
                 resp = conn.getresponse()
                 resp.read()

@@ -109,7 +109,7 @@ class Codec:
         """The encoder library and its version, for the record."""
         return imagecodecs_version(self.library) if self.library else ""
 
-    def check(self, frame: Frame, params: Mapping[str, Any]) -> None:
+    def validate(self, frame: Frame, params: Mapping[str, Any]) -> None:
         """Raise ``FormatMismatch`` (in the caller's thread) if this format cannot hold ``frame``."""
         if frame.dtype not in self.dtypes:
             raise FormatMismatch(
@@ -155,6 +155,12 @@ class Codec:
         data = self.encode(pixels, params)
         embedded = self.embed(data, record_json)
         return (data, False) if embedded is None else (embedded, True)
+
+    def embeds_while_encoding(self, params: Mapping[str, Any]) -> bool:
+        """Whether a codec with no ``embed`` puts the record in while encoding, losslessly (so
+        bytes encoded bare can be decoded and encoded again with the record: TIFF)."""
+        own = type(self).encode_with_record is not Codec.encode_with_record
+        return own and self.is_lossless(params)
 
     def extract(self, data: bytes) -> str | None:
         """Return the record JSON embedded by ``embed``, or None."""

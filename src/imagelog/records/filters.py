@@ -6,7 +6,7 @@ over the ``records`` columns (``records.columns.COLUMNS``).
 
 Times: ``parse_time`` is the one rule for the times a reader is given. An ISO 8601 time with a
 zone (``Z``, ``+02:00``) means that moment; one without a zone is local time, as
-``captured_at=`` of ``log()`` and ``imagelog trigger --at`` take it (``record.parse_time_ns``);
+``captured_at=`` of ``log()`` and ``imagelog trigger --at`` take it (``inputs.parse_time_ns``);
 a plain number is Unix seconds.
 """
 
@@ -17,7 +17,8 @@ import datetime as _dt
 import re
 from typing import Any
 
-from ..record import iso_utc, parse_time_ns
+from ..inputs import parse_time_ns
+from ..record import iso_utc
 
 __all__ = ["Filters", "filters_sql", "parse_time"]
 

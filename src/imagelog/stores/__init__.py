@@ -25,6 +25,10 @@ def make_store(
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
     if scheme in ("", "file"):
         path = text[len("file://") :] if scheme else text
+        if not path.strip():
+            raise StoreError(
+                f"an empty path ({text!r}) names no run; give a folder (or '.')", path=text
+            )
         return LocalStore(path, create=create)
     if scheme == "memory":
         return MemoryStore.named(text[len("memory://") :])

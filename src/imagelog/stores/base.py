@@ -7,7 +7,40 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ObjectCapabilities", "ObjectInfo", "Segment", "Store"]
+from ..errors import KeyOutsideRun
+
+__all__ = ["ObjectCapabilities", "ObjectInfo", "Segment", "Store", "check_key"]
+
+
+def check_key(key: object) -> str:
+    """``key`` if it can name an object inside the run, else ``KeyOutsideRun``.
+
+    A key is ``/``-separated parts, none empty, ``.`` or ``..``, with no backslash or NUL (so it
+    is not absolute either). Every store checks the keys it reads, writes and deletes with this
+    rule; a local folder also checks where symlinks lead (``LocalStore.path_of``).
+
+    >>> check_key("images/2026/a.png")
+    'images/2026/a.png'
+    >>> check_key("../secret.png")
+    Traceback (most recent call last):
+    ...
+    imagelog.errors.KeyOutsideRun: key '../secret.png' is not inside the run (a '..' part)
+    """
+    why = None
+    if not isinstance(key, str) or not key:
+        why = "empty"
+    elif "\\" in key or "\0" in key:
+        why = "a backslash or NUL"
+    elif key.startswith("/"):
+        why = "absolute"
+    else:
+        for part in key.split("/"):
+            if part in ("", ".", ".."):
+                why = f"a {part!r} part" if part else "an empty part"
+                break
+    if why is not None or not isinstance(key, str):
+        raise KeyOutsideRun(f"key {key!r} is not inside the run ({why})", path=str(key))
+    return key
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,6 +101,13 @@ class Store(Protocol):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create ``key`` only if no object has that key; True if this call created it.
+
+        Atomic across processes and hosts (``O_EXCL`` on a folder, a conditional PUT with
+        ``If-None-Match: *`` on S3): of several writers racing for one key, exactly one wins.
+        """
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object whose key starts with ``prefix`` (no temporary files)."""

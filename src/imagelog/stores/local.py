@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import KeyOutsideRun, StoreError
-from .base import ObjectInfo
+from .base import ObjectInfo, check_key
 
 __all__ = ["LocalSegment", "LocalStore"]
 
@@ -111,9 +111,9 @@ class LocalStore:
         self.local_root: Path | None = self.root
         self.concurrency = max(2, os.cpu_count() or 2)
         self._root = os.fspath(self.root)
-        self._real: str | None = None  # the root with symlinks resolved (made on first use)
         self._dirs: set[str] = set()  # folders known to exist (as strings)
         self._lock = threading.Lock()
+        self._real_root: str | None = None  # the root with symlinks resolved (on first use)
         if create:
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -125,27 +125,40 @@ class LocalStore:
                 raise StoreError(f"run folder {self.root} is not writable", path=str(self.root))
 
     def _path(self, key: str) -> Path:
-        """The file of ``key``; ``StoreError`` for a key that leaves the run (an absolute path,
-        a ``..`` part, or a symlink that resolves outside the root): nothing outside is read."""
-        if key.startswith(("/", "\\")) or "\0" in key or ".." in key.split("/"):
-            raise KeyOutsideRun(f"{key!r} is not a key inside the run {self.root}", path=key)
-        path = self.root / key
-        if self._real is None:
-            self._real = os.path.realpath(self.root)
-        real = os.path.realpath(path)
-        if real != self._real and not real.startswith(self._real + os.sep):
-            raise KeyOutsideRun(f"{key!r} leads outside the run {self.root}", path=key)
-        return path
+        return self.root / key
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
-        """Bytes ``start:end`` of a file (one seek and read)."""
-        with open(self._path(key), "rb") as fh:
+        """Bytes ``start:end`` of a file inside the run (``path_of``; one seek and read)."""
+        with open(self.path_of(key), "rb") as fh:
             fh.seek(start)
             return fh.read(-1 if end is None else max(0, end - start))
 
     def size(self, key: str) -> int:
-        """The file's size."""
-        return self._path(key).stat().st_size
+        """The size of a file inside the run (``path_of``)."""
+        return self.path_of(key).stat().st_size
+
+    def path_of(self, key: str, *, follow: bool = True) -> Path:
+        """The file that ``key`` names, with symlinks resolved, if it is inside the run folder.
+
+        Raises ``KeyOutsideRun`` for a key that ``check_key`` refuses (absolute, ``..`` parts...)
+        and for one whose path leads out of the run folder through a symlink. With
+        ``follow=False`` only the folders are resolved (the name itself may be a symlink: what
+        deleting it removes is the link).
+        """
+        check_key(key)
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        root = self._real_root
+        if follow:
+            real = os.path.realpath(os.path.join(root, key))
+        else:
+            parent, _, name = key.rpartition("/")
+            real = os.path.join(os.path.realpath(os.path.join(root, parent)), name)
+        if not real.startswith(root + os.sep):
+            raise KeyOutsideRun(
+                f"key {key!r} leads out of the run folder {self.root} (a symlink)", path=key
+            )
+        return Path(real)
 
     def _ensure_dir(self, parent: str) -> None:
         if parent not in self._dirs:
@@ -159,7 +172,7 @@ class LocalStore:
     def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
         """Write to ``.name.tmp-<pid>-<thread>``, optionally fsync, then rename into place."""
         # plain strings and os calls: pathlib costs tens of microseconds a frame at small sizes
-        path = f"{self._root}/{key}"
+        path = f"{self._root}/{check_key(key)}"
         parent, _, name = path.rpartition("/")
         tmp = f"{parent}/.{name}{TMP_MARK}{os.getpid()}-{threading.get_ident()}"
         for attempt in (0, 1):
@@ -192,13 +205,41 @@ class LocalStore:
         if sync:
             _fsync_dir(Path(parent))
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the file with ``O_EXCL``; False if it exists (for small claims, not images)."""
+        path = f"{self._root}/{check_key(key)}"
+        parent = path.rpartition("/")[0]
+        for attempt in (0, 1):
+            self._ensure_dir(parent)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                break
+            except FileExistsError:
+                return False
+            except FileNotFoundError:
+                with self._lock:
+                    self._dirs.discard(parent)
+                if attempt:
+                    raise
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        return True
+
     def get(self, key: str) -> bytes:
-        """Read a whole file."""
-        return self._path(key).read_bytes()
+        """Read a whole regular file inside the run (``path_of``; a FIFO or folder is refused)."""
+        path = self.path_of(key)
+        # O_NONBLOCK: a FIFO named by a hostile index line opens at once instead of blocking
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StoreError(f"{path} is not a regular file", path=str(path))
+            return fh.read()
 
     def exists(self, key: str) -> bool:
-        """Whether the file exists."""
-        return self._path(key).exists()
+        """Whether the file exists (``KeyOutsideRun`` for a key outside the run)."""
+        return self.path_of(key).exists()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key;
@@ -220,14 +261,17 @@ class LocalStore:
                 try:
                     st = full.lstat()
                     if stat.S_ISLNK(st.st_mode):  # listed only if it stays inside the run
-                        self._path(key)
+                        self.path_of(key)
                         st = full.stat()
-                except (FileNotFoundError, KeyOutsideRun):
+                except FileNotFoundError:  # KeyOutsideRun is one too
                     continue
                 yield ObjectInfo(key, st.st_size, st.st_mtime)
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Unlink files, then remove folders left empty."""
+        """Unlink files, then remove folders left empty (``KeyOutsideRun``: nothing deleted)."""
+        keys = list(keys)
+        for key in keys:  # never a file that a symlinked folder leads to
+            self.path_of(key, follow=False)
         parents = set()
         for key in keys:
             path = self._path(key)

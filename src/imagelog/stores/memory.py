@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
-from .base import ObjectCapabilities, ObjectInfo
+from .base import ObjectCapabilities, ObjectInfo, check_key
 
 __all__ = ["MemorySegment", "MemoryStore"]
 
@@ -55,11 +55,22 @@ class MemoryStore(ObjectCapabilities):
 
     def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
         """Store a copy of ``data``."""
+        check_key(key)
         with self._lock:
             self._objects[key] = (bytes(data), time.time())
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Store a copy of ``data`` unless ``key`` exists; True if stored."""
+        check_key(key)
+        with self._lock:
+            if key in self._objects:
+                return False
+            self._objects[key] = (bytes(data), time.time())
+            return True
+
     def get(self, key: str) -> bytes:
         """Return the bytes under ``key``."""
+        check_key(key)
         with self._lock:
             try:
                 return self._objects[key][0]
@@ -72,6 +83,7 @@ class MemoryStore(ObjectCapabilities):
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
+        check_key(key)
         with self._lock:
             return key in self._objects
 
@@ -83,7 +95,8 @@ class MemoryStore(ObjectCapabilities):
             yield ObjectInfo(key, len(data), mtime)
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete keys."""
+        """Delete keys (``KeyOutsideRun``: nothing deleted)."""
+        keys = [check_key(key) for key in keys]
         with self._lock:
             for key in keys:
                 self._objects.pop(key, None)

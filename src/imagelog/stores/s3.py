@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import obstore
+from obstore.exceptions import AlreadyExistsError, PermissionDeniedError, UnauthenticatedError
 from obstore.exceptions import BaseError as ObstoreError
-from obstore.exceptions import PermissionDeniedError, UnauthenticatedError
 from obstore.store import S3Store as _ObS3Store
 
 from ..errors import InvalidSetting, StoreError
 from ..settings import parse_bytes, parse_duration
-from .base import ObjectCapabilities, ObjectInfo, Store
+from .base import ObjectCapabilities, ObjectInfo, Store, check_key
 from .parts import PartFlusher, PartSegment
 
 if TYPE_CHECKING:
@@ -315,14 +315,27 @@ class S3Store(ObjectCapabilities):
     def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
         """PUT one object (multipart above ``multipart_chunk``); an acknowledged PUT is durable."""
         chunk = self.options.multipart_chunk
+        check_key(key)
         try:
             obstore.put(self._store, key, data, use_multipart=len(data) > chunk,
                         chunk_size=chunk, max_concurrency=8)  # fmt: skip
         except ObstoreError as exc:
             raise self._error(exc, f"putting {key}") from None
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """A conditional PUT (``If-None-Match: *``); False when the object exists (412)."""
+        check_key(key)
+        try:
+            obstore.put(self._store, key, data, mode="create")
+        except AlreadyExistsError:
+            return False
+        except ObstoreError as exc:
+            raise self._error(exc, f"creating {key}") from None
+        return True
+
     def get(self, key: str) -> bytes:
-        """GET one object (``FileNotFoundError`` if absent)."""
+        """GET one object (``FileNotFoundError`` if absent, ``KeyOutsideRun`` if no key of the run)."""
+        check_key(key)
         try:
             return bytes(obstore.get(self._store, key).bytes())
         except ObstoreError as exc:
@@ -348,6 +361,7 @@ class S3Store(ObjectCapabilities):
 
     def exists(self, key: str) -> bool:
         """HEAD one object."""
+        check_key(key)
         try:
             obstore.head(self._store, key)
         except FileNotFoundError:
@@ -369,9 +383,12 @@ class S3Store(ObjectCapabilities):
             raise self._error(exc, f"listing {prefix or '/'}") from None
 
     def delete(self, keys: Iterable[str]) -> None:
-        """Delete objects in batches of 1000 (missing keys are not an error on S3)."""
+        """Delete objects in batches of 1000 (missing keys are not an error on S3).
+
+        ``KeyOutsideRun`` for a key that is not one of the run's: nothing is deleted.
+        """
         batch: builtins.list[str] = []
-        for key in keys:
+        for key in [check_key(key) for key in keys]:
             batch.append(key)
             if len(batch) == 1000:
                 self._delete(batch)

@@ -309,6 +309,10 @@ class SpoolStore:
             self._cond.notify_all()
         self._start()
 
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Ask the inner store at once (a claim needs its answer now; it is never spooled)."""
+        return self.inner.put_if_absent(key, data)
+
     def get(self, key: str) -> bytes:
         """Read from the inner store."""
         return self.inner.get(key)

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..layout import hour_of, segment_key
+
 __all__ = ["SOURCES", "make_run"]
 
 SOURCES = ("cam1", "cam2", "depth", "thermal")
@@ -80,7 +82,6 @@ def make_run(
         first = min(r["@timestamp"] for rs in real.values() for r in rs)
         start = dt.datetime.fromisoformat(first) - dt.timedelta(seconds=records / fps)
     t0 = start
-    index = root / "index"
     writer = "5f1e7a00-1"
     files: dict[str, Any] = {}
     try:
@@ -104,11 +105,11 @@ def make_run(
                 rec["event"] = {**rec["event"], "action": "dropped", "reason": "queue_full",
                                 "outcome": "failure"}  # fmt: skip
                 rec.pop("file", None)
-            hour = t.strftime("%Y-%m-%dT%H")
+            hour = hour_of(int(t.timestamp()) * 10**9 + t.microsecond * 1000)
             fh = files.get(hour)
             if fh is None:
                 fh = files[hour] = open(  # noqa: SIM115 (closed in finally)
-                    index / f"{hour}_{writer}.jsonl", "a", encoding="utf-8"
+                    root / segment_key(hour, writer), "a", encoding="utf-8"
                 )
             fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
     finally:

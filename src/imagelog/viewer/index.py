@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -39,6 +40,10 @@ _EXTRA = {"encoder": "$.image.encoder.name"}
 
 _MEMORY = "256MB"
 _BIG_MEMORY = "4GB"
+
+#: Kept databases open in this process (one ``LiveIndex`` each).
+_KEPT: set[str] = set()
+_KEPT_LOCK = threading.Lock()
 
 #: The version of the saved session (``_state``): another one is rebuilt, not taken up.
 _STATE_VERSION = 1
@@ -88,7 +93,16 @@ class LiveIndex:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.resumed = False
         """Whether rows of an earlier session were taken up (``db_dir`` given)."""
+        self._kept: str | None = None
         self._con = self._open(db_dir)
+        # the index reads its own chunks and the run's compacted hours, and nothing else
+        root = run.store.local_root
+        allowed = [
+            os.path.realpath(self._folder),
+            os.path.realpath(root) if root else str(self._files.spill_dir().parent),
+        ]
+        self._con.execute("SET allowed_directories = ?", [[str(d) for d in allowed]])
+        self._con.execute("SET enable_external_access = false")
         self._lock = threading.Lock()  # one refresh at a time
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -106,14 +120,24 @@ class LiveIndex:
             "threads": "2",
         }
         if db_dir is not None:
-            self._db_dir = Path(db_dir)
+            self._folder = Path(db_dir)
             Path(db_dir).mkdir(parents=True, exist_ok=True)
             name = hashlib.sha256(self.run.url.encode()).hexdigest()[:16]
+            path = os.path.realpath(Path(db_dir) / f"run-{name}.duckdb")
+            with _KEPT_LOCK:  # DuckDB hands a second connect in this process the same database
+                mine = path not in _KEPT
+                _KEPT.add(path)
             try:
-                con = duckdb.connect(str(Path(db_dir) / f"run-{name}.duckdb"), config=config)
+                if not mine:
+                    raise duckdb.IOException(f"{path} is open in this process")
+                con = duckdb.connect(path, config=config)
             except duckdb.Error:
-                pass  # in use by another viewer of this run: this session keeps its own
+                if mine:
+                    with _KEPT_LOCK:
+                        _KEPT.discard(path)
+                # in use by another viewer of this run: this session keeps its own
             else:
+                self._kept = path
                 con.execute("SET TimeZone = 'UTC'")
                 if self._resume(con):
                     self.resumed = True
@@ -121,6 +145,7 @@ class LiveIndex:
                 self._create(con)
                 return con
         self._tmp = tempfile.TemporaryDirectory(prefix="imagelog-view-", dir=db_dir)
+        self._folder = Path(self._tmp.name)
         # on disk (in a temporary folder outside the run) so a million rows need not sit in RAM
         con = duckdb.connect(str(Path(self._tmp.name) / "index.duckdb"), config=config)
         con.execute("SET TimeZone = 'UTC'")
@@ -187,6 +212,9 @@ class LiveIndex:
             self._thread.join()
         with self._lock:
             self._con.close()
+        if self._kept is not None:
+            with _KEPT_LOCK:
+                _KEPT.discard(self._kept)
         self._files.close()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -340,8 +368,7 @@ class LiveIndex:
             con.execute("DROP TABLE IF EXISTS _purge")
 
     def _chunk_file(self) -> Path:
-        folder = Path(self._tmp.name) if self._tmp is not None else self._db_dir
-        return folder / f"chunk-{threading.get_ident()}.jsonl"
+        return self._folder / f"chunk-{threading.get_ident()}.jsonl"
 
     # -- queries ---------------------------------------------------------------------------
     @contextmanager
@@ -424,7 +451,7 @@ class LiveIndex:
         step = max(1, -(-(t1 - t0) // buckets))
         rows = self._fetch(
             f"""SELECT source, (epoch_us(ts) - {t0}) // {step} AS b, count(*) FROM frames
-                WHERE {cond} GROUP BY ALL""",
+                WHERE {cond} AND ts IS NOT NULL GROUP BY ALL""",
             params,
         )
         series: dict[str, list[int]] = {}

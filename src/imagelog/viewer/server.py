@@ -3,20 +3,26 @@
 Routes (all need the token: ``?token=`` once, then the cookie it sets, or ``Authorization:
 Bearer``): ``/`` the page; ``/static/*`` its files; ``/api/*`` JSON; ``/thumb/ID`` a thumbnail;
 ``/display/ID`` the frame as a browser shows it; ``/run/PATH`` an image file of the run, as
-stored (only paths the index names, resolved inside the run folder).
+stored (only paths the index names). Every file is read through the run's store, whose keys
+cannot lead out of the run (``KeyOutsideRun``: a 404 here). docs/viewer.md lists every check.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import ipaddress
 import json
+import math
 import mimetypes
 import secrets
 import socket
 import sys
 import threading
+import urllib.parse
 import webbrowser
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from starlette.responses import (
     FileResponse,
     JSONResponse,
     PlainTextResponse,
+    RedirectResponse,
     Response,
 )
 from starlette.routing import Mount, Route
@@ -36,7 +43,10 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import exif as exif_mod
+from ..errors import CodecError, KeyOutsideRun
+from ..record import image_ref
 from ..run import Run, read
+from ..stores.base import check_key
 from .index import Filters, LiveIndex
 from .thumbs import (
     BROWSER_FORMATS,
@@ -50,43 +60,85 @@ from .thumbs import (
 
 __all__ = ["Viewer"]
 
-COOKIE = "imagelog_token"
 STATIC = Path(str(resources.files("imagelog.viewer") / "static"))
+#: Headers on every response: no page the viewer links to learns its address (token or not).
+SAFE_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-content-type-options", b"nosniff")]
+#: Names a browser on this machine reaches a loopback server by (besides the bound address).
+LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+#: Longest request line and headers (bytes): a longer URL is answered 414, not dropped.
+MAX_REQUEST_BYTES = 1 << 20
+#: Longest URL (path and query) the server reads; the page's own are far shorter.
+MAX_URL_BYTES = 64 * 1024
 
 
-class _TokenGate:
-    """ASGI middleware: every request must carry the token; a good ``?token=`` sets a cookie."""
+def _host_name(value: str) -> str:
+    """The name part of a Host header (``[::1]:8080`` -> ``[::1]``), lower case."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[: value.find("]") + 1] if "]" in value else value
+    return value.rpartition(":")[0] if ":" in value else value
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+
+class _Gate:
+    """ASGI middleware in front of every route.
+
+    In order: a Host header that names this machine (unless ``hosts`` is None: ``--allow-remote``),
+    then the token (``?token=``, the cookie, or ``Authorization: Bearer``). The page opened with
+    ``?token=`` is answered with a redirect to the same address without it, setting an
+    ``HttpOnly``, ``SameSite=Strict`` cookie; other routes given ``?token=`` set it too. Every
+    response, refusals included, carries ``SAFE_HEADERS``.
+    """
+
+    def __init__(self, app: ASGIApp, token: str, *, cookie: str, hosts: frozenset[str] | None):
         self.app = app
         self.token = token
+        self.cookie = cookie
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        set_cookie = False
+
+        async def send_safe(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                extra = list(SAFE_HEADERS)
+                if set_cookie:
+                    value = f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                    extra.append((b"set-cookie", value.encode()))
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
         request = Request(scope)
+        if len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) > MAX_URL_BYTES:
+            await PlainTextResponse("414: the address is too long", 414)(scope, receive, send_safe)
+            return
+        if self.hosts is not None:
+            host = _host_name(request.headers.get("host", ""))
+            if host not in self.hosts:
+                msg = f"403: Host {host!r} is not this machine (imagelog view --allow-remote serves others)"
+                await PlainTextResponse(msg, 403)(scope, receive, send_safe)
+                return
         given = request.query_params.get("token")
         from_query = given is not None
         if given is None:
-            given = request.cookies.get(COOKIE)
+            given = request.cookies.get(self.cookie)
         if given is None:
             auth = request.headers.get("authorization", "")
             given = auth[7:] if auth.lower().startswith("bearer ") else None
         if given is None or not secrets.compare_digest(given.encode(), self.token.encode()):
-            await PlainTextResponse("403: a valid token is required", 403)(scope, receive, send)
+            await PlainTextResponse("403: a valid token is required", 403)(
+                scope, receive, send_safe
+            )
             return
-        if not from_query:
-            await self.app(scope, receive, send)
+        set_cookie = from_query
+        if from_query and scope["path"] == "/" and scope["method"] in ("GET", "HEAD"):
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            target = "/?" + urllib.parse.urlencode(rest) if rest else "/"
+            await RedirectResponse(target, 303)(scope, receive, send_safe)
             return
-
-        async def send_with_cookie(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                cookie = f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie.encode())]
-            await send(message)
-
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, send_safe)
 
 
 class Viewer:
@@ -121,23 +173,25 @@ class Viewer:
                 f"--host {host} would let other machines reach the run; pass --allow-remote "
                 "to do so on purpose"
             )
+        if isinstance(port, bool) or not 0 <= port <= 65535:
+            raise ValueError(f"--port must be from 0 (any free port) to 65535, got {port}")
         self.run = run if isinstance(run, Run) else read(run)
         self.token = token or secrets.token_urlsafe(24)
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.cache_dir = cache
-        self.index = LiveIndex(self.run, db_dir=_mkdir(cache / "index"))
-        self.thumbs = ThumbnailCache(cache / "thumbs", max_bytes=cache_bytes)
-        # an object store is listed at most once a second (each look is a LIST request)
-        root = self.run.store.local_root
-        self.poll = poll if root is not None else max(poll, 1.0)
-        self._root = root.resolve() if root is not None else None
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(128)
         self.host = host
+        self._sock = _listen(host, port)
         self.port = int(self._sock.getsockname()[1])
+        try:
+            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            self.cache_dir = cache
+            self.index = LiveIndex(self.run, db_dir=_mkdir(cache / "index"))
+            self.thumbs = ThumbnailCache(cache / "thumbs", max_bytes=cache_bytes)
+        except BaseException:
+            self._sock.close()
+            raise
+        # an object store is listed at most once a second (each look is a LIST request)
+        self.poll = poll if self.run.store.local_root is not None else max(poll, 1.0)
+        bound = f"[{host}]" if ":" in host else host
+        self._hosts = None if allow_remote else LOCAL_NAMES | {bound.lower()}
         self.app = self._build_app()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -157,7 +211,10 @@ class Viewer:
 
     def _make_server(self) -> uvicorn.Server:
         # log_config=None: uvicorn leaves logging alone (no handlers installed in the host process)
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", log_config=None)
+        # h11 with room for a long URL, so that the gate answers it (414) instead of h11
+        # closing the connection while the client is still sending
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", log_config=None,
+                                http="h11", h11_max_incomplete_event_size=MAX_REQUEST_BYTES)  # fmt: skip
         return uvicorn.Server(config)
 
     def start(self) -> Viewer:
@@ -220,16 +277,17 @@ class Viewer:
             Route("/run/{path:path}", self._file),
             Mount("/static", StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
         ]
-        app = Starlette(
-            routes=routes, exception_handlers={ValueError: _bad_request, _Refused: _refused}
-        )
-        return _TokenGate(app, self.token)
+        app = Starlette(routes=routes, exception_handlers={_BadRequest: _bad_request,
+                                                           ValueError: _bad_request})  # fmt: skip
+        cookie = f"imagelog_token_{self.port}"  # cookies are per host, not per port
+        return _Gate(app, self.token, cookie=cookie, hosts=self._hosts)
 
     def _page(self, request: Request) -> Response:
         html = (STATIC / "index.html").read_text(encoding="utf-8")
         return Response(html, media_type="text/html", headers={"Cache-Control": "no-store"})
 
     def _summary(self, request: Request) -> JSONResponse:
+        _params(request, ())
         idx = self.index
         return JSONResponse(
             {
@@ -242,7 +300,7 @@ class Viewer:
         )
 
     def _count(self, request: Request) -> JSONResponse:
-        f = Filters.from_query(request.query_params)
+        f = _filters(request, ())
         return JSONResponse(
             {
                 "count": self.index.count(f),
@@ -252,66 +310,76 @@ class Viewer:
         )
 
     def _frames(self, request: Request) -> JSONResponse:
-        f = Filters.from_query(request.query_params)
-        offset = max(0, int(request.query_params.get("offset", 0)))
-        limit = min(1000, max(1, int(request.query_params.get("limit", 200))))
-        total = request.query_params.get("total")
-        page = self.index.page(f, offset, limit, total=int(total) if total else None)
+        f = _filters(request, ("offset", "limit", "total"))
+        q = request.query_params
+        offset = _whole(q, "offset", 0, 0, MAX_ROWS)
+        limit = _whole(q, "limit", 200, 1, 1000)
+        total = _whole(q, "total", None, 0, MAX_ROWS)
+        page = self.index.page(f, offset, limit, total=total)
         return JSONResponse({"offset": offset, "frames": page})
 
     def _timeline(self, request: Request) -> JSONResponse:
-        f = Filters.from_query(request.query_params)
-        buckets = min(2000, max(10, int(request.query_params.get("buckets", 240))))
+        f = _filters(request, ("buckets",))
+        buckets = _whole(request.query_params, "buckets", 240, 10, 2000)
         return JSONResponse(self.index.timeline(f, buckets))
 
     def _position(self, request: Request) -> JSONResponse:
-        f = Filters.from_query(request.query_params)
-        ts = request.query_params.get("ts", "")
+        f = _filters(request, ("ts",))
+        ts = _time(request.query_params, "ts")
+        if ts is None:
+            raise _BadRequest("ts is required: a time, e.g. 2026-11-30T01:43:00Z")
         return JSONResponse({"index": self.index.position(f, ts)})
 
     def _row(self, record_id: str) -> dict[str, Any]:
+        """The index row of a stored image by id; its path must be a key of the run."""
         row = self.index.row(record_id)
         if row is None or not row.get("path"):
-            raise _NotFound(record_id)
+            raise _NotFound(f"no record {record_id!r} with an image in this run")
+        check_key(row["path"])
         return row
 
+    def _load(self, row: dict[str, Any]) -> np.ndarray[Any, Any]:
+        """Decode a row's image (``Run.load``, which reads through the store)."""
+        ref = image_ref(str(row["path"]), image_id=str(row["id"]), fmt=str(row["format"]),
+                        dtype=str(row["dtype"]), channels=int(row["channels"] or 0),
+                        encoder=row["encoder"])  # fmt: skip
+        return self.run.load(ref)
+
     def _record(self, request: Request) -> Response:
+        _params(request, ())
         try:
             row = self._row(request.path_params["id"])
-        except _NotFound:
-            return PlainTextResponse("404: no such record", 404)
-        record = json.loads(self.index.line(row))
-        exif = record.get("exif") or {}
-        if not exif and row["format"] in ("jpeg", "webp", "png"):
-            try:
-                exif = exif_mod.read(self._read(row), str(row["format"]))
-            except OSError:
-                exif = {}
+        except (_NotFound, KeyOutsideRun) as exc:
+            return PlainTextResponse(f"404: {exc}", 404)
+        try:
+            record = json.loads(self.index.line(row))
+        except (OSError, ValueError) as exc:
+            return PlainTextResponse(f"422: cannot read the record's line: {exc}", 422)
         out: dict[str, Any] = {
             "record": record,
-            "exif": exif,
+            "exif": record.get("exif") or {},
             "neighbours": self.index.neighbours(row["id"]),
-            "file": f"/run/{row['path']}",
-            "display": f"/display/{row['id']}",
+            "file": "/run/" + urllib.parse.quote(str(row["path"])),
+            "display": "/display/" + urllib.parse.quote(str(row["id"]), safe=""),
             "window": None,
+            "error": None,
         }
-        if row["dtype"] not in ("uint8", "bool"):
-            arr = self.run.load(_as_record(row))
-            lo, hi = value_range(arr)
-            finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
-            out["window"] = {
-                "lo": lo,
-                "hi": hi,
-                "min": float(finite.min()) if finite.size else 0.0,
-                "max": float(finite.max()) if finite.size else 1.0,
-            }
+        try:
+            if not out["exif"] and row["format"] in ("jpeg", "webp", "png"):
+                out["exif"] = exif_mod.read(self.run.store.get(row["path"]), str(row["format"]))
+            if row["dtype"] not in ("uint8", "bool"):
+                arr = self._load(row)
+                lo, hi = value_range(arr)
+                finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+                out["window"] = {
+                    "lo": lo,
+                    "hi": hi,
+                    "min": float(finite.min()) if finite.size else 0.0,
+                    "max": float(finite.max()) if finite.size else 1.0,
+                }
+        except _UNSERVABLE as exc:
+            out["exif"], out["error"] = {}, _why(exc)
         return JSONResponse(out)
-
-    def _read(self, row: dict[str, Any]) -> bytes:
-        path = self._owned_path(str(row["path"]))
-        if path is not None:
-            return path.read_bytes()
-        return self.run.store.get(str(row["path"]))
 
     def _make_thumb(self, row: dict[str, Any]) -> bytes:
         if row["format"] == "jpeg" and row["dtype"] == "uint8":
@@ -319,25 +387,25 @@ class Viewer:
 
             from PIL import Image
 
-            with Image.open(io.BytesIO(self._read(row))) as im:
+            with Image.open(io.BytesIO(self.run.store.get(row["path"]))) as im:
                 im.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
                 im.thumbnail((THUMB_SIZE, THUMB_SIZE))
                 out = io.BytesIO()
                 im.convert("RGB").save(out, "JPEG", quality=80)
                 return out.getvalue()
-        arr = self.run.load(_as_record(row))
-        return encode_display(to_display(arr), fmt="jpeg", max_side=THUMB_SIZE)
+        return encode_display(to_display(self._load(row)), fmt="jpeg", max_side=THUMB_SIZE)
 
     async def _thumb(self, request: Request) -> Response:
+        _params(request, ())
         try:
             row = await asyncio.to_thread(self._row, request.path_params["id"])
-        except _NotFound:
-            return PlainTextResponse("404: no such record", 404)
+        except (_NotFound, KeyOutsideRun) as exc:
+            return PlainTextResponse(f"404: {exc}", 404)
         target = self.thumbs.key(self.run.url, str(row["path"]), int(row["bytes"] or 0))
         try:
             path = await asyncio.wrap_future(self.thumbs.get(target, lambda: self._make_thumb(row)))
-        except _Refused:
-            return PlainTextResponse("404: not a file of this run", 404)
+        except _UNSERVABLE as exc:
+            return _unservable(exc)
         except Exception as exc:  # undecodable file: say so in the grid, keep serving
             return PlainTextResponse(f"422: cannot make a thumbnail: {exc}", 422)
         return FileResponse(
@@ -345,84 +413,150 @@ class Viewer:
         )
 
     async def _display(self, request: Request) -> Response:
+        q = _params(request, ("lo", "hi"))
+        lo, hi = _number(q, "lo"), _number(q, "hi")
         try:
             row = await asyncio.to_thread(self._row, request.path_params["id"])
-        except _NotFound:
-            return PlainTextResponse("404: no such record", 404)
-        q = request.query_params
-        lo = float(q["lo"]) if q.get("lo") else None
-        hi = float(q["hi"]) if q.get("hi") else None
-        if row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None:
-            path = self._owned_path(str(row["path"]))
-            if path is not None:
-                return FileResponse(path, media_type=f"image/{row['format']}")
+        except (_NotFound, KeyOutsideRun) as exc:
+            return PlainTextResponse(f"404: {exc}", 404)
+        as_stored = row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None
 
         def render() -> bytes:
-            return encode_display(to_display(self.run.load(_as_record(row)), lo, hi))
+            if as_stored:
+                return self.run.store.get(row["path"])
+            return encode_display(to_display(self._load(row), lo, hi))
 
-        data = await asyncio.to_thread(render)
-        return Response(data, media_type="image/png")
-
-    def _owned_path(self, rel: str) -> Path | None:
-        """The local file of an image path the index names, if it resolves inside the run."""
-        if self._root is None:
-            return None
-        if not rel or rel.startswith(("/", "\\")) or "\\" in rel or "\0" in rel:
-            raise _Refused(rel)
-        if any(part in ("", ".", "..") for part in rel.split("/")):
-            raise _Refused(rel)
-        if not self.index.owns(rel):
-            raise _Refused(rel)
-        path = (self._root / rel).resolve()
-        if not path.is_relative_to(self._root) or not path.is_file():
-            raise _Refused(rel)
-        return path
+        try:
+            data = await asyncio.to_thread(render)
+        except _UNSERVABLE as exc:
+            return _unservable(exc)
+        except Exception as exc:  # undecodable file
+            return PlainTextResponse(f"422: cannot decode the image: {exc}", 422)
+        media = f"image/{row['format']}" if as_stored else "image/png"
+        return Response(data, media_type=media)
 
     def _file(self, request: Request) -> Response:
+        _params(request, ())
         rel = request.path_params["path"]
         try:
-            path = self._owned_path(rel)
-        except _Refused:
-            return PlainTextResponse("404: not a file of this run", 404)
+            check_key(rel)
+            if not self.index.owns(rel):
+                raise _NotFound(f"no record of this run names {rel!r}")
+            data = self.run.store.get(rel)
+        except _NotFound as exc:
+            return _unservable(exc)
+        except _UNSERVABLE as exc:
+            return _unservable(exc)
         name = rel.rsplit("/", 1)[-1]
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if path is not None:
-            return FileResponse(path, media_type=media, filename=name)
-        if not self.index.owns(rel):
-            return PlainTextResponse("404: not a file of this run", 404)
-        data = self.run.store.get(rel)
-        disp = f'attachment; filename="{name}"'
+        disp = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
         return Response(data, media_type=media, headers={"Content-Disposition": disp})
+
+
+#: What reading a record's file can raise when the file cannot be served: it is outside the
+#: run (``KeyOutsideRun``), gone, not a regular file, or not the image the record says.
+_UNSERVABLE: tuple[type[Exception], ...] = (OSError, CodecError, ValueError, TypeError)
+#: Largest offset or total a page asks for (DuckDB's BIGINT is the limit).
+MAX_ROWS = 2**62
+#: Query parameters every filtered route takes (besides the token).
+FILTER_PARAMS = ("source", "label", "meta", "level", "q", "since", "until")
 
 
 class _NotFound(LookupError):
     pass
 
 
-class _Refused(LookupError):
+class _BadRequest(ValueError):
     pass
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):  # KeyOutsideRun included
+        return f"not a file of this run: {exc}"
+    return f"cannot read the image: {exc}"
+
+
+def _unservable(exc: BaseException) -> Response:
+    if isinstance(exc, _NotFound | FileNotFoundError | IsADirectoryError | PermissionError):
+        return PlainTextResponse(f"404: {_why(exc)}", 404)
+    return PlainTextResponse(f"422: {_why(exc)}", 422)
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"400: {exc}", 400)
 
 
-async def _refused(request: Request, exc: Exception) -> Response:
-    return PlainTextResponse("404: not a file of this run", 404)
+def _params(request: Request, names: Iterable[str]) -> Any:
+    """The query parameters, after refusing any the route does not take (a 400)."""
+    q = request.query_params
+    unknown = sorted(set(q.keys()) - {"token", *names})
+    if unknown:
+        raise _BadRequest(f"unknown parameter {unknown[0]!r} (this route takes: "
+                          f"{', '.join(sorted(names)) or 'none'})")  # fmt: skip
+    return q
 
 
-def _as_record(row: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a record ``Run.load`` reads, from an index row."""
-    return {
-        "file": {"path": row["path"]},
-        "image": {
-            "id": row["id"],
-            "format": row["format"],
-            "dtype": row["dtype"],
-            "channels": row["channels"],
-            "encoder": {"name": row["encoder"]},
-        },
-    }
+def _filters(request: Request, extra: Iterable[str]) -> Filters:
+    """The page's filters from the query string, times checked (a 400 for a bad one)."""
+    q = _params(request, (*FILTER_PARAMS, *extra))
+    f = Filters.from_query(q)
+    return dataclasses.replace(f, since=_time(q, "since"), until=_time(q, "until"))
+
+
+def _time(q: Any, name: str) -> str | None:
+    """A time parameter as ISO 8601 with its zone (one without a zone is UTC), or None."""
+    raw = (q.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        t = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise _BadRequest(
+            f"{name} must be a time such as 2026-11-30T01:43:00Z, got {raw[:60]!r}"
+        ) from None
+    return (t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)).isoformat()
+
+
+def _whole(q: Any, name: str, default: int | None, lo: int, hi: int) -> Any:
+    """A whole-number parameter within ``lo..hi`` (a 400 otherwise), or ``default``."""
+    raw = (q.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadRequest(f"{name} must be a whole number, got {raw[:60]!r}") from None
+    if not lo <= value <= hi:
+        raise _BadRequest(f"{name} must be from {lo} to {hi}, got {value}")
+    return value
+
+
+def _number(q: Any, name: str) -> float | None:
+    """A finite number parameter (a 400 otherwise), or None."""
+    raw = (q.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise _BadRequest(f"{name} must be a finite number, got {raw[:60]!r}")
+    return value
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (``OSError`` with a one-line reason)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def _is_loopback(host: str) -> bool:

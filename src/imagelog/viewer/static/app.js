@@ -519,6 +519,13 @@ function renderSide() {
   sel.onchange = () => { if (sel.value) sameMoment(sel.value); };
   actions.append(dl, close, cmp, sel);
   side.append(actions);
+  if (rec.error) {
+    const err = document.createElement("p");
+    err.className = "file-error";
+    err.dataset.testid = "file-error";
+    err.textContent = rec.error;
+    side.append(err);
+  }
   if (rec.window) side.append(windowControls(pane));
   const h = (t) => { const e = document.createElement("h3"); e.textContent = t; return e; };
   side.append(h("record"), table(flatten(rec.record), "record"));
