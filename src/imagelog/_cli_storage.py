@@ -11,11 +11,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from .audit import reindex, verify
-from .cli import _human_bytes
+from .cli import UsageError, _human_bytes, add_run, count, duration, fraction, size
 from .index.recover import live_writers, repair
 from .retention import Retention, Step
 from .run import read
-from .settings import parse_bytes, parse_duration
 
 __all__ = ["add_storage_commands", "cmd_purge", "cmd_reindex", "cmd_verify"]
 
@@ -49,14 +48,13 @@ def _progress(what: str, quiet: bool) -> Iterator[Any]:
 def cmd_purge(args: argparse.Namespace) -> int:
     """Purge a run down to an age and/or size limit, oldest hours first; ``--dry-run`` shows."""
     if args.older_than is None and args.max_bytes is None and args.min_free is None:
-        print("imagelog purge: give --older-than, --max-bytes and/or --min-free")
-        return 2
+        raise UsageError("give --older-than, --max-bytes and/or --min-free")
     run = read(args.run)
     retention = Retention(
         run.store,
-        max_age=None if args.older_than is None else parse_duration(args.older_than),
-        max_bytes=None if args.max_bytes is None else parse_bytes(args.max_bytes),
-        min_free_bytes=None if args.min_free is None else parse_bytes(args.min_free),
+        max_age=args.older_than,
+        max_bytes=args.max_bytes,
+        min_free_bytes=args.min_free,
         keep_label=not args.ignore_keep_label,
     )
     con = _stderr_console()
@@ -176,8 +174,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     run = read(args.run)
     live = live_writers(run.store)
     if live and not args.force:
-        print(f"imagelog reindex: writers still running: {', '.join(live)}; stop them (or --force)")
-        return 2
+        raise UsageError(f"writers still running: {', '.join(live)}; stop them (or --force)")
     t0 = time.perf_counter()
     with _progress("reading images", args.json) as update:
         report = reindex(run.store, progress=update)
@@ -206,10 +203,13 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 def add_storage_commands(sub: Any) -> None:
     """Add ``purge``, ``verify`` and ``reindex`` to the CLI's subparsers."""
     pu = sub.add_parser("purge", help="delete the oldest hours down to an age or size limit")
-    pu.add_argument("run")
-    pu.add_argument("--older-than", metavar="AGE", help="purge hours older than AGE (e.g. 7d)")
-    pu.add_argument("--max-bytes", metavar="SIZE", help="purge oldest first down to SIZE (50G)")
-    pu.add_argument("--min-free", metavar="SIZE", help="purge until SIZE is free on the disk")
+    add_run(pu)
+    pu.add_argument("--older-than", metavar="AGE", type=duration(),
+                    help="purge hours older than AGE (e.g. 7d)")  # fmt: skip
+    pu.add_argument("--max-bytes", metavar="SIZE", type=size(0),
+                    help="purge oldest first down to SIZE (50G)")  # fmt: skip
+    pu.add_argument("--min-free", metavar="SIZE", type=size(0),
+                    help="purge until SIZE is free on the disk")  # fmt: skip
     pu.add_argument("--dry-run", action="store_true", help="show what would go; delete nothing")
     pu.add_argument("--ignore-keep-label", action="store_true",
                     help='purge records labelled keep="1" too')  # fmt: skip
@@ -219,18 +219,19 @@ def add_storage_commands(sub: Any) -> None:
     ve = sub.add_parser(
         "verify", help="check hashes, decode, find torn lines, missing files, orphans"
     )
-    ve.add_argument("run")
-    ve.add_argument("--sample", type=float, default=0.1, help="fraction of images to decode")
+    add_run(ve)
+    ve.add_argument("--sample", type=fraction, default=0.1,
+                    help="fraction of images to decode, 0..1 (default 0.1)")  # fmt: skip
     ve.add_argument("--all", action="store_true", help="decode every image")
     ve.add_argument("--no-hash", action="store_true", help="skip the sha256 check")
     ve.add_argument("--repair", action="store_true",
                     help="first quarantine torn lines of writers that are gone")  # fmt: skip
-    ve.add_argument("--limit", type=int, default=20, help="findings to list")
+    ve.add_argument("--limit", type=count(), default=20, help="findings to list (default 20)")
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=cmd_verify)
 
     ri = sub.add_parser("reindex", help="rebuild the index from the images' embedded records")
-    ri.add_argument("run")
+    add_run(ri)
     ri.add_argument("--force", action="store_true", help="even while writers seem to run")
     ri.add_argument("--json", action="store_true")
     ri.set_defaults(func=cmd_reindex)
