@@ -18,7 +18,13 @@ Order of operations, and why a reader sees each record exactly once at every mom
    the file's metadata and deletes them.
 
 Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
-so no writer adds lines to them any more. Each (hour, writer) is compacted on its own and the
+so no writer adds lines to them any more. For a writer whose process still runs, that rule holds
+whatever ``grace_ns`` and ``now_ns`` say (the real clock, at least ``GRACE_NS``), and its newest
+hour is never compacted: it keeps that segment open and appends to it (a frame held in a ring, or
+queued while the store was down, comes late). A line that reaches an hour after its compaction
+is never lost: the Parquet file records the size and SHA-256 of every segment it replaced, and
+the next compaction merges what a segment holds beyond that (or a segment made anew) instead of
+deleting it as a leftover. Each (hour, writer) is compacted on its own and the
 result depends only on the segments, so two compactors that race (two hosts on one bucket, or
 ``imagelog compact`` run twice) write the same rows to the same key; a compactor that finds a
 segment gone while reading it (the other one finished first) leaves that hour alone. Writers can
@@ -28,6 +34,7 @@ restrict compaction to their own segments with ``writers=``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -37,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from .index.reader import parquet_records
+from .index.recover import writer_alive
 from .layout import (
     INDEX_PREFIX,
     QUARANTINE_PREFIX,
@@ -47,7 +55,7 @@ from .layout import (
     is_segment,
     writer_of,
 )
-from .query import COLUMNS, LocalFiles, records_sql, sql_str
+from .query import COLUMNS, records_sql, sql_str
 from .stores.base import Store
 
 __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
@@ -57,6 +65,8 @@ __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records
 GRACE_NS = 120 * 10**9
 
 _META_KEY = "imagelog.segments"
+#: ``{key: [size, sha256]}`` of the bytes each replaced segment held when it was compacted.
+_SIZES_KEY = "imagelog.segment_sha256"
 
 
 @dataclasses.dataclass
@@ -105,6 +115,33 @@ def segments_of(data: bytes) -> list[str]:
     return list(json.loads(raw)) if raw else []
 
 
+def _digests_of(data: bytes) -> dict[str, tuple[int, str]] | None:
+    """``{key: (size, sha256)}`` of the segments a compacted file replaced (None: an older file
+    that did not record them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+    raw = meta.get(_SIZES_KEY.encode())
+    if not raw:
+        return None
+    return {k: (int(v[0]), str(v[1])) for k, v in json.loads(raw).items()}
+
+
+def _digest(data: bytes) -> tuple[int, str]:
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
+def _is_closed(hour: str, writer: str, *, now_ns: int, grace_ns: int, newest: str) -> bool:
+    """Whether no writer adds lines to ``hour`` of ``writer`` any more (see the module doc)."""
+    if hour_end_ns(hour) + grace_ns > now_ns:
+        return False
+    if not writer_alive(writer):
+        return True
+    safe_now = min(now_ns, time.time_ns())
+    return hour < newest and hour_end_ns(hour) + max(grace_ns, GRACE_NS) <= safe_now
+
+
 def compact(
     store: Store,
     *,
@@ -118,6 +155,8 @@ def compact(
     Safe to run at any time, while writers log, concurrently with readers and with another
     compactor; a pass interrupted at any point (``kill -9`` included) is finished by the next.
     """
+    if grace_ns < 0:
+        raise ValueError(f"grace_ns must not be negative, got {grace_ns}")
     now_ns = time.time_ns() if now_ns is None else now_ns
     own = None if writers is None else set(writers)
     jsonl: dict[tuple[str, str], list[tuple[str, int]]] = {}
@@ -132,10 +171,13 @@ def compact(
             jsonl.setdefault((hour, writer_of(info.key)), []).append((info.key, info.size))
     report = CompactReport()
     groups = sorted(g for g in jsonl if own is None or g[1] in own)
+    newest: dict[str, str] = {}
+    for hour, writer in groups:
+        newest[writer] = max(hour, newest.get(writer, ""))
     for done, (hour, writer) in enumerate(groups):
         if progress is not None:
             progress(done, len(groups))
-        if hour_end_ns(hour) + grace_ns > now_ns:
+        if not _is_closed(hour, writer, now_ns=now_ns, grace_ns=grace_ns, newest=newest[writer]):
             report.skipped.append(f"{hour} {writer}")
             continue
         segments = sorted(jsonl[(hour, writer)])
@@ -159,19 +201,26 @@ def _compact_one(
     keys = [k for k, _ in segments]
     old_data = store.get(existing) if existing is not None else None
     listed = set(segments_of(old_data)) if old_data is not None else set()
-    if old_data is not None and set(keys) <= listed:
-        store.delete(keys)  # an interrupted compaction: the file holds these lines already
-        return keys
+    digests = (_digests_of(old_data) if old_data is not None else None) or {}
     started = time.perf_counter()
     import duckdb
 
-    with (
-        LocalFiles(store, pin=True) as local,
-        tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp,
-    ):
-        paths = [local.path(k) for k in keys]
-        for key, path in zip(keys, paths, strict=True):
+    with tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp:
+        paths, read, leftovers = [], {}, []
+        for n, key in enumerate(keys):
+            data = store.get(key)
+            read[key] = _digest(data)
+            new = _new_lines(key, data, listed, digests)
+            if not new:
+                leftovers.append(key)  # an interrupted compaction: the file holds these lines
+                continue
+            path = os.path.join(tmp, f"{n}.jsonl")
+            Path(path).write_bytes(new)
             _quarantine_torn_tail(store, key, path)
+            paths.append(path)
+        if not paths:
+            store.delete(leftovers)
+            return leftovers
         parquet_paths = []
         if old_data is not None:  # late lines after a compaction: merge them in
             old_path = os.path.join(tmp, "old.parquet")
@@ -183,6 +232,8 @@ def _compact_one(
             for name, typ in COLUMNS.items()
         )
         replaced = json.dumps(sorted(listed | set(keys)))
+        sizes = json.dumps({**{k: list(v) for k, v in digests.items()},
+                            **{k: list(v) for k, v in read.items()}}, sort_keys=True)  # fmt: skip
         con = duckdb.connect(
             config={"memory_limit": "512MB", "autoinstall_known_extensions": False}
         )
@@ -194,7 +245,8 @@ def _compact_one(
             con.execute(
                 f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, whole=True)}) "
                 f"ORDER BY id, seq) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
-                f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}}})"
+                f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}, "
+                f"'{_SIZES_KEY}': {sql_str(sizes)}}})"
             )
         finally:
             con.close()
@@ -202,7 +254,8 @@ def _compact_one(
     rows = _num_rows(data)
     key = compacted_key(hour, writer)
     store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
-    store.delete(keys)
+    # a segment that grew meanwhile stays: the next pass merges what it holds beyond this read
+    store.delete([k for k in keys if _unchanged(store, k, read[k])])
     return Compacted(
         hour=hour,
         writer=writer,
@@ -213,6 +266,27 @@ def _compact_one(
         bytes_out=len(data),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def _new_lines(
+    key: str, data: bytes, listed: set[str], digests: dict[str, tuple[int, str]]
+) -> bytes:
+    """The bytes of a segment that the compacted file does not hold yet."""
+    if key not in listed:
+        return data
+    if key not in digests:  # a file written before sizes were recorded: listed means held
+        return b""
+    size, sha = digests[key]
+    if len(data) >= size and _digest(data[:size]) == (size, sha):
+        return data[size:]  # lines appended after the compaction read it
+    return data  # a segment made anew after its compaction (a late line)
+
+
+def _unchanged(store: Store, key: str, read: tuple[int, str]) -> bool:
+    try:
+        return _digest(store.get(key)) == read
+    except FileNotFoundError:
+        return False
 
 
 def _num_rows(data: bytes) -> int:
