@@ -192,7 +192,7 @@ def test_cli_export_jpeg_and_refusals(
         {"where": "no_such_column = 1"},
         {"since": "yesterday"},
         {"until": "2026-13-45"},
-    ],  # fmt: skip
+    ],
 )
 def test_failed_export_creates_nothing_and_the_retry_runs(
     run: imagelog.Run, tmp_path: Path, bad: dict[str, str]
