@@ -144,7 +144,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     table.add_row(f"decoded ({sample:.0%} sample)", str(report.decoded))
     table.add_row("purged (tombstoned)", str(report.purged))
     labels = {"missing": "missing files", "size": "wrong size (truncated)", "hash": "hash mismatch",
-              "decode": "undecodable", "torn": "torn index lines", "orphan": "orphans (no line)"}  # fmt: skip
+              "decode": "undecodable", "torn": "torn index lines",
+              "damaged": "damaged, no line (unadoptable)", "orphan": "orphans (no line)"}  # fmt: skip
     for kind, label in labels.items():
         n = counts[kind]
         style = "green" if not n else ("yellow" if kind == "orphan" else "bold red")
@@ -157,8 +158,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if len(report.findings) > args.limit:
         out.print(f"  … and {len(report.findings) - args.limit} more (--limit, --json)")
     if report.damaged:
-        out.print("[bold red]DAMAGED[/]: see above (`--repair` quarantines torn lines; "
-                  "`imagelog reindex` rebuilds the index from the images)")  # fmt: skip
+        out.print(f"[bold red]DAMAGED[/]: see above. {damage_advice(counts)}", soft_wrap=True)
         return 1
     note = (
         f" ({counts['orphan']} orphan(s): `imagelog reindex` adopts them)"
@@ -167,6 +167,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     out.print(f"[green]OK[/]: no damage{note}")
     return 0
+
+
+def damage_advice(counts: dict[str, int]) -> str:
+    """What to do about what ``verify`` found: only what the tools actually do."""
+    advice = []
+    if counts["torn"]:
+        advice.append("`imagelog verify --repair` moves torn index lines to quarantine/")
+    if any(counts[k] for k in ("missing", "size", "hash", "decode", "damaged")):
+        advice.append(
+            "imagelog cannot mend an image: restore damaged or missing files from a copy, or "
+            "delete them (reindex keeps their records and these findings as they are)"
+        )
+    return "; ".join(advice) + "."
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
@@ -186,6 +199,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         "segments": report.segments,
         "removed_segments": report.removed,
         "unrecoverable": report.unrecoverable,
+        "damaged": report.damaged,
+        "missing": report.missing,
         "lone_sidecars_quarantined": report.lone_sidecars,
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -196,8 +211,12 @@ def cmd_reindex(args: argparse.Namespace) -> int:
               f"{report.events} event line(s) kept, {report.segments} segment(s) written, "
               f"{report.removed} removed")  # fmt: skip
         for key in report.unrecoverable:
-            print(f"  no embedded record: {key}")
-    return 1 if report.unrecoverable else 0
+            print(f"  not adopted (a damaged event names it): {key}")
+        for key in report.damaged:
+            print(f"  bytes differ from the record (kept as recorded): {key}")
+        for rid in report.missing:
+            print(f"  image missing (record kept): {rid}")
+    return 1 if report.unrecoverable or report.damaged or report.missing else 0
 
 
 def add_storage_commands(sub: Any) -> None:
