@@ -150,6 +150,8 @@ def verify(
         hashes: check ``file.hash.sha256`` of every image (reads every file).
         progress: called with (done, total) as records are checked.
     """
+    if not 0.0 <= sample <= 1.0:  # nan fails this too
+        raise ValueError(f"sample is the fraction of images to decode, 0..1; got {sample}")
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []

@@ -85,6 +85,23 @@ def count(minimum: int = 0, maximum: int = 10**9) -> Callable[[str], int]:
     return parse
 
 
+def positive(maximum: float) -> Callable[[str], float]:
+    """A number above 0, at most ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not a number") from None
+        if not 0.0 < value <= maximum:  # nan fails this too
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: give above 0, up to {maximum:g}"
+            )
+        return value
+
+    return parse
+
+
 def fraction(text: str) -> float:
     """A number from 0 to 1."""
     try:

@@ -311,20 +311,28 @@ def preset_names(spec: str, dtype: str) -> list[str]:
     return [name for name, table in codecs.PRESETS.items() if table.get(dtype) == spec]
 
 
+#: The largest frame ``imagelog bench --size`` measures (a typo of a zero would ask for GBs).
+MAX_PIXELS = 200 * 10**6
+
+
 def _size(text: str) -> tuple[int, int]:
     import argparse
 
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text}") from None
     if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text}")
+    if w * h > MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"size {text} is over {MAX_PIXELS // 10**6} megapixels")
     return w, h
 
 
 def add_parser(sub: Any) -> None:
     """Register ``imagelog bench`` on the CLI's subparsers."""
+    from .cli import positive
+
     b = sub.add_parser(
         "bench",
         help="measure every codec on this machine: frames/s per core, size, keeps up or not",
@@ -335,10 +343,12 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--channels", type=int, choices=(1, 3, 4), default=None,
                    help="1 gray, 3 RGB, 4 RGBA (default: 3 for uint8, 1 for uint16)")  # fmt: skip
     b.add_argument("--image", metavar="PATH", help="measure with this image instead")
-    b.add_argument("--fps", type=float, default=30.0, help="the camera rate to keep up with (30)")
+    b.add_argument("--fps", type=positive(10_000), default=30.0,
+                   help="the camera rate to keep up with (30)")  # fmt: skip
     b.add_argument("--format", action="append", metavar="SPEC", dest="formats",
                    help="measure only this format spec (repeatable), e.g. png:level=1")  # fmt: skip
-    b.add_argument("--seconds", type=float, default=1.0, help="timing per format (1.0)")
+    b.add_argument("--seconds", type=positive(3600), default=1.0,
+                   help="timing per format (1.0)")  # fmt: skip
     b.add_argument("--gil", action="store_true", help="also measure the 2-thread speed-up")
     b.add_argument("--json", action="store_true", help="JSON instead of a table")
     b.set_defaults(func=cmd_bench)
