@@ -7,16 +7,10 @@ import json
 import sys
 from typing import Any
 
-from .cli import UsageError, add_run, count, duration, size, utc_time
+from .cli import UsageError, add_run, count, duration, size, stdout_console, utc_time
 from .run import read
 
 __all__ = ["add_query_commands"]
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -47,7 +41,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     for c in report.compacted:
         table.add_row(c.hour, c.writer, str(c.records), _human_bytes(c.bytes_in),
                       _human_bytes(c.bytes_out), f"{c.seconds:.2f}")  # fmt: skip
-    con = _console()
+    con = stdout_console()
     con.print(table)
     con.print(f"{s['records']} records, {_human_bytes(s['bytes_in'])} of JSON Lines -> "
               f"{_human_bytes(s['bytes_out'])} of Parquet; {len(report.finished)} leftover "
@@ -109,7 +103,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    _console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -140,7 +134,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     from .cli import _human_bytes
 
-    con = _console()
+    con = stdout_console()
     con.print(f"[bold]{report.out}[/bold]: {report.samples} sample(s), "
               f"{_human_bytes(report.bytes)} of images as {report.to}"
               + (f"; {report.skipped} already there (resumed)" if report.skipped else ""))  # fmt: skip

@@ -11,7 +11,16 @@ from contextlib import contextmanager
 from typing import Any
 
 from .audit import reindex, verify
-from .cli import UsageError, _human_bytes, add_run, count, duration, fraction, size
+from .cli import (
+    UsageError,
+    _human_bytes,
+    add_run,
+    count,
+    duration,
+    fraction,
+    size,
+    stdout_console,
+)
 from .index.recover import live_writers, repair
 from .retention import Retention, Step
 from .run import read
@@ -106,9 +115,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     for r in results:
         scope = "whole hour" if r.whole else "oldest files"
         table.add_row(r.hour, r.reason, scope, str(r.files), _human_bytes(r.bytes), str(r.kept))
-    from rich.console import Console
 
-    out = Console()
+    out = stdout_console()
     if results:
         out.print(table)
     out.print(
@@ -131,10 +139,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 1 if report.damaged else 0
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console()
+    out = stdout_console()
     counts = report.counts()
     table = Table(title=f"{run.url}: {report.records} record(s) in {report.segments} segment(s)")
     table.add_column("check")

@@ -85,17 +85,19 @@ def count(minimum: int = 0, maximum: int = 10**9) -> Callable[[str], int]:
     return parse
 
 
-def positive(maximum: float) -> Callable[[str], float]:
-    """A number above 0, at most ``maximum``."""
+def positive(maximum: float, *, zero: bool = False) -> Callable[[str], float]:
+    """A number above 0 (or 0 too, with ``zero``), at most ``maximum``."""
 
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text} is not a number") from None
-        if not 0.0 < value <= maximum:  # nan fails this too
+        low_ok = value >= 0.0 if zero else value > 0.0
+        if not (low_ok and value <= maximum):  # nan fails this too
+            low = "0" if zero else "above 0"
             raise argparse.ArgumentTypeError(
-                f"{text} is out of range: give above 0, up to {maximum:g}"
+                f"{text} is out of range: give {low} up to {maximum:g}"
             )
         return value
 
@@ -176,11 +178,18 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", type=run_arg, help="the run: a folder, or an s3:// URL")
 
 
-def _stdout_console() -> Any:
+def stdout_console() -> Any:
+    """The rich console of every verb's output on stdout: a pipe or a file gets full rows rather
+    than columns squeezed to 80 characters, and a closed pipe raises ``BrokenPipeError`` (for
+    ``main``) instead of rich's own exit."""
     from rich.console import Console
 
-    # a pipe or a file gets full rows rather than columns squeezed to 80 characters
-    return Console(width=None if sys.stdout.isatty() else 200)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(width=None if sys.stdout.isatty() else 200)
 
 
 def _human_bytes(n: float) -> str:
@@ -219,7 +228,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             _human_bytes(file["size"]) if "size" in file else "",
             rec.get("message", ""),
         )
-    _stdout_console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -342,7 +351,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    con = _stdout_console()
+    con = stdout_console()
     con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")

@@ -347,8 +347,8 @@ def add_parser(sub: Any) -> None:
                    help="the camera rate to keep up with (30)")  # fmt: skip
     b.add_argument("--format", action="append", metavar="SPEC", dest="formats",
                    help="measure only this format spec (repeatable), e.g. png:level=1")  # fmt: skip
-    b.add_argument("--seconds", type=positive(3600), default=1.0,
-                   help="timing per format (1.0)")  # fmt: skip
+    b.add_argument("--seconds", type=positive(3600, zero=True), default=1.0,
+                   help="timing per format (1.0; 0: one frame)")  # fmt: skip
     b.add_argument("--gil", action="store_true", help="also measure the 2-thread speed-up")
     b.add_argument("--json", action="store_true", help="JSON instead of a table")
     b.set_defaults(func=cmd_bench)
@@ -395,7 +395,6 @@ def cmd_bench(args: Any) -> int:
                           channels_of(frame0), "cores": cores, "fps": args.fps, "codecs": report},
                          indent=2))  # fmt: skip
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -421,5 +420,7 @@ def cmd_bench(args: Any) -> int:
         keeps = "[green]yes[/green]" if row["keeps_up"] else "[red]no[/red]"
         table.add_row(name, lossless, f"{row['fps']:.1f}", f"{row['fps_all_cores']:.1f}",
                       f"{row['size_pct']:.1f}", f"{row['bytes_per_frame'] / 1000:.0f}", gil, keeps)  # fmt: skip
-    Console().print(table)
+    from .cli import stdout_console
+
+    stdout_console().print(table)
     return 0
