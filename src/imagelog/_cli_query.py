@@ -7,10 +7,26 @@ import json
 import sys
 from typing import Any
 
-from .cli import UsageError, add_run, count, duration, size, stdout_console, utc_time
+from .cli import (
+    UsageError,
+    add_run,
+    count,
+    duration,
+    run_title,
+    size,
+    stdout_console,
+    utc_time,
+)
 from .run import read
 
 __all__ = ["add_query_commands"]
+
+
+def _stderr() -> Any:
+    """Progress bars go to stderr: stdout carries only the verb's output."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -20,7 +36,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from .compact import compact
 
     run = read(args.run)
-    with Progress(transient=True, disable=args.json or not sys.stderr.isatty()) as bar:
+    with Progress(
+        transient=True, console=_stderr(), disable=args.json or not sys.stderr.isatty()
+    ) as bar:
         task = bar.add_task("compacting", total=None)
         report = compact(
             run.store,
@@ -35,7 +53,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from .cli import _human_bytes
 
     s = report.to_dict()
-    table = Table(title=f"{run.url}: {len(report.compacted)} hour(s) compacted")
+    table = Table(title=f"{run_title(args.run)}: {len(report.compacted)} hour(s) compacted")
     for col in ("hour", "writer", "records", "JSON Lines", "Parquet", "s"):
         table.add_column(col, justify="left" if col in ("hour", "writer") else "right")
     for c in report.compacted:
@@ -115,7 +133,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     run = read(args.run)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, disable=args.json) as bar:
+    quiet = args.json or not sys.stderr.isatty()
+    with Progress(*columns, transient=True, console=_stderr(), disable=quiet) as bar:
         task = bar.add_task(f"export to {args.to}", total=None)
         report = export(
             run,

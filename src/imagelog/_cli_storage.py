@@ -18,6 +18,7 @@ from .cli import (
     count,
     duration,
     fraction,
+    run_title,
     size,
     stdout_console,
 )
@@ -107,7 +108,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     verb = "would purge" if args.dry_run else "purged"
-    table = Table(title=f"{run.url}: {verb} {len(results)} partition(s)")
+    table = Table(title=f"{run_title(args.run)}: {verb} {len(results)} partition(s)")
     for col in ("hour (UTC)", "reason", "scope", "images", "bytes", "kept"):
         table.add_column(
             col, justify="left" if col in ("hour (UTC)", "reason", "scope") else "right"
@@ -143,7 +144,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     out = stdout_console()
     counts = report.counts()
-    table = Table(title=f"{run.url}: {report.records} record(s) in {report.segments} segment(s)")
+    table = Table(
+        title=f"{run_title(args.run)}: {report.records} record(s) in {report.segments} segment(s)"
+    )
     table.add_column("check")
     table.add_column("result", justify="right")
     table.add_row("image files", str(report.files))
@@ -214,7 +217,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(f"reindexed {run.url}: {report.records} of {report.images} image(s) recovered, "
+        print(f"reindexed {args.run}: {report.records} of {report.images} image(s) recovered, "
               f"{report.events} event line(s) kept, {report.segments} segment(s) written, "
               f"{report.removed} removed")  # fmt: skip
         for key in report.unrecoverable:

@@ -192,6 +192,13 @@ def stdout_console() -> Any:
     return _Console(width=None if sys.stdout.isatty() else 200)
 
 
+def run_title(run: str) -> str:
+    """A run as the user named it, for a rich title (never a machine's absolute path)."""
+    from rich.markup import escape
+
+    return escape(run)
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -213,7 +220,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(json.dumps(rec))
         return 0
     what = f"the last {len(shown)}" if args.limit else f"all {len(shown)}"
-    table = Table(title=f"{run.url}: {what} records")
+    table = Table(title=f"{run_title(args.run)}: {what} records")
     for col in ("id", "@timestamp", "source", "event", "size", "format", "bytes", "message"):
         table.add_column(col, no_wrap=col in ("id", "@timestamp"))
     for rec in shown:
@@ -352,7 +359,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
         return 0
     con = stdout_console()
-    con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
+    con.print(f"[bold]{run_title(args.run)}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")
     table = Table(title="by source")
