@@ -225,3 +225,30 @@ def test_show_open_converts_to_the_named_format(
     assert np.array_equal(imagecodecs.png_decode(out.read_bytes()), rgb)
     assert main(["show", str(run_dir), rid, "--open", str(tmp_path / "out.bmp")]) == 2
     assert not (tmp_path / "out.bmp").exists()
+
+
+def test_a_missing_extra_is_named(
+    run: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A verb whose extra is not installed says which extra to install."""
+    import imagelog.cli as cli
+
+    def missing(*_: Any, **__: Any) -> Any:
+        raise ModuleNotFoundError("No module named 'duckdb'", name="duckdb")
+
+    monkeypatch.setattr(cli, "summarise", missing)
+    assert main(["stats", str(run)]) == 1
+    line = _one_error_line(capsys.readouterr().err, "stats")
+    assert "pip install 'imagelog[query]'" in line
+
+
+def test_tail_help_says_what_tail_prints(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tail -n N`: the newest N records, oldest first, as its help says."""
+    from imagelog.cli import build_parser
+
+    (lines,) = [a for a in build_parser().verbs["tail"]._actions if a.dest == "lines"]
+    assert lines.help is not None and "newest" in lines.help and "oldest first" in lines.help
+    assert main(["tail", str(run), "-n", "2", "--json"]) == 0
+    shown = [json.loads(x)["@timestamp"] for x in capsys.readouterr().out.splitlines()]
+    every = [r["@timestamp"] for r in imagelog.read(run).records(include_events=True)]
+    assert shown == sorted(every)[-2:]
