@@ -293,3 +293,18 @@ def test_a_line_after_compaction_is_merged_not_deleted(
     ids = [r["image"]["id"] for r in imagelog.read(run_dir).records()]
     assert [ids.count(f"late{n}") for n in (1, 2, 3)] == [1, 1, 1] and len(ids) == 6
     assert files(run_dir, ".jsonl") == []
+
+
+def test_compaction_in_the_writing_process_leaves_its_open_hour(run_dir: Path) -> None:
+    """A program that compacts its own run while its log is open: the open hour stays."""
+    import numpy as np
+
+    frame = np.zeros((8, 8), np.uint8)
+    with imagelog.open(run_dir, format="png") as log:
+        for i in range(5):
+            log.log(frame, i=i)
+        log.flush()
+        assert compact(make_store(run_dir), grace_ns=0, now_ns=2**62).compacted == []
+        for i in range(5):
+            log.log(frame, i=5 + i)
+    assert sum(1 for _ in imagelog.read(run_dir).records()) == 10

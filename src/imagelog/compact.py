@@ -20,11 +20,12 @@ Order of operations, and why a reader sees each record exactly once at every mom
 Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
 so no writer adds lines to them any more. For a writer whose process still runs, that rule holds
 whatever ``grace_ns`` and ``now_ns`` say (the real clock, at least ``GRACE_NS``), and its newest
-hour is never compacted: it keeps that segment open and appends to it (a frame held in a ring, or
-queued while the store was down, comes late). A line that reaches an hour after its compaction
-is never lost: the Parquet file records the size and SHA-256 of every segment it replaced, and
-the next compaction merges what a segment holds beyond that (or a segment made anew) instead of
-deleting it as a leftover. Each (hour, writer) is compacted on its own and the
+hour is never compacted (a log open in the compacting process counts): it keeps that segment
+open and appends to it, and a frame held in a ring, or queued while the store was down, comes
+late. A line that reaches an hour after its compaction is never lost: the Parquet file records
+the size and SHA-256 of every segment it replaced, and the next compaction merges what a segment
+holds beyond that (or a segment made anew) instead of deleting it as a leftover.
+Each (hour, writer) is compacted on its own and the
 result depends only on the segments, so two compactors that race (two hosts on one bucket, or
 ``imagelog compact`` run twice) write the same rows to the same key; a compactor that finds a
 segment gone while reading it (the other one finished first) leaves that hour alone. Writers can
@@ -132,11 +133,13 @@ def _digest(data: bytes) -> tuple[int, str]:
     return len(data), hashlib.sha256(data).hexdigest()
 
 
-def _is_closed(hour: str, writer: str, *, now_ns: int, grace_ns: int, newest: str) -> bool:
+def _is_closed(
+    hour: str, writer: str, *, now_ns: int, grace_ns: int, newest: str, own: set[str]
+) -> bool:
     """Whether no writer adds lines to ``hour`` of ``writer`` any more (see the module doc)."""
     if hour_end_ns(hour) + grace_ns > now_ns:
         return False
-    if not writer_alive(writer):
+    if not writer_alive(writer, own):
         return True
     safe_now = min(now_ns, time.time_ns())
     return hour < newest and hour_end_ns(hour) + max(grace_ns, GRACE_NS) <= safe_now
@@ -171,13 +174,18 @@ def compact(
             jsonl.setdefault((hour, writer_of(info.key)), []).append((info.key, info.size))
     report = CompactReport()
     groups = sorted(g for g in jsonl if own is None or g[1] in own)
+    from ._lifecycle import open_writers
+
+    open_here = open_writers()  # logs open in this process are live writers too
     newest: dict[str, str] = {}
     for hour, writer in groups:
         newest[writer] = max(hour, newest.get(writer, ""))
     for done, (hour, writer) in enumerate(groups):
         if progress is not None:
             progress(done, len(groups))
-        if not _is_closed(hour, writer, now_ns=now_ns, grace_ns=grace_ns, newest=newest[writer]):
+        if not _is_closed(
+            hour, writer, now_ns=now_ns, grace_ns=grace_ns, newest=newest[writer], own=open_here
+        ):
             report.skipped.append(f"{hour} {writer}")
             continue
         segments = sorted(jsonl[(hour, writer)])
