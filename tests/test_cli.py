@@ -252,3 +252,13 @@ def test_tail_help_says_what_tail_prints(run: Path, capsys: pytest.CaptureFixtur
     shown = [json.loads(x)["@timestamp"] for x in capsys.readouterr().out.splitlines()]
     every = [r["@timestamp"] for r in imagelog.read(run).records(include_events=True)]
     assert shown == sorted(every)[-2:]
+
+
+def test_a_bug_is_not_passed_off_as_a_user_error() -> None:
+    """A KeyError or TypeError from a bug gets the traceback hint; RecordNotFound does not."""
+    from imagelog.cli import describe
+
+    assert describe(imagelog.RecordNotFound("no record with id x")) == (1, "no record with id x")
+    for bug in (KeyError("file"), TypeError("unhashable type: list")):
+        status, line = describe(bug)
+        assert status == 1 and "unexpected" in line and "IMAGELOG_DEBUG=1" in line

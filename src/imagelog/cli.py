@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import codecs
-from .errors import ImageLogError
+from .errors import ImageLogError, RecordNotFound
 from .layout import writer_of
 from .run import Run, read
 
@@ -539,8 +539,8 @@ def describe(exc: BaseException, verb: str = "") -> tuple[int, str]:
         name = exc.name.split(".")[0]
         extra = "view" if verb == "view" else _EXTRAS[name]
         return 1, f"needs the {extra} extra: pip install 'imagelog[{extra}]' (no module {name})"
-    if isinstance(exc, KeyError):  # RecordNotFound: its message, not its repr
-        return 1, _one_line(str(exc.args[0]) if exc.args else "not found")
+    if isinstance(exc, RecordNotFound):  # its message, not a KeyError's repr
+        return 1, _one_line(str(exc.args[0]) if exc.args else "no such record")
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         return 1, _one_line(f"{exc.strerror}: {exc.filename}")
     if isinstance(exc, ImageLogError | OSError | ValueError):
