@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .index.reader import parquet_records
 from .index.recover import writer_alive
@@ -129,10 +130,6 @@ def _digests_of(data: bytes) -> dict[str, tuple[int, str]] | None:
     return {k: (int(v[0]), str(v[1])) for k, v in json.loads(raw).items()}
 
 
-def _digest(data: bytes) -> tuple[int, str]:
-    return len(data), hashlib.sha256(data).hexdigest()
-
-
 def _is_closed(
     hour: str, writer: str, *, now_ns: int, grace_ns: int, newest: str, own: set[str]
 ) -> bool:
@@ -216,14 +213,15 @@ def _compact_one(
     with tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp:
         paths, read, leftovers = [], {}, []
         for n, key in enumerate(keys):
-            data = store.get(key)
-            read[key] = _digest(data)
-            new = _new_lines(key, data, listed, digests)
-            if not new:
+            path = os.path.join(tmp, f"{n}.jsonl")
+            if key in listed and key not in digests:  # a file that did not record digests:
+                read[key] = _stream_digest(store, key)  # listed means held
+                leftovers.append(key)
+                continue
+            read[key], copied = _snapshot(store, key, path, digests.get(key))
+            if not copied:
                 leftovers.append(key)  # an interrupted compaction: the file holds these lines
                 continue
-            path = os.path.join(tmp, f"{n}.jsonl")
-            Path(path).write_bytes(new)
             _quarantine_torn_tail(store, key, path)
             paths.append(path)
         if not paths:
@@ -276,23 +274,58 @@ def _compact_one(
     )
 
 
-def _new_lines(
-    key: str, data: bytes, listed: set[str], digests: dict[str, tuple[int, str]]
-) -> bytes:
-    """The bytes of a segment that the compacted file does not hold yet."""
-    if key not in listed:
-        return data
-    if key not in digests:  # a file written before sizes were recorded: listed means held
-        return b""
-    size, sha = digests[key]
-    if len(data) >= size and _digest(data[:size]) == (size, sha):
-        return data[size:]  # lines appended after the compaction read it
-    return data  # a segment made anew after its compaction (a late line)
+#: Segments are copied and hashed in pieces of this size (an hour's segment may be large).
+_CHUNK = 1 << 22
+
+
+def _open(store: Store, key: str) -> BinaryIO:
+    root = store.local_root
+    if root is not None:
+        return open(root / key, "rb")
+    return io.BytesIO(store.get(key))
+
+
+def _snapshot(
+    store: Store, key: str, dest: str, held: tuple[int, str] | None
+) -> tuple[tuple[int, str], int]:
+    """Copy the bytes of a segment that the compacted file does not hold yet to ``dest``: all of
+    them, or what follows ``held`` (size, SHA-256) when the segment starts with those bytes (it
+    grew after a compaction read it). Returns the (size, SHA-256) of the whole segment as read,
+    and how many bytes were copied. What is copied is exactly what was hashed."""
+    whole = hashlib.sha256()
+    size = 0
+    with _open(store, key) as src, open(dest, "wb") as out:
+        if held is not None:
+            want, sha = held
+            prefix = hashlib.sha256()
+            while size < want and (chunk := src.read(min(_CHUNK, want - size))):
+                prefix.update(chunk)
+                whole.update(chunk)
+                size += len(chunk)
+            if size != want or prefix.hexdigest() != sha:  # a segment made anew: copy it all
+                src.seek(0)
+                whole, size = hashlib.sha256(), 0
+        copied = 0
+        while chunk := src.read(_CHUNK):
+            whole.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+            copied += len(chunk)
+    return (size, whole.hexdigest()), copied
+
+
+def _stream_digest(store: Store, key: str) -> tuple[int, str]:
+    h, size = hashlib.sha256(), 0
+    with _open(store, key) as src:
+        while chunk := src.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
 
 
 def _unchanged(store: Store, key: str, read: tuple[int, str]) -> bool:
     try:
-        return _digest(store.get(key)) == read
+        return _stream_digest(store, key) == read
     except FileNotFoundError:
         return False
 
