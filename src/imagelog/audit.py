@@ -25,8 +25,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from . import codecs
@@ -346,44 +348,61 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         elif rid not in gone:
             keep(key, rec)  # its image is gone: the record stays, and verify says so
             report.missing.append(rid)
-    for i, key in enumerate(images):
-        if progress is not None:
-            progress(i, len(images))
-        report.images += 1
+
+    def examine(key: str) -> tuple[str, Any]:
+        """What an image is (read, hashed, decoded in a worker thread): ``("gone", None)``,
+        ``("known", damaged?)``, ``("adopt", record)`` or ``("damaged", why)``."""
         try:
             data = store.get(key)
         except FileNotFoundError:
-            continue
+            return "gone", None
         if key in known:  # the record as acknowledged, file.size and file.hash included
-            seg, rec = known[key]
-            keep(seg, rec)
-            report.records += 1
-            file = rec.get("file") or {}
+            file = known[key][1].get("file") or {}
             want = (file.get("hash") or {}).get("sha256")
             size = file.get("size")
-            if (size is not None and size != len(data)) or (
+            changed = (size is not None and size != len(data)) or bool(
                 want and hashlib.sha256(data).hexdigest() != want
-            ):
-                report.damaged.append(key)
-            continue
-        sidecar = key + ".json"
-        adopted, why = adoptable(store, key, data, sidecar=sidecar in listing)
-        if adopted is None:
-            report.unrecoverable.append(key)
-            event = _damaged_event(key, why or "unreadable")
-            lines.setdefault(segment_key(_hour(key), "reindex"), []).append(
-                (event["event"]["id"], dumps(event))
             )
-            continue
+            return "known", changed
+        adopted, why = adoptable(store, key, data, sidecar=key + ".json" in listing)
+        if adopted is None:
+            return "damaged", why or "unreadable"
         adopted["file"] = stored_file(adopted.get("file") or {}, key, data, sha256=True)
-        meta = adopted.setdefault("imagelog", {})
-        if sidecar in listing:
-            meta["sidecar"] = sidecar
-        writer = str(meta.get("writer") or "reindex")
-        created = str((adopted.get("event") or {}).get("created", ""))
-        rid = str((adopted.get("image") or {}).get("id", ""))
-        lines.setdefault(segment_key(created[:13], writer), []).append((rid, dumps(adopted)))
-        report.records += 1
+        return "adopt", adopted
+
+    workers = max(1, os.cpu_count() or 1)  # the codecs and hashlib release the GIL
+    with ThreadPoolExecutor(workers, thread_name_prefix="imagelog-reindex") as pool:
+        for start in range(0, len(images), 64 * workers):  # bounded: results of one batch
+            batch = images[start : start + 64 * workers]
+            for i, (key, (what, result)) in enumerate(
+                zip(batch, pool.map(examine, batch), strict=True), start
+            ):
+                if progress is not None:
+                    progress(i, len(images))
+                report.images += 1
+                if what == "known":
+                    seg, rec = known[key]
+                    keep(seg, rec)
+                    report.records += 1
+                    if result:
+                        report.damaged.append(key)
+                elif what == "damaged":
+                    report.unrecoverable.append(key)
+                    event = _damaged_event(key, result)
+                    lines.setdefault(segment_key(_hour(key), "reindex"), []).append(
+                        (event["event"]["id"], dumps(event))
+                    )
+                elif what == "adopt":
+                    meta = result.setdefault("imagelog", {})
+                    if key + ".json" in listing:
+                        meta["sidecar"] = key + ".json"
+                    writer = str(meta.get("writer") or "reindex")
+                    created = str((result.get("event") or {}).get("created", ""))
+                    rid = str((result.get("image") or {}).get("id", ""))
+                    lines.setdefault(segment_key(created[:13], writer), []).append(
+                        (rid, dumps(result))
+                    )
+                    report.records += 1
     if progress is not None:
         progress(len(images), len(images))
     for key in listing:
