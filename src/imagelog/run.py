@@ -270,6 +270,10 @@ class Run:
 
 def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:
     """Open a run for reading (a folder path or URL written by ``imagelog.open``)."""
+    if not str(os.fspath(path)).strip():
+        raise RunNotFound("an empty path names no run (the current folder is .)")
+    if os.path.isfile(path):
+        raise RunNotFound(f"{os.fspath(path)} is a file, not a run folder")
     try:
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:
