@@ -283,7 +283,7 @@ def _calls(
     return [
         ("read(missing)", lambda: imagelog.read(tmp / "missing"), imagelog.RunNotFound, "no imagelog run"),
         ("read(file)", lambda: imagelog.read(tmp / "FILE"), imagelog.RunNotFound, "is a file"),
-        ("read('')", lambda: imagelog.read(""), imagelog.RunNotFound, "empty"),
+        ("read('')", lambda: imagelog.read(""), imagelog.StoreError, "empty"),
         ("get(unknown)", lambda: r.get("zzz"), imagelog.RecordNotFound, "no record"),
         ("get('')", lambda: r.get(""), imagelog.RecordNotFound, "empty id"),
         ("read_bytes(event)", lambda: r.read_bytes({"event": {"action": "dropped"}}), ValueError,

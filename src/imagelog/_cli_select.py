@@ -17,12 +17,13 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+from ._selector import Claims, Selector
 from .cli import add_run, count
 from .errors import InvalidSetting
 from .inputs import parse_time_ns
 from .layout import hour_of
 from .run import Run, read
-from .select import Claims, Select, Selector, parse
+from .select import Select, parse
 from .stores import MemoryStore
 
 __all__ = ["Replay", "add_select_commands", "replay"]

@@ -270,8 +270,6 @@ class Run:
 
 def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:
     """Open a run for reading (a folder path or URL written by ``imagelog.open``)."""
-    if not str(os.fspath(path)).strip():
-        raise RunNotFound("an empty path names no run (the current folder is .)")
     if os.path.isfile(path):
         raise RunNotFound(f"{os.fspath(path)} is a file, not a run folder")
     try:
