@@ -1,7 +1,8 @@
 """Camera pixel formats (#16): the caller's cost at 1080p beside RGB, bytes stored, and the
 encoding checks' false-positive rate on photographs and catch rate on mis-declared frames.
 
-``python -m bench.pixfmt [--quick] [--data ../shared/data]`` (also part of ``make bench``).
+``python -m bench.pixfmt [--quick] [--data bench/data]`` (also part of ``make bench``); the
+photographs ship in ``bench/data`` (public domain and CC0, see its SOURCES.md).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from imagelog.samples import CameraSimulator
 
 Array = np.ndarray[Any, Any]
 W, H = 1920, 1080
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parent / "data"
 
 # (label, pixel format or None for a plain RGB array, stride padding in bytes, as bytes?)
 CONTENDERS: list[tuple[str, str | None, int, bool]] = [
@@ -293,7 +294,7 @@ def table(res: dict[str, Any]) -> str:
         )
     c = res.get("checks")
     if c:
-        rows += ["", f"## Encoding checks on {c['photos']} photographs and crops (shared/data)", "",
+        rows += ["", f"## Encoding checks on {c['photos']} photographs and crops (bench/data)", "",
                  "| declared correctly as | frames | flagged (false positives) | which |", "|---|---:|---:|---|"]  # fmt: skip
         for name, (n, flagged) in c["false_positives"].items():
             rows.append(

@@ -21,8 +21,9 @@ SIZES = ((128, 128), (640, 480), (1920, 1080))
 def decision_cost(width: int, height: int, n: int) -> dict[str, Any]:
     """p50/p99 of one decision (µs), and of ``log()`` for a frame not stored."""
     import imagelog
+    from imagelog._selector import Selector
     from imagelog.samples import CameraSimulator
-    from imagelog.select import Selector, parse
+    from imagelog.select import parse
 
     cam = CameraSimulator(width, height, seed=1)
     frames = [cam.frame() for _ in range(4)]

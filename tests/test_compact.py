@@ -179,7 +179,8 @@ def synthetic_hours(run_dir: Path, hours: int, lines: int) -> int:
                 rec["image"]["id"] = f"0{h:03d}{w}{i:06d}-0000-7000-8000-000000000000"
                 rec["image"]["seq"] = i
                 rows.append(json.dumps(rec, separators=(",", ":")) + "\n")
-            name = f"2023-12-{1 + h // 24:02d}T{h % 24:02d}_{w:08x}-{w}.jsonl"
+            # writers that are gone: a pid above Linux's pid_max (pid 0 or 1 would count as live)
+            name = f"2023-12-{1 + h // 24:02d}T{h % 24:02d}_{w:08x}-{2**22 + 1 + w}.jsonl"
             (run_dir / "index" / name).write_text("".join(rows))
             n += lines
     return n
@@ -215,3 +216,95 @@ def test_kill9_mid_compaction(run_dir: Path, tiny: CameraSimulator, tmp_path: Pa
     assert sum(1 for _ in run.records()) == total and summarise(run)["images"] == total
     ids = [i for (i,) in run.query("select id from records").fetchall()]
     assert len(ids) == len(set(ids)) == total
+
+
+LIVE_WRITER = """
+import sys
+import numpy as np
+import imagelog
+log = imagelog.open(sys.argv[1], format="png")
+frame = np.zeros((8, 8), np.uint8)
+for step in range(2):
+    for i in range(20):
+        log.log(frame, source="cam", step=step, i=i)
+    log.flush()
+    print("flushed", flush=True)
+    sys.stdin.readline()
+log.close()
+"""
+
+
+def test_compaction_beside_a_live_writer_loses_no_line(run_dir: Path) -> None:
+    """A compaction told the hour is long closed (`--grace` 0 and a clock far ahead) leaves a
+    live writer's open hour alone: every line logged before and after it is still there."""
+    proc = subprocess.Popen([sys.executable, "-c", LIVE_WRITER, str(run_dir)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "flushed"
+        report = compact(make_store(run_dir), grace_ns=0, now_ns=2**62)
+        assert report.compacted == [] and report.skipped
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "flushed"
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+    finally:
+        proc.stdin.close()
+        proc.stdout.close()
+        assert proc.wait(timeout=120) == 0
+    assert sum(1 for _ in imagelog.read(run_dir).records()) == 40
+    compact(make_store(run_dir), grace_ns=0, now_ns=2**62)  # the writer is gone: now it may
+    assert files(run_dir, ".jsonl") == []
+    assert sum(1 for _ in imagelog.read(run_dir).records()) == 40
+
+
+def test_a_line_after_compaction_is_merged_not_deleted(
+    run_dir: Path, tiny: CameraSimulator
+) -> None:
+    """A late line re-creates a compacted hour's segment (same name): the next compaction merges
+    it (and a segment that grew keeps only its new lines), where it once deleted it as a
+    leftover of an interrupted pass."""
+    clock = hours_run(run_dir, tiny, hours=1, per_hour=3)
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    (segment,) = {
+        rec["imagelog"]["writer"]: rec for rec in imagelog.read(run_dir).records()
+    }.items()
+    writer, template = segment
+    hour = template["event"]["created"][:13]
+    key = run_dir / "index" / f"{hour}_{writer}.jsonl"
+    assert not key.exists()
+
+    def line(n: int) -> str:
+        rec = json.loads(json.dumps(template))
+        rec["image"]["id"] = f"late{n}"
+        return json.dumps(rec) + "\n"
+
+    key.write_text(line(1))
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    ids = [r["image"]["id"] for r in imagelog.read(run_dir).records()]
+    assert ids.count("late1") == 1 and len(ids) == 4
+    key.write_text(line(2))
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    ids = [r["image"]["id"] for r in imagelog.read(run_dir).records()]
+    assert ids.count("late1") == ids.count("late2") == 1 and len(ids) == 5
+    key.write_text(line(2) + line(3))  # the segment that pass read, grown by a line since
+    compact(make_store(run_dir), now_ns=clock() + 2 * HOUR)
+    ids = [r["image"]["id"] for r in imagelog.read(run_dir).records()]
+    assert [ids.count(f"late{n}") for n in (1, 2, 3)] == [1, 1, 1] and len(ids) == 6
+    assert files(run_dir, ".jsonl") == []
+
+
+def test_compaction_in_the_writing_process_leaves_its_open_hour(run_dir: Path) -> None:
+    """A program that compacts its own run while its log is open: the open hour stays."""
+    import numpy as np
+
+    frame = np.zeros((8, 8), np.uint8)
+    with imagelog.open(run_dir, format="png") as log:
+        for i in range(5):
+            log.log(frame, i=i)
+        log.flush()
+        assert compact(make_store(run_dir), grace_ns=0, now_ns=2**62).compacted == []
+        for i in range(5):
+            log.log(frame, i=5 + i)
+    assert sum(1 for _ in imagelog.read(run_dir).records()) == 10

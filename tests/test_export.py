@@ -183,3 +183,47 @@ def test_cli_export_jpeg_and_refusals(
     assert "not empty" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown export target"):
         export(run, tmp_path / "new", to="zip")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"where": "bogus ="},
+        {"where": "no_such_column = 1"},
+        {"since": "yesterday"},
+        {"until": "2026-13-45"},
+    ],
+)
+def test_failed_export_creates_nothing_and_the_retry_runs(
+    run: imagelog.Run, tmp_path: Path, bad: dict[str, str]
+) -> None:
+    """Bad SQL or a bad time fails before the folder exists; the corrected export then runs."""
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match=r"(?i)error|time"):
+        export(run, out, to="parquet", **bad)
+    assert not out.exists()
+    out.mkdir()
+    with pytest.raises(Exception, match=r"(?i)error|time"):
+        export(run, out, to="parquet", **bad)
+    assert list(out.iterdir()) == []
+    assert export(run, out, to="parquet").samples == len(expected(run))
+
+
+def test_an_export_that_wrote_nothing_takes_other_arguments(
+    run: imagelog.Run, tmp_path: Path
+) -> None:
+    """An export interrupted before its first sample leaves a folder any export may take over;
+    one that wrote samples refuses other arguments, naming them without quote clutter."""
+    out = tmp_path / "out"
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export(run, out, to="parquet", source="jxl", progress=stop)
+    assert (out / "export.json").exists()
+    report = export(run, out, to="parquet", source="rgb")
+    assert report.samples == sum(1 for r in expected(run).values() if r["image"]["source"] == "rgb")
+    with pytest.raises(ValueError, match="holds another export") as err:
+        export(run, out, to="parquet", source="jxl")
+    assert "source=rgb" in str(err.value) and "'" not in str(err.value)

@@ -62,7 +62,8 @@ def _mixed(tmp_path: Path, camera: CameraSimulator) -> tuple[Path, list[dict[str
     template = real[0]
     made = []
     for hour in range(2):
-        for w, writer in enumerate(("aaaa0001-1", "bbbb0002-2")):
+        # writers that are gone: pids above Linux's pid_max (pid 1 or 2 would count as live)
+        for w, writer in enumerate(("aaaa0001-4194305", "bbbb0002-4194306")):
             recs = []
             for i in range(5):
                 ns = T0 + hour * HOUR_NS + (i * 2 + w) * 10**9

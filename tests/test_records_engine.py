@@ -129,12 +129,12 @@ def test_ids_printed_by_ls_and_tail_find_their_record(
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["ls", "{run}", "-n", "-5"], "-n must be 0"),
-        (["tail", "{run}", "-n", "-1"], "-n must be 0"),
+        (["ls", "{run}", "-n", "-5"], "-5"),
+        (["tail", "{run}", "-n", "-1"], "-1"),
         (["tail", "{run}", "--where", "nosuch = 1"], "nosuch"),
         (["ls", "{run}", "--where", "select"], "where 'select'"),
         (["ls", "{run}", "--where", "width >"], "where 'width >'"),
-        (["query", "{run}", "select 1", "--limit", "-3"], "--limit must be 0"),
+        (["query", "{run}", "select 1", "--limit", "-3"], "--limit"),
         (
             ["export", "{run}", "{tmp}/e", "--to", "imagefolder", "--since", "yesterday"],
             "is not a time",
@@ -146,7 +146,11 @@ def test_reading_mistakes_are_one_line(
 ) -> None:
     run = tmp_path / "run"
     _write(run, [_event("dropped", 0)])
-    assert main([a.format(run=run, tmp=tmp_path) for a in argv]) == 1
+    try:
+        status = main([a.format(run=run, tmp=tmp_path) for a in argv])
+    except SystemExit as exc:  # refused by the argument parser
+        status = exc.code  # type: ignore[assignment]
+    assert status in (1, 2)
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not any(s in err for s in ("LINE 1", "read_csv", "json_extract", "FROM records"))

@@ -7,15 +7,26 @@ import json
 import sys
 from typing import Any
 
+from .cli import (
+    UsageError,
+    add_run,
+    count,
+    duration,
+    run_title,
+    size,
+    stdout_console,
+    time_arg,
+)
 from .run import read
 
 __all__ = ["add_query_commands"]
 
 
-def _console() -> Any:
+def _stderr() -> Any:
+    """Progress bars go to stderr: stdout carries only the verb's output."""
     from rich.console import Console
 
-    return Console(width=None if sys.stdout.isatty() else 200)
+    return Console(stderr=True)
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -25,11 +36,13 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from .compact import compact
 
     run = read(args.run)
-    with Progress(transient=True, disable=args.json or not sys.stderr.isatty()) as bar:
+    with Progress(
+        transient=True, console=_stderr(), disable=args.json or not sys.stderr.isatty()
+    ) as bar:
         task = bar.add_task("compacting", total=None)
         report = compact(
             run.store,
-            grace_ns=int(args.grace * 1e9),
+            grace_ns=round(args.grace * 1e9),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if args.json:
@@ -40,13 +53,13 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from .cli import _human_bytes
 
     s = report.to_dict()
-    table = Table(title=f"{run.url}: {len(report.compacted)} hour(s) compacted")
+    table = Table(title=f"{run_title(args.run)}: {len(report.compacted)} hour(s) compacted")
     for col in ("hour", "writer", "records", "JSON Lines", "Parquet", "s"):
         table.add_column(col, justify="left" if col in ("hour", "writer") else "right")
     for c in report.compacted:
         table.add_row(c.hour, c.writer, str(c.records), _human_bytes(c.bytes_in),
                       _human_bytes(c.bytes_out), f"{c.seconds:.2f}")  # fmt: skip
-    con = _console()
+    con = stdout_console()
     con.print(table)
     con.print(f"{s['records']} records, {_human_bytes(s['bytes_in'])} of JSON Lines -> "
               f"{_human_bytes(s['bytes_out'])} of Parquet; {len(report.finished)} leftover "
@@ -63,20 +76,33 @@ def cmd_query(args: argparse.Namespace) -> int:
     run = read(args.run)
     outputs = [(fmt, path) for fmt, path in (("csv", args.csv), ("json", args.json),
                                              ("parquet", args.parquet)) if path]  # fmt: skip
-    if len(outputs) > 1:
-        print("imagelog query: give at most one of --csv, --json, --parquet", file=sys.stderr)
-        return 2
     sql = args.sql.strip().rstrip(";")
+    if not sql:
+        raise UsageError("the SQL is empty: give e.g. select count(*) from records")
     if outputs:
         fmt, path = outputs[0]
+        if path == "-" and fmt == "parquet":
+            raise UsageError("--parquet - : Parquet goes to a file, not to stdout")
         options = {"csv": "FORMAT csv, HEADER", "json": "FORMAT json", "parquet": "FORMAT parquet"}
 
         def write(con: Any) -> int:
-            con.execute(f"COPY ({sql}) TO {sql_str(path)} ({options[fmt]})")
+            con.execute(f"COPY ({sql}) TO {sql_str(target)} ({options[fmt]})")
             return int(con.sql(f"SELECT count(*) FROM ({sql})").fetchall()[0][0])
 
-        written = with_retry(run.store, write)
-        print(f"wrote {written} row(s) to {path}", file=sys.stderr)
+        if path != "-":
+            target = path
+            written = with_retry(run.store, write)
+            print(f"wrote {written} row(s) to {path}", file=sys.stderr)
+            return 0
+        import shutil
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="imagelog-query-") as tmp:  # `--csv -`: stdout
+            target = f"{tmp}/out.{fmt}"
+            with_retry(run.store, write)
+            with open(target, "rb") as fh:
+                sys.stdout.flush()
+                shutil.copyfileobj(fh, sys.stdout.buffer)
         return 0
 
     def fetch(con: Any) -> tuple[list[str], list[str], list[tuple[Any, ...]]]:
@@ -97,7 +123,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         table.add_column(col, justify="right" if numeric else "left")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    _console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -106,11 +132,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from .export import export
-    from .settings import parse_bytes
 
     run = read(args.run)
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True, disable=args.json) as bar:
+    quiet = args.json or not sys.stderr.isatty()
+    with Progress(*columns, transient=True, console=_stderr(), disable=quiet) as bar:
         task = bar.add_task(f"export to {args.to}", total=None)
         report = export(
             run,
@@ -121,7 +147,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             image_format=args.image_format,
-            shard_bytes=parse_bytes(args.shard_size, name="--shard-size"),
+            shard_bytes=args.shard_size,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
     if args.json:
@@ -129,7 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     from .cli import _human_bytes
 
-    con = _console()
+    con = stdout_console()
     con.print(f"[bold]{report.out}[/bold]: {report.samples} sample(s), "
               f"{_human_bytes(report.bytes)} of images as {report.to}"
               + (f"; {report.skipped} already there (resumed)" if report.skipped else ""))  # fmt: skip
@@ -179,55 +205,58 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 show(rec)
     except KeyboardInterrupt:
         return 0
-    except BrokenPipeError:  # `imagelog tail -f RUN | head`
-        return 0
     return 0
+
+
+_GRACE_WHY = " (writers may still add lines to a younger hour)"
 
 
 def add_query_commands(sub: Any) -> None:
     """Add ``compact`` (and the other query verbs) to the CLI's subparsers."""
+    from .compact import GRACE_NS
+
     c = sub.add_parser("compact", help="turn closed hours into Parquet (docs/query.md)")
-    c.add_argument("run")
-    c.add_argument("--grace", type=float, default=120.0, metavar="S",
-                   help="an hour is closed this many seconds after it ends (default 120)")  # fmt: skip
+    add_run(c)
+    c.add_argument("--grace", type=duration(GRACE_NS / 1e9, why=_GRACE_WHY), default=GRACE_NS / 1e9, metavar="S",
+                   help=f"an hour is closed this long after it ends (seconds or e.g. 10m; "
+                        f"at least and by default {GRACE_NS // 10**9})")  # fmt: skip
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compact)
 
     q = sub.add_parser(
         "query", help="SQL over the records view: a table, or --csv/--json/--parquet"
     )
-    q.add_argument("run")
+    add_run(q)
     q.add_argument("sql", help='e.g. "select source, count(*) from records group by 1"')
-    q.add_argument("--csv", metavar="FILE")
-    q.add_argument("--json", metavar="FILE", help="JSON lines")
-    q.add_argument("--parquet", metavar="FILE")
-    q.add_argument("--limit", type=int, default=100, help="rows in the table (default 100)")
+    out = q.add_mutually_exclusive_group()
+    out.add_argument("--csv", metavar="FILE", help="write CSV to FILE (- for stdout)")
+    out.add_argument("--json", metavar="FILE", help="write JSON lines to FILE (- for stdout)")
+    out.add_argument("--parquet", metavar="FILE", help="write Parquet to FILE")
+    q.add_argument("--limit", type=count(1), default=100, help="rows in the table (default 100)")
     q.set_defaults(func=cmd_query)
 
     e = sub.add_parser("export", help="records as imagefolder, webdataset or parquet")
-    e.add_argument("run")
+    add_run(e)
     e.add_argument("out", help="an empty folder, or an interrupted export of the same arguments")
     e.add_argument("--to", required=True, choices=("imagefolder", "webdataset", "parquet"))
     e.add_argument("--where", help="an SQL condition on the records view")
     e.add_argument("--source")
-    e.add_argument("--since", help="@timestamp from (ISO 8601, UTC)")
-    e.add_argument("--until", help="@timestamp before (ISO 8601, UTC)")
+    e.add_argument("--since", type=time_arg,
+                   help="@timestamp from (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
+    e.add_argument("--until", type=time_arg,
+                   help="@timestamp before (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
     e.add_argument("--image-format", default="keep", choices=("keep", "png", "jpeg"),
                    help="keep (convert only what the target cannot read), png or jpeg")  # fmt: skip
-    e.add_argument("--shard-size", default="512MB", help="webdataset/parquet shard size")
+    e.add_argument("--shard-size", type=size(), default="512MB",
+                   help="webdataset/parquet shard size (512MB)")  # fmt: skip
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("tail", help="the newest records; -f follows new ones until Ctrl-C")
-    t.add_argument("run")
-    t.add_argument("-f", "--follow", action="store_true")
-    t.add_argument(
-        "-n",
-        "--lines",
-        type=int,
-        default=10,
-        help="print the newest N records, oldest first (default 10; 0: none)",
-    )
+    add_run(t)
+    t.add_argument("-f", "--follow", action="store_true", help="then follow new records")
+    t.add_argument("-n", "--lines", type=count(), default=10,
+                   help="print the newest N records, oldest first (default 10; 0: none)")  # fmt: skip
     t.add_argument("--source")
     t.add_argument("--where", help="an SQL condition on the records view")
     t.add_argument("--json", action="store_true", help="records as JSON lines")

@@ -17,10 +17,13 @@ import sys
 from collections import defaultdict
 from typing import Any
 
+from ._selector import Claims, Selector
+from .cli import add_run, count
+from .errors import InvalidSetting
 from .inputs import parse_time_ns
 from .layout import hour_of
 from .run import Run, read
-from .select import Claims, Select, Selector, parse
+from .select import Select, parse
 from .stores import MemoryStore
 
 __all__ = ["Replay", "add_select_commands", "replay"]
@@ -125,7 +128,7 @@ def _iso_ns(text: str) -> int:
 
 def cmd_select(args: argparse.Namespace) -> int:
     """Replay a policy over a run and print what it would have stored."""
-    policy = parse(args.policy)
+    policy = args.policy
     run = read(args.run)
     result = replay(run, policy, labels=args.labels, within=args.within)
     if args.json:
@@ -159,25 +162,26 @@ def add_select_commands(sub: Any) -> None:
     sp = sub.add_parser(
         "select", help="replay a select= policy over a stored run: what it would have kept"
     )
-    sp.add_argument("run", help="the run folder or s3:// URL (read only)")
+    add_run(sp)
     sp.add_argument(
-        "--policy", required=True, help="e.g. 'changed', 'changed(0.02), every(at_least=10m)'"
+        "--policy",
+        required=True,
+        type=_policy,
+        help="e.g. 'changed', 'changed(0.02), every(at_least=10m)'",
     )
     sp.add_argument("--labels", metavar="KEY", help="report labelled frames (meta or labels KEY)")
     sp.add_argument(
-        "--within", type=_count, default=1,
+        "--within", type=count(), default=1,
         help="a labelled frame counts as caught when one of the N frames after it is kept (1)",
     )  # fmt: skip
-    sp.add_argument("--limit", type=_count, default=20, help="missed frames listed (20)")
+    sp.add_argument("--limit", type=count(), default=20, help="missed frames listed (20)")
     sp.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     sp.set_defaults(func=cmd_select)
 
 
-def _count(text: str) -> int:
+def _policy(text: str) -> Select:
+    """``--policy``: the policy string ``select=`` takes (a mistake is a usage error)."""
     try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {n}")
-    return n
+        return parse(text)
+    except InvalidSetting as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("select: ")) from None

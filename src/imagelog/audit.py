@@ -6,9 +6,18 @@ with the ``verify=`` setting of ``imagelog.open()``, the write-time decode check
 ``imagelog._verify``.)
 
 Reindex. Every image carries its own record (PNG iTXt, XMP, a TIFF tag, or a ``.json`` sidecar),
-so the index can be rebuilt from the images alone: ``file.path``, ``file.size`` and ``file.hash``
-are recomputed from the file; event lines (drops, purges) that are still readable in the old
-index are kept; a sidecar whose image was never written goes to ``quarantine/``.
+so the index can be rebuilt from the images alone. It rebuilds the index, never the images, and
+hides no damage:
+
+- a record the old index still holds is kept as it was, ``file.size`` and ``file.hash``
+  included: an image whose bytes changed keeps failing ``verify`` (and is listed in the report);
+- a record whose image is missing is kept too, so ``verify``, ``ls`` and ``export`` still name it;
+- an image the old index does not know (an orphan) is adopted, with ``file.*`` computed from its
+  bytes, only if its embedded record reads and its pixels decode; otherwise a ``damaged`` event
+  names its path and stays in the index, and ``verify`` reports the file as damaged (not as an
+  orphan to adopt) for as long as it is there;
+- event lines (drops, purges) still readable in the old index are kept; a sidecar whose image was
+  never written goes to ``quarantine/``.
 """
 
 from __future__ import annotations
@@ -16,21 +25,28 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from . import codecs
 from .codecs import embedded_record
+from .errors import UnknownFormat
+from .ids import uuid7
 from .index.reader import iter_segment_lines, parquet_records, segment_keys
 from .layout import (
     IMAGES_PREFIX,
     INDEX_PREFIX,
     QUARANTINE_PREFIX,
+    hour_end_ns,
+    hour_of_key,
     is_compacted,
     segment_key,
     writer_of,
 )
-from .record import dumps, stored_file
+from .record import damaged_record, dumps, iso_utc, stored_file
 from .stores.base import Store
 
 __all__ = [
@@ -60,20 +76,22 @@ class Readable(Protocol):
 # -- verify -------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Finding:
-    """One problem: ``kind`` is missing, size, hash, decode, torn or orphan."""
+    """One problem: ``kind`` is missing, size, hash, decode, torn, damaged or orphan."""
 
     kind: str
     key: str
     detail: str = ""
 
 
-DAMAGE = ("missing", "size", "hash", "decode", "torn")
+DAMAGE = ("missing", "size", "hash", "decode", "torn", "damaged")
 
 
 @dataclasses.dataclass
 class VerifyReport:
     """What ``verify`` found. Orphans (whole files without an index line, left by a crash
     between rename and index append) are reported but are not damage: ``reindex`` adopts them.
+    A file without a line that ``reindex`` cannot adopt (no readable record, or pixels that do
+    not decode) is ``damaged``.
     """
 
     segments: int = 0
@@ -133,6 +151,8 @@ def verify(
         hashes: check ``file.hash.sha256`` of every image (reads every file).
         progress: called with (done, total) as records are checked.
     """
+    if not 0.0 <= sample <= 1.0:  # nan fails this too
+        raise ValueError(f"sample is the fraction of images to decode, 0..1; got {sample}")
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
@@ -214,17 +234,52 @@ def verify(
         if key in indexed:
             continue
         if not key.endswith(".json"):
-            report.findings.append(Finding("orphan", key, "no index line (reindex adopts it)"))
+            try:
+                _, why = adoptable(store, key, store.get(key), sidecar=key + ".json" in listing)
+            except FileNotFoundError:
+                continue
+            if why is None:
+                report.findings.append(Finding("orphan", key, "no index line (reindex adopts it)"))
+            else:
+                detail = f"no index line, and reindex cannot adopt it: {why}"
+                report.findings.append(Finding("damaged", key, detail))
         elif key[:-5] not in listing:
             detail = "a sidecar without its image (a crash before the image was written)"
             report.findings.append(Finding("orphan", key, detail))
     return report
 
 
+def adoptable(
+    store: Store, key: str, data: bytes, *, sidecar: bool
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The record ``reindex`` would adopt an image without an index line with, or why not:
+    ``(record, None)`` or ``(None, reason)``. One rule for ``reindex`` and ``verify``'s advice."""
+    rec: dict[str, Any] | None
+    try:
+        if sidecar:
+            loaded = json.loads(store.get(key + ".json"))
+            rec = loaded if isinstance(loaded, dict) else None
+        else:
+            rec = embedded_record(data)
+    except (ValueError, FileNotFoundError):
+        rec = None
+    created = str(((rec or {}).get("event") or {}).get("created", ""))
+    if rec is None or len(created) < 13:
+        return None, "no readable imagelog record in the file (truncated, or not imagelog's)"
+    fmt = str((rec.get("image") or {}).get("format", ""))
+    try:
+        codecs.get(fmt).decode(data)
+    except UnknownFormat:
+        pass  # a format this install cannot decode: the record is all there is to check
+    except Exception as exc:
+        return None, f"its {fmt} pixels do not decode ({type(exc).__name__})"
+    return rec, None
+
+
 # -- reindex ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class ReindexReport:
-    """What ``reindex`` rebuilt."""
+    """What ``reindex`` rebuilt, and the damage it kept visible."""
 
     images: int = 0
     records: int = 0
@@ -232,12 +287,18 @@ class ReindexReport:
     segments: int = 0
     removed: int = 0
     unrecoverable: list[str] = dataclasses.field(default_factory=list)
+    """Images without an index line that could not be adopted: each has a ``damaged`` event."""
+    damaged: list[str] = dataclasses.field(default_factory=list)
+    """Images whose bytes no longer match their record (kept as recorded: ``verify`` fails)."""
+    missing: list[str] = dataclasses.field(default_factory=list)
+    """Ids of records whose image is gone (kept: ``verify`` reports them missing)."""
     lone_sidecars: list[str] = dataclasses.field(default_factory=list)
     """Sidecars whose image was never written (a crash in between): moved to quarantine/."""
 
 
 def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
-    """Rebuild every index segment from the images' embedded records (or sidecars).
+    """Rebuild every index segment from the images' embedded records (or sidecars), keeping
+    every record and damage the old index knows (see the module docstring).
 
     Run it on a run that no process writes to (``live_writers`` says which do): a live writer
     keeps appending to the segment file it opened, which the rebuilt segment replaces.
@@ -245,49 +306,14 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     report = ReindexReport()
     listing = {o.key: o for o in store.list(IMAGES_PREFIX)}
     images = [k for k in listing if not k.endswith(".json")]  # lone sidecars: never acknowledged
-    lines: dict[str, list[tuple[str, str]]] = {}
-    for i, key in enumerate(images):
-        if progress is not None:
-            progress(i, len(images))
-        report.images += 1
-        try:
-            data = store.get(key)
-        except FileNotFoundError:
-            continue
-        sidecar = key + ".json"
-        rec: dict[str, Any] | None
-        try:
-            if sidecar in listing:
-                loaded = json.loads(store.get(sidecar))
-                rec = loaded if isinstance(loaded, dict) else None
-            else:
-                rec = embedded_record(data)
-        except (ValueError, FileNotFoundError):
-            rec = None
-        created = str(((rec or {}).get("event") or {}).get("created", ""))
-        if rec is None or len(created) < 13:
-            report.unrecoverable.append(key)
-            continue
-        rec["file"] = stored_file(rec.get("file") or {}, key, data, sha256=True)
-        meta = rec.setdefault("imagelog", {})
-        if sidecar in listing:
-            meta["sidecar"] = sidecar
-        writer = str(meta.get("writer") or "reindex")
-        rid = str((rec.get("image") or {}).get("id", ""))
-        lines.setdefault(segment_key(created[:13], writer), []).append((rid, dumps(rec)))
-        report.records += 1
-    if progress is not None:
-        progress(len(images), len(images))
-    for key in listing:
-        if key.endswith(".json") and key[:-5] not in listing:
-            store.put(QUARANTINE_PREFIX + key, store.get(key))
-            store.delete([key])
-            report.lone_sidecars.append(key)
     old = segment_keys(store)
-    from .records import list_files
+    from .records import list_files, purged_ids
 
     compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
-    for key in old + compacted:  # keep the event lines (drops, purges) the old index holds
+    known: dict[str, tuple[str, dict[str, Any]]] = {}  # image key -> (its segment, its record)
+    lines: dict[str, list[tuple[str, str]]] = {}
+    old_lines: list[tuple[str, dict[str, Any]]] = []
+    for key in old + compacted:
         try:
             data = store.get(key)
         except FileNotFoundError:
@@ -298,16 +324,91 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
             )
         else:
             found = iter_segment_lines(data)
-        for _, _, rec in found:
-            if rec is None or (rec.get("event") or {}).get("action") == "logged":
-                continue
-            created = str((rec.get("event") or {}).get("created", ""))
-            if len(created) < 13:
-                continue
-            rid = str((rec.get("image") or {}).get("id") or (rec.get("event") or {}).get("id", ""))
-            target = segment_key(created[:13], writer_of(key))
-            lines.setdefault(target, []).append((rid, dumps(rec)))
+        old_lines.extend((key, rec) for _, _, rec in found if rec is not None)
+    gone = purged_ids(store)  # the records engine's one reader of tombstones
+
+    def keep(key: str, rec: dict[str, Any]) -> None:
+        created = str((rec.get("event") or {}).get("created", ""))
+        rid = str((rec.get("image") or {}).get("id") or (rec.get("event") or {}).get("id", ""))
+        lines.setdefault(segment_key(created[:13], writer_of(key)), []).append((rid, dumps(rec)))
+
+    for key, rec in old_lines:
+        created = str((rec.get("event") or {}).get("created", ""))
+        if len(created) < 13:
+            continue
+        if (rec.get("event") or {}).get("action") != "logged":
+            keep(key, rec)  # drops, purges, damage found before
             report.events += 1
+            continue
+        path = str((rec.get("file") or {}).get("path", ""))
+        rid = str((rec.get("image") or {}).get("id", ""))
+        if path in listing:
+            known[path] = (key, rec)
+        elif rid not in gone:
+            keep(key, rec)  # its image is gone: the record stays, and verify says so
+            report.missing.append(rid)
+
+    def examine(key: str) -> tuple[str, Any]:
+        """What an image is (read, hashed, decoded in a worker thread): ``("gone", None)``,
+        ``("known", damaged?)``, ``("adopt", record)`` or ``("damaged", why)``."""
+        try:
+            data = store.get(key)
+        except FileNotFoundError:
+            return "gone", None
+        if key in known:  # the record as acknowledged, file.size and file.hash included
+            file = known[key][1].get("file") or {}
+            want = (file.get("hash") or {}).get("sha256")
+            size = file.get("size")
+            changed = (size is not None and size != len(data)) or bool(
+                want and hashlib.sha256(data).hexdigest() != want
+            )
+            return "known", changed
+        adopted, why = adoptable(store, key, data, sidecar=key + ".json" in listing)
+        if adopted is None:
+            return "damaged", why or "unreadable"
+        adopted["file"] = stored_file(adopted.get("file") or {}, key, data, sha256=True)
+        return "adopt", adopted
+
+    workers = max(1, os.cpu_count() or 1)  # the codecs and hashlib release the GIL
+    with ThreadPoolExecutor(workers, thread_name_prefix="imagelog-reindex") as pool:
+        for start in range(0, len(images), 64 * workers):  # bounded: results of one batch
+            batch = images[start : start + 64 * workers]
+            for i, (key, (what, result)) in enumerate(
+                zip(batch, pool.map(examine, batch), strict=True), start
+            ):
+                if progress is not None:
+                    progress(i, len(images))
+                report.images += 1
+                if what == "known":
+                    seg, rec = known[key]
+                    keep(seg, rec)
+                    report.records += 1
+                    if result:
+                        report.damaged.append(key)
+                elif what == "damaged":
+                    report.unrecoverable.append(key)
+                    event = _damaged_event(key, result)
+                    lines.setdefault(segment_key(_hour(key), "reindex"), []).append(
+                        (event["event"]["id"], dumps(event))
+                    )
+                elif what == "adopt":
+                    meta = result.setdefault("imagelog", {})
+                    if key + ".json" in listing:
+                        meta["sidecar"] = key + ".json"
+                    writer = str(meta.get("writer") or "reindex")
+                    created = str((result.get("event") or {}).get("created", ""))
+                    rid = str((result.get("image") or {}).get("id", ""))
+                    lines.setdefault(segment_key(created[:13], writer), []).append(
+                        (rid, dumps(result))
+                    )
+                    report.records += 1
+    if progress is not None:
+        progress(len(images), len(images))
+    for key in listing:
+        if key.endswith(".json") and key[:-5] not in listing:
+            store.put(QUARANTINE_PREFIX + key, store.get(key))
+            store.delete([key])
+            report.lone_sidecars.append(key)
     for key, items in sorted(lines.items()):
         items.sort()
         store.put(key, "".join(line + "\n" for _, line in items).encode("utf-8"))
@@ -316,3 +417,22 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     store.delete(stale)
     report.removed = len(stale)
     return report
+
+
+def _hour(key: str) -> str:
+    """The hour of an image key (its folder), or of now for a key outside the layout."""
+    import time
+
+    return hour_of_key(key) or iso_utc(time.time_ns())[:13]
+
+
+def _damaged_event(key: str, why: str) -> dict[str, Any]:
+    """The ``damaged`` event ``reindex`` leaves for an image it cannot adopt: at the start of the
+    image's hour (so retention purges them together), naming its path."""
+    import time
+
+    now = time.time_ns()
+    hour = _hour(key)
+    at = hour_end_ns(hour) - 3600 * 10**9
+    return damaged_record(now_ns=now, at_ns=at, rid=uuid7(now), path=key,
+                          message=f"reindex could not adopt {key}: {why}")  # fmt: skip

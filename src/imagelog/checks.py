@@ -42,7 +42,7 @@ Array = np.ndarray[Any, Any]
 #: Every kind of finding, in the order they are checked.
 KINDS = ("constant", "saturated", "out_of_range", "sheared", "bayer_pattern", "channel_order")
 
-#: Thresholds (chosen on the photographs in shared/data, see bench/pixfmt.py).
+#: Thresholds (chosen on the photographs in bench/data, see bench/pixfmt.py).
 SHEAR_RATIO = 0.7  # best sideways match / straight-below match (natural crops: >= 0.747)
 SHEAR_VERTICAL = 3.0  # row-to-row difference / pixel-to-pixel difference
 SHEAR_MAX_SHIFT = 16  # pixels searched either way

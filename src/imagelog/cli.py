@@ -2,6 +2,9 @@
 
 ``purge``, ``verify`` and ``reindex`` live in ``_cli_storage.py``; ``trigger`` in ``_cli_ring.py``;
 ``select`` in ``_cli_select.py``.
+``main`` is the one error boundary: every failure a user can cause prints one line,
+``imagelog VERB: <problem>``, and exits non-zero (2 for a usage error); the argument types below
+refuse bad values before a verb runs.
 """
 
 from __future__ import annotations
@@ -9,24 +12,193 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
+import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import codecs
-from .errors import ImageLogError
+from .errors import ImageLogError, RecordNotFound
 from .run import Run, read
 
-__all__ = ["main"]
+__all__ = ["DEBUG_ENV", "UsageError", "main"]
+
+#: Set to 1 for the traceback of an unexpected error (as ``imagelog --debug`` does).
+DEBUG_ENV = "IMAGELOG_DEBUG"
+#: The longest message ``main`` prints (a DuckDB error may quote a 20 MB line).
+_MAX_MESSAGE = 400
+#: The module a missing import names -> the extra that installs it.
+_EXTRAS = {"duckdb": "query", "pyarrow": "query", "starlette": "view", "uvicorn": "view",
+           "obstore": "s3", "boto3": "s3", "botocore": "s3", "pyjpegxl": "fast-jxl",
+           "cv2": "color"}  # fmt: skip
 
 
-def _stdout_console() -> Any:
+class UsageError(Exception):
+    """A command line that cannot work as given (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``imagelog VERB: <problem> (see imagelog VERB --help)``."""
+
+    verbs: dict[str, _Parser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message.replace(chr(39), '')} (see {self.prog} --help)\n")
+
+    def unknown(self, extra: list[str]) -> NoReturn:
+        """Refuse arguments the verb does not take, suggesting the option meant."""
+        import difflib
+
+        known = [o for action in self._actions for o in action.option_strings]
+        hints = []
+        for arg in extra:
+            close = (
+                difflib.get_close_matches(arg.split("=")[0], known, n=1) if arg[:1] == "-" else []
+            )
+            hints.append(f"{arg} (did you mean {close[0]}?)" if close else arg)
+        self.error(f"unrecognized arguments: {' '.join(hints)}")
+
+
+# -- argument types: each refuses a bad value with a message argparse prints as one line --------
+def run_arg(text: str) -> str:
+    """A run folder or URL: not empty (an empty path would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the run must not be empty (a folder or s3:// URL)")
+    return text
+
+
+def count(minimum: int = 0, maximum: int = 10**9) -> Callable[[str], int]:
+    """An int between ``minimum`` and ``maximum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: give {minimum}..{maximum}")
+        return value
+
+    return parse
+
+
+def positive(maximum: float, *, zero: bool = False) -> Callable[[str], float]:
+    """A number above 0 (or 0 too, with ``zero``), at most ``maximum``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text} is not a number") from None
+        low_ok = value >= 0.0 if zero else value > 0.0
+        if not (low_ok and value <= maximum):  # nan fails this too
+            low = "0" if zero else "above 0"
+            raise argparse.ArgumentTypeError(
+                f"{text} is out of range: give {low} up to {maximum:g}"
+            )
+        return value
+
+    return parse
+
+
+def fraction(text: str) -> float:
+    """A number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number") from None
+    if not 0.0 <= value <= 1.0:  # nan fails this too
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction: give 0..1 (1 = all)")
+    return value
+
+
+def duration(
+    minimum: float = 0.0, maximum: float = 100 * 365 * 86400.0, why: str = ""
+) -> Callable[[str], float]:
+    """Seconds, or a duration such as ``30s``, ``2m``, ``7d``; at least ``minimum`` seconds
+    (``why``: the reason for the minimum, appended to the error)."""
+    from .settings import parse_duration
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                value = parse_duration(text, name="")
+            except (ValueError, TypeError):
+                raise argparse.ArgumentTypeError(
+                    f"{text} is not a duration: give seconds or e.g. 30s, 12h, 7d"
+                ) from None
+        if not math.isfinite(value) or value > maximum:
+            raise argparse.ArgumentTypeError(f"{text} is too long: give at most {maximum:g} s")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"{text} is too short: give at least {minimum:g} s{why}"
+            )
+        return value
+
+    return parse
+
+
+def size(minimum: int = 1) -> Callable[[str], int]:
+    """A byte count such as ``512MB`` or ``2GiB``, at least ``minimum``."""
+    from .settings import parse_bytes
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_bytes(text, name="")
+        except (ValueError, TypeError):
+            raise argparse.ArgumentTypeError(
+                f"{text} is not a size: give e.g. 500MB or 2GiB"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text} is too small: give at least {minimum} bytes")
+        return value
+
+    return parse
+
+
+def time_arg(text: str) -> str:
+    """A time as the records engine reads it (``records.parse_time``: ISO 8601, no zone = local
+    time, or Unix seconds), in the form the records hold."""
+    from .records import parse_time
+
+    try:
+        return parse_time(text, name="")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a time: give ISO 8601 such as 2026-11-24T19:00:00Z (no zone: local "
+            "time) or Unix seconds"
+        ) from None
+
+
+def add_run(parser: argparse.ArgumentParser) -> None:
+    """The ``run`` argument every verb that reads a run takes."""
+    parser.add_argument("run", type=run_arg, help="the run: a folder, or an s3:// URL")
+
+
+def stdout_console() -> Any:
+    """The rich console of every verb's output on stdout: a pipe or a file gets full rows rather
+    than columns squeezed to 80 characters, and a closed pipe raises ``BrokenPipeError`` (for
+    ``main``) instead of rich's own exit."""
     from rich.console import Console
 
-    # a pipe or a file gets full rows rather than columns squeezed to 80 characters
-    return Console(width=None if sys.stdout.isatty() else 200)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(width=None if sys.stdout.isatty() else 200)
+
+
+def run_title(run: str) -> str:
+    """A run as the user named it, for a rich title (never a machine's absolute path)."""
+    from rich.markup import escape
+
+    return escape(run)
 
 
 def _human_bytes(n: float) -> str:
@@ -50,7 +222,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(json.dumps(rec))
         return 0
     what = f"the last {len(shown)}" if args.limit else f"all {len(shown)}"
-    table = Table(title=f"{run.url}: {what} records")
+    table = Table(title=f"{run_title(args.run)}: {what} records")
     for col in ("id", "@timestamp", "source", "event", "size", "format", "bytes", "message"):
         table.add_column(col, no_wrap=col in ("id", "@timestamp"))
     for rec in shown:
@@ -65,7 +237,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
             _human_bytes(file["size"]) if "size" in file else "",
             rec.get("message", ""),
         )
-    _stdout_console().print(table)
+    stdout_console().print(table)
     return 0
 
 
@@ -163,8 +335,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    con = _stdout_console()
-    con.print(f"[bold]{s['url']}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
+    con = stdout_console()
+    con.print(f"[bold]{run_title(args.run)}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['failed']} failed, {s['expired']} expired, "
               f"{s['triggers']} trigger(s), {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")
@@ -203,50 +375,70 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.id is None and target.is_file():
         rec = file_record(target)
         if rec is None:
-            print(f"imagelog: {target} carries no imagelog record", file=sys.stderr)
-            return 1
+            raise ValueError(f"{target} carries no imagelog record")
         print(json.dumps(rec, indent=2))
         return 0
     if args.id is None:
-        print("imagelog show: give RUN ID, or an image FILE", file=sys.stderr)
-        return 2
+        raise UsageError("give RUN ID, or an image FILE")
     run = read(args.target)
     rec = run.get(args.id)
-    print(json.dumps(rec, indent=2))
+    out = None
     if args.open is not None:
-        data = run.read_bytes(rec)
         out = Path(args.open)
         if out.is_dir():
             out = out / Path(rec["file"]["path"]).name
+        data = image_as(run, rec, out.suffix)  # checked before anything is printed
+    print(json.dumps(rec, indent=2))
+    if out is not None:
         out.write_bytes(data)
         print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
+def image_as(run: Run, rec: dict[str, Any], suffix: str) -> bytes:
+    """A record's image in the format a file name's ``suffix`` says: the stored bytes when it is
+    the stored format (or no suffix), else converted losslessly to PNG or TIFF (JPEG: quality 95).
+    """
+    from .export import encode_as
+
+    stored = Path(str((rec.get("file") or {}).get("path", ""))).suffix.lower()
+    want = suffix.lower()
+    fmt = str((rec.get("image") or {}).get("format", "?"))
+    if not want or want == stored:
+        return run.read_bytes(rec)
+    target = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "jpeg", ".jpeg": "jpeg"}
+    if want not in target:
+        raise UsageError(
+            f"cannot write a {fmt} image as {want}: name the file {stored}, .png, .tif or .jpg"
+        )
+    return encode_as(run.load(rec), target[want], what=f"a {fmt} image as {want}")
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     """Serve the run to a browser (needs the ``view`` extra)."""
-    try:
-        from .viewer.server import main_serve
-    except ImportError as exc:
-        print(f"imagelog view needs the view extra: pip install 'imagelog[view]' ({exc})",
-              file=sys.stderr)  # fmt: skip
-        return 1
+    from .viewer.server import main_serve
+
     try:
         return main_serve(args.run, host=args.host, port=args.port, open_browser=not args.no_browser,
                           allow_remote=args.allow_remote, cache_dir=args.cache_dir)  # fmt: skip
     except ValueError as exc:
-        print(f"imagelog view: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The argument parser (one subparser per verb)."""
-    p = argparse.ArgumentParser(prog="imagelog", description="Inspect runs written by imagelog.")
-    sub = p.add_subparsers(dest="verb", required=True)
+    from . import __version__
+
+    p = _Parser(prog="imagelog", description="Inspect runs written by imagelog.")
+    p.add_argument("--version", action="version", version=f"imagelog {__version__}")
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of an unexpected error (or {DEBUG_ENV}=1)")  # fmt: skip
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p.verbs = sub.choices
 
     ls = sub.add_parser("ls", help="a table of recent records")
-    ls.add_argument("run")
-    ls.add_argument("-n", "--limit", type=int, default=20, help="how many (0 = all)")
+    add_run(ls)
+    ls.add_argument("-n", "--limit", type=count(), default=20, help="how many (0 = all)")
     ls.add_argument("--source")
     ls.add_argument("--all", action="store_true", help="include drops and other events")
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
@@ -254,18 +446,20 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=cmd_ls)
 
     st = sub.add_parser("stats", help="counts and bytes by source, formats, time span, drops")
-    st.add_argument("run")
+    add_run(st)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_stats)
 
     sh = sub.add_parser("show", help="a record by id (RUN ID), or the record inside an image FILE")
-    sh.add_argument("target", help="a run folder/URL, or an image file")
+    sh.add_argument("target", type=run_arg, help="a run folder/URL, or an image file")
     sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
-    sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
+    sh.add_argument("--open", metavar="PATH",
+                    help="write the image to PATH (a folder, or a file: .png, .tif and .jpg "
+                         "convert)")  # fmt: skip
     sh.set_defaults(func=cmd_show)
 
     vw = sub.add_parser("view", help="browse the run in a web page (timeline, grid, frames; live)")
-    vw.add_argument("run")
+    add_run(vw)
     vw.add_argument("--port", type=int, default=0, help="0 (default): any free port")
     vw.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     vw.add_argument("--allow-remote", action="store_true",
@@ -291,16 +485,74 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status.
+
+    Every failure prints one line, ``imagelog VERB: <problem>``: 2 for a usage error, 1 otherwise;
+    an unexpected one adds how to see its traceback. A closed stdout (``| head``) ends quietly.
+    """
+    parser = build_parser()
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            parser.verbs[args.verb].unknown(extra)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
-    except (ImageLogError, KeyError, OSError, ImportError, ValueError) as exc:
-        print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
-        return 1
+        status = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
+    except KeyboardInterrupt:
+        return 130
     except Exception as exc:
-        if type(exc).__module__.lstrip("_").startswith("duckdb"):  # bad SQL: DuckDB says why
-            print(f"imagelog {args.verb}: {exc}", file=sys.stderr)
-            return 1
-        raise
+        if args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        status, message = describe(exc, args.verb)
+        _say(f"imagelog {args.verb}: {message}")
+        return status
+
+
+def describe(exc: BaseException, verb: str = "") -> tuple[int, str]:
+    """The exit status and the one-line message for an exception that reached ``main``."""
+    if isinstance(exc, UsageError):
+        return 2, _one_line(str(exc))
+    if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in _EXTRAS:
+        name = exc.name.split(".")[0]
+        extra = "view" if verb == "view" else _EXTRAS[name]
+        return 1, f"needs the {extra} extra: pip install 'imagelog[{extra}]' (no module {name})"
+    if isinstance(exc, RecordNotFound):  # its message, not a KeyError's repr
+        return 1, _one_line(str(exc.args[0]) if exc.args else "no such record")
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return 1, _one_line(f"{exc.strerror}: {exc.filename}")
+    if isinstance(exc, ImageLogError | OSError | ValueError):
+        return 1, _one_line(str(exc) or type(exc).__name__)
+    if type(exc).__module__.lstrip("_").startswith("duckdb"):  # bad SQL: DuckDB says why
+        return 1, _one_line(str(exc))
+    hint = f"imagelog --debug VERB ... or {DEBUG_ENV}=1 shows the traceback"
+    return 1, _one_line(f"unexpected {type(exc).__name__}: {exc}") + f" ({hint})"
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of ``text``, at most ``_MAX_MESSAGE`` characters."""
+    line = next((x.strip() for x in text.splitlines() if x.strip()), "")
+    return line if len(line) <= _MAX_MESSAGE else line[: _MAX_MESSAGE - 1] + "…"
+
+
+def _say(line: str) -> None:
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed too: nothing more to say
+        pass
+
+
+def _stdout_closed() -> int:
+    """``imagelog ls RUN | head -1``: point stdout at /dev/null (Python flushes it again on exit)
+    and exit as a process that SIGPIPE ended."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured in-process)
+        pass
+    return 141

@@ -311,20 +311,28 @@ def preset_names(spec: str, dtype: str) -> list[str]:
     return [name for name, table in codecs.PRESETS.items() if table.get(dtype) == spec]
 
 
+#: The largest frame ``imagelog bench --size`` measures (a typo of a zero would ask for GBs).
+MAX_PIXELS = 200 * 10**6
+
+
 def _size(text: str) -> tuple[int, int]:
     import argparse
 
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, got {text}") from None
     if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text}")
+    if w * h > MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"size {text} is over {MAX_PIXELS // 10**6} megapixels")
     return w, h
 
 
 def add_parser(sub: Any) -> None:
     """Register ``imagelog bench`` on the CLI's subparsers."""
+    from .cli import positive
+
     b = sub.add_parser(
         "bench",
         help="measure every codec on this machine: frames/s per core, size, keeps up or not",
@@ -335,10 +343,12 @@ def add_parser(sub: Any) -> None:
     b.add_argument("--channels", type=int, choices=(1, 3, 4), default=None,
                    help="1 gray, 3 RGB, 4 RGBA (default: 3 for uint8, 1 for uint16)")  # fmt: skip
     b.add_argument("--image", metavar="PATH", help="measure with this image instead")
-    b.add_argument("--fps", type=float, default=30.0, help="the camera rate to keep up with (30)")
+    b.add_argument("--fps", type=positive(10_000), default=30.0,
+                   help="the camera rate to keep up with (30)")  # fmt: skip
     b.add_argument("--format", action="append", metavar="SPEC", dest="formats",
                    help="measure only this format spec (repeatable), e.g. png:level=1")  # fmt: skip
-    b.add_argument("--seconds", type=float, default=1.0, help="timing per format (1.0)")
+    b.add_argument("--seconds", type=positive(3600, zero=True), default=1.0,
+                   help="timing per format (1.0; 0: one frame)")  # fmt: skip
     b.add_argument("--gil", action="store_true", help="also measure the 2-thread speed-up")
     b.add_argument("--json", action="store_true", help="JSON instead of a table")
     b.set_defaults(func=cmd_bench)
@@ -385,7 +395,6 @@ def cmd_bench(args: Any) -> int:
                           channels_of(frame0), "cores": cores, "fps": args.fps, "codecs": report},
                          indent=2))  # fmt: skip
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -411,5 +420,7 @@ def cmd_bench(args: Any) -> int:
         keeps = "[green]yes[/green]" if row["keeps_up"] else "[red]no[/red]"
         table.add_row(name, lossless, f"{row['fps']:.1f}", f"{row['fps_all_cores']:.1f}",
                       f"{row['size_pct']:.1f}", f"{row['bytes_per_frame'] / 1000:.0f}", gil, keeps)  # fmt: skip
-    Console().print(table)
+    from .cli import stdout_console
+
+    stdout_console().print(table)
     return 0

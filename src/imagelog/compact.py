@@ -18,7 +18,14 @@ Order of operations, and why a reader sees each record exactly once at every mom
    the file's metadata and deletes them.
 
 Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
-so no writer adds lines to them any more. Each (hour, writer) is compacted on its own and the
+so no writer adds lines to them any more. For a writer whose process still runs, that rule holds
+whatever ``grace_ns`` and ``now_ns`` say (the real clock, at least ``GRACE_NS``), and its newest
+hour is never compacted (a log open in the compacting process counts): it keeps that segment
+open and appends to it, and a frame held in a ring, or queued while the store was down, comes
+late. A line that reaches an hour after its compaction is never lost: the Parquet file records
+the size and SHA-256 of every segment it replaced, and the next compaction merges what a segment
+holds beyond that (or a segment made anew) instead of deleting it as a leftover.
+Each (hour, writer) is compacted on its own and the
 result depends only on the segments, so two compactors that race (two hosts on one bucket, or
 ``imagelog compact`` run twice) write the same rows to the same key; a compactor that finds a
 segment gone while reading it (the other one finished first) leaves that hour alone. Writers can
@@ -28,16 +35,19 @@ restrict compaction to their own segments with ``writers=``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ._extras import require
 from .index.reader import parquet_records
+from .index.recover import writer_alive
 from .layout import (
     INDEX_PREFIX,
     QUARANTINE_PREFIX,
@@ -49,7 +59,7 @@ from .layout import (
     summary_key,
     writer_of,
 )
-from .records import COLUMNS, ORDER, LocalFiles, records_sql, sql_str
+from .records import COLUMNS, ORDER, records_sql, sql_str
 from .stores.base import Store
 
 __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
@@ -59,6 +69,8 @@ __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records
 GRACE_NS = 120 * 10**9
 
 _META_KEY = "imagelog.segments"
+#: ``{key: [size, sha256]}`` of the bytes each replaced segment held when it was compacted.
+_SIZES_KEY = "imagelog.segment_sha256"
 
 
 @dataclasses.dataclass
@@ -107,6 +119,31 @@ def segments_of(data: bytes) -> list[str]:
     return list(json.loads(raw)) if raw else []
 
 
+def _digests_of(data: bytes) -> dict[str, tuple[int, str]] | None:
+    """``{key: (size, sha256)}`` of the segments a compacted file replaced (None: an older file
+    that did not record them)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+    raw = meta.get(_SIZES_KEY.encode())
+    if not raw:
+        return None
+    return {k: (int(v[0]), str(v[1])) for k, v in json.loads(raw).items()}
+
+
+def _is_closed(
+    hour: str, writer: str, *, now_ns: int, grace_ns: int, newest: str, own: set[str]
+) -> bool:
+    """Whether no writer adds lines to ``hour`` of ``writer`` any more (see the module doc)."""
+    if hour_end_ns(hour) + grace_ns > now_ns:
+        return False
+    if not writer_alive(writer, own):
+        return True
+    safe_now = min(now_ns, time.time_ns())
+    return hour < newest and hour_end_ns(hour) + max(grace_ns, GRACE_NS) <= safe_now
+
+
 def compact(
     store: Store,
     *,
@@ -122,6 +159,8 @@ def compact(
     Needs pyarrow (the ``query`` extra).
     """
     require("pyarrow", "query", "compaction")
+    if grace_ns < 0:
+        raise ValueError(f"grace_ns must not be negative, got {grace_ns}")
     now_ns = time.time_ns() if now_ns is None else now_ns
     own = None if writers is None else set(writers)
     jsonl: dict[tuple[str, str], list[tuple[str, int]]] = {}
@@ -136,10 +175,18 @@ def compact(
             jsonl.setdefault((hour, writer_of(info.key)), []).append((info.key, info.size))
     report = CompactReport()
     groups = sorted(g for g in jsonl if own is None or g[1] in own)
+    from ._lifecycle import open_writers
+
+    open_here = open_writers()  # logs open in this process are live writers too
+    newest: dict[str, str] = {}
+    for hour, writer in groups:
+        newest[writer] = max(hour, newest.get(writer, ""))
     for done, (hour, writer) in enumerate(groups):
         if progress is not None:
             progress(done, len(groups))
-        if hour_end_ns(hour) + grace_ns > now_ns:
+        if not _is_closed(
+            hour, writer, now_ns=now_ns, grace_ns=grace_ns, newest=newest[writer], own=open_here
+        ):
             report.skipped.append(f"{hour} {writer}")
             continue
         segments = sorted(jsonl[(hour, writer)])
@@ -163,19 +210,27 @@ def _compact_one(
     keys = [k for k, _ in segments]
     old_data = store.get(existing) if existing is not None else None
     listed = set(segments_of(old_data)) if old_data is not None else set()
-    if old_data is not None and set(keys) <= listed:
-        store.delete([*keys, summary_key(hour, writer)])  # an interrupted compaction: done
-        return keys
+    digests = (_digests_of(old_data) if old_data is not None else None) or {}
     started = time.perf_counter()
     import duckdb
 
-    with (
-        LocalFiles(store, pin=True) as local,
-        tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp,
-    ):
-        paths = [local.path(k) for k in keys]
-        for key, path in zip(keys, paths, strict=True):
+    with tempfile.TemporaryDirectory(prefix="imagelog-compact-") as tmp:
+        paths, read, leftovers = [], {}, []
+        for n, key in enumerate(keys):
+            path = os.path.join(tmp, f"{n}.jsonl")
+            if key in listed and key not in digests:  # a file that did not record digests:
+                read[key] = _stream_digest(store, key)  # listed means held
+                leftovers.append(key)
+                continue
+            read[key], copied = _snapshot(store, key, path, digests.get(key))
+            if not copied:
+                leftovers.append(key)  # an interrupted compaction: the file holds these lines
+                continue
             _quarantine_torn_tail(store, key, path)
+            paths.append(path)
+        if not paths:
+            store.delete([*leftovers, summary_key(hour, writer)])
+            return leftovers
         parquet_paths = []
         if old_data is not None:  # late lines after a compaction: merge them in
             old_path = os.path.join(tmp, "old.parquet")
@@ -187,6 +242,8 @@ def _compact_one(
             for name, typ in COLUMNS.items()
         )
         replaced = json.dumps(sorted(listed | set(keys)))
+        sizes = json.dumps({**{k: list(v) for k, v in digests.items()},
+                            **{k: list(v) for k, v in read.items()}}, sort_keys=True)  # fmt: skip
         con = duckdb.connect(
             config={"memory_limit": "512MB", "autoinstall_known_extensions": False}
         )
@@ -198,7 +255,8 @@ def _compact_one(
             con.execute(
                 f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, strict=True)}) "
                 f"ORDER BY {ORDER}) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
-                f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}}})"
+                f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}, "
+                f"'{_SIZES_KEY}': {sql_str(sizes)}}})"
             )
         finally:
             con.close()
@@ -206,7 +264,9 @@ def _compact_one(
     rows = _num_rows(data)
     key = compacted_key(hour, writer)
     store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
-    store.delete([*keys, summary_key(hour, writer)])  # the summary describes what is gone
+    # a segment that grew meanwhile stays: the next pass merges what it holds beyond this read
+    gone = [k for k in keys if _unchanged(store, k, read[k])]
+    store.delete([*gone, summary_key(hour, writer)])  # the summary describes what is gone
     return Compacted(
         hour=hour,
         writer=writer,
@@ -217,6 +277,62 @@ def _compact_one(
         bytes_out=len(data),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+#: Segments are copied and hashed in pieces of this size (an hour's segment may be large).
+_CHUNK = 1 << 22
+
+
+def _open(store: Store, key: str) -> BinaryIO:
+    root = store.local_root
+    if root is not None:
+        return open(root / key, "rb")
+    return io.BytesIO(store.get(key))
+
+
+def _snapshot(
+    store: Store, key: str, dest: str, held: tuple[int, str] | None
+) -> tuple[tuple[int, str], int]:
+    """Copy the bytes of a segment that the compacted file does not hold yet to ``dest``: all of
+    them, or what follows ``held`` (size, SHA-256) when the segment starts with those bytes (it
+    grew after a compaction read it). Returns the (size, SHA-256) of the whole segment as read,
+    and how many bytes were copied. What is copied is exactly what was hashed."""
+    whole = hashlib.sha256()
+    size = 0
+    with _open(store, key) as src, open(dest, "wb") as out:
+        if held is not None:
+            want, sha = held
+            prefix = hashlib.sha256()
+            while size < want and (chunk := src.read(min(_CHUNK, want - size))):
+                prefix.update(chunk)
+                whole.update(chunk)
+                size += len(chunk)
+            if size != want or prefix.hexdigest() != sha:  # a segment made anew: copy it all
+                src.seek(0)
+                whole, size = hashlib.sha256(), 0
+        copied = 0
+        while chunk := src.read(_CHUNK):
+            whole.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+            copied += len(chunk)
+    return (size, whole.hexdigest()), copied
+
+
+def _stream_digest(store: Store, key: str) -> tuple[int, str]:
+    h, size = hashlib.sha256(), 0
+    with _open(store, key) as src:
+        while chunk := src.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _unchanged(store: Store, key: str, read: tuple[int, str]) -> bool:
+    try:
+        return _stream_digest(store, key) == read
+    except FileNotFoundError:
+        return False
 
 
 def _num_rows(data: bytes) -> int:

@@ -5,23 +5,27 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import imagelog
+from imagelog.codec_bench import _size
 from imagelog.samples import CameraSimulator, depth_frame
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo session and print what to open next."""
-    p = argparse.ArgumentParser(prog="python -m imagelog.demo", description=__doc__)
-    p.add_argument("run", nargs="?", default="runs/demo")
-    p.add_argument("--seconds", type=float, default=10.0)
-    p.add_argument("--fps", type=float, default=30.0)
-    p.add_argument("--size", default="1280x720")
+    from imagelog.cli import _Parser, positive, run_arg
+
+    p = _Parser(prog="python -m imagelog.demo", description=__doc__)
+    p.add_argument("run", nargs="?", type=run_arg, default="runs/demo",
+                   help="the run folder to write (runs/demo)")  # fmt: skip
+    p.add_argument("--seconds", type=positive(24 * 3600), default=10.0, help="how long (10)")
+    p.add_argument("--fps", type=positive(1000), default=30.0, help="camera frames/s (30)")
+    p.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (1280x720)")
     a = p.parse_args(argv)
-    width, height = (int(v) for v in a.size.lower().split("x"))
+    width, height = a.size
+    size = f"{width}x{height}"
 
     from rich.console import Console
     from rich.live import Live
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     cam = CameraSimulator(width, height, seed=42)
     depth = depth_frame(640, 480)
     run = Path(a.run)
-    console.print(f"[bold]imagelog demo[/bold]: a {a.size} camera at {a.fps:g} fps and a 16-bit "
+    console.print(f"[bold]imagelog demo[/bold]: a {size} camera at {a.fps:g} fps and a 16-bit "
                   f"depth stream at {a.fps / 3:g} fps, for {a.seconds:g} s, into {run}/")  # fmt: skip
     log = imagelog.open(
         run, format="lossless", formats={"preview": "preview"}, on_full="drop_oldest"
@@ -73,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         f".venv/bin/imagelog ls {run} -n 10",
         f".venv/bin/imagelog show {run} <id> --open /tmp",
         f".venv/bin/imagelog verify {run}",
-        f".venv/bin/imagelog bench --size {a.size} --fps {a.fps:g}",
+        f".venv/bin/imagelog bench --size {size} --fps {a.fps:g}",
         f"jq -c '{{id: .image.id, source: .image.source, path: .file.path}}' {run}/index/*.jsonl | head",
         f"ls {run}/images/*/*/*/*/",
     ):

@@ -18,7 +18,9 @@ every image. Each converted sample says so in its fields (``export_converted_fro
 Every export writes ``export.json`` (what was asked, what was done) and ``gaps.jsonl``: the drops,
 failures and purges among the chosen records, and images missing from storage, so a data set
 never hides what it lacks. An interrupted export resumes where it stopped when run again with the
-same arguments: records go out in id order, and finished output is never rewritten.
+same arguments: records go out in id order, and finished output is never rewritten. Every
+argument (the ``where`` SQL and the times included) is checked before anything is created, and a
+folder whose export wrote no sample yet takes any arguments.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ import numpy as np
 
 from ._extras import require
 from .errors import KeyOutsideRun
+from .records import parse_time
 from .run import Run
 
-__all__ = ["TARGETS", "ExportReport", "export"]
+__all__ = ["TARGETS", "ExportReport", "encode_as", "export"]
 
 TARGETS = ("imagefolder", "webdataset", "parquet")
 IMAGE_FORMATS = ("keep", "png", "jpeg")
@@ -104,17 +107,33 @@ def _pillow_reads(rec: dict[str, Any], data: bytes) -> bool:
     return _PROBED[key]
 
 
-def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
-    """Encode pixels for a target that cannot read the stored format; returns (bytes, ext)."""
+def encode_as(arr: np.ndarray[Any, Any], fmt: str, *, what: str = "the image") -> bytes:
+    """Pixels as ``png`` or ``tiff`` (lossless) or ``jpeg`` (quality 95); ``ValueError`` naming
+    ``what`` when the format cannot hold them."""
     import imagecodecs
 
-    if fmt == "jpeg" and arr.dtype == np.uint8:
-        return bytes(imagecodecs.jpeg8_encode(arr, level=95)), "jpg"
-    if arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_:
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    if fmt == "tiff":
+        return bytes(imagecodecs.tiff_encode(arr))
+    if fmt == "png" and (arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_):
         return bytes(
-            imagecodecs.png_encode(arr.astype(np.uint8) if arr.dtype == np.bool_ else arr)
-        ), "png"
-    return bytes(imagecodecs.tiff_encode(arr)), "tif"  # float: lossless, and Pillow reads mode F
+            imagecodecs.png_encode(arr.astype(np.uint8) * 255 if arr.dtype == np.bool_ else arr)
+        )
+    if fmt == "jpeg" and arr.dtype == np.uint8 and channels in (1, 3):
+        return bytes(imagecodecs.jpeg8_encode(arr, level=95))
+    raise ValueError(
+        f"cannot write {what}: {fmt.upper()} cannot hold {channels}-channel {arr.dtype} pixels; "
+        "use .tif"
+    )
+
+
+def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
+    """Encode pixels for a target that cannot read the stored format; returns (bytes, ext)."""
+    if fmt == "jpeg" and arr.dtype == np.uint8:
+        return encode_as(arr, "jpeg"), "jpg"
+    if arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_:
+        return encode_as(arr, "png"), "png"
+    return encode_as(arr, "tiff"), "tif"  # float: lossless, and Pillow reads mode F
 
 
 def _fields(rec: dict[str, Any]) -> dict[str, Any]:
@@ -142,7 +161,7 @@ def _fields(rec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class _Writer:
+class _Output:
     """One target's output: ``add`` a sample, ``close`` at the end; ``done`` = last id written."""
 
     def __init__(self, out: Path) -> None:
@@ -163,7 +182,7 @@ class _Writer:
         """Release open files without finishing anything."""
 
 
-class _ImageFolder(_Writer):
+class _ImageFolder(_Output):
     def resume(self) -> str:
         meta = self.out / "metadata.jsonl"
         last = ""
@@ -199,7 +218,7 @@ class _ImageFolder(_Writer):
         self._fh.close()
 
 
-class _Sharded(_Writer):
+class _Sharded(_Output):
     """Shards written under a ``.part`` name and renamed when full: a finished shard is whole."""
 
     prefix = ""
@@ -401,41 +420,45 @@ def export(
     per CPU); samples are written in record order.
     """
     if to not in TARGETS:
-        raise ValueError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+        raise ValueError(f"unknown export target {to}: choose one of {', '.join(TARGETS)}")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(
-            f"unknown image format {image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
+            f"unknown image format {image_format}: choose one of {', '.join(IMAGE_FORMATS)}"
         )
+    if shard_bytes < 1:
+        raise ValueError(f"shard_bytes must be a positive number of bytes, not {shard_bytes}")
     if to == "parquet":
         require("pyarrow", "query", "export --to parquet")
-    from .records import check_where, filters_sql
-
-    filters_sql(source=source, since=since, until=until, include_events=True, where=where)
-    check_where(where)  # bad times and bad SQL fail before anything is written
+    since = None if since is None else parse_time(since, name="since")
+    until = None if until is None else parse_time(until, name="until")
+    _check_filters(run, where=where, source=source, since=since, until=until)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder for the export")
     asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
              "until": until, "image_format": image_format}  # fmt: skip
     state_path = folder / STATE
     if state_path.exists():
         previous = json.loads(state_path.read_text(encoding="utf-8"))
-        if previous.get("asked") != asked:
+        if previous.get("asked") != asked and not _nothing_written(folder):
             raise ValueError(
-                f"{folder} holds another export ({previous.get('asked')}); choose an empty folder"
+                f"{folder} holds another export ({_describe(previous.get('asked'))}); "
+                "choose an empty folder"
             )
-    elif any(folder.iterdir()):
+    elif folder.is_dir() and any(folder.iterdir()):
         raise ValueError(f"{folder} is not empty and holds no imagelog export")
+    folder.mkdir(parents=True, exist_ok=True)
     state_path.write_text(
         json.dumps({"asked": asked, "complete": False}, indent=2), encoding="utf-8"
     )
-    writer: _Writer
+    output: _Output
     if to == "imagefolder":
-        writer = _ImageFolder(folder)
+        output = _ImageFolder(folder)
     elif to == "webdataset":
-        writer = _WebDataset(folder, shard_bytes)
+        output = _WebDataset(folder, shard_bytes)
     else:
-        writer = _Parquet(folder, shard_bytes)
-    last = writer.resume()
+        output = _Parquet(folder, shard_bytes)
+    last = output.resume()
     report = ExportReport(out=str(folder), to=to)
     total = _count(run, where=where, source=source, since=since, until=until) if progress else 0
     gaps_path = folder / GAPS
@@ -463,14 +486,14 @@ def export(
             if converted:
                 key = f"{fmt}->{ext}"
                 report.converted[key] = report.converted.get(key, 0) + 1
-            writer.add(rid, data, ext, rec, fields)
+            output.add(rid, data, ext, rec, fields)
             report.samples += 1
             report.bytes += len(data)
 
     # reading and converting run in threads (the codecs release the GIL); writing stays in order
     with (
         open(gaps_path, "a", encoding="utf-8") as gaps,
-        _closing(writer),
+        _closing(output),
         ThreadPoolExecutor(workers, thread_name_prefix="imagelog-export") as pool,
     ):
         for rec in run.records(
@@ -493,7 +516,7 @@ def export(
             pending.append((rid, rec, pool.submit(_prepare, run, rec, to, image_format)))
             drain(workers)
         drain(0)
-    report.files = writer.close()
+    report.files = output.close()
     report.gaps = dict(Counter(json.loads(x)["kind"] for x in gaps_path.read_text().splitlines()))
     state_path.write_text(
         json.dumps({"asked": asked, "complete": True, "report": report.to_dict()}, indent=2),
@@ -540,13 +563,13 @@ def _for_target(
 
 
 @contextlib.contextmanager
-def _closing(writer: _Writer) -> Iterator[None]:
+def _closing(output: _Output) -> Iterator[None]:
     """On an error or an interruption, release the output's files (unfinished shards stay
     ``.part`` files, removed when the export resumes)."""
     try:
         yield
     except BaseException:
-        writer.abort()
+        output.abort()
         raise
 
 
@@ -573,6 +596,28 @@ def _gap_ids(path: Path) -> set[str]:
         except (ValueError, KeyError):
             continue
     return out
+
+
+def _check_filters(run: Run, **filters: Any) -> None:
+    """Check the filters without reading a record (the records engine's parser, and ``where``
+    bound against an empty view): a bad one fails here, before the export creates anything."""
+    from .records import check_where, filters_sql
+
+    filters_sql(include_events=True, **filters)
+    check_where(filters.get("where"))
+
+
+def _nothing_written(folder: Path) -> bool:
+    """Whether an unfinished export wrote no sample yet (its files are all empty): a retry with
+    other arguments may take the folder over."""
+    return all(p.is_dir() or p.name == STATE or p.stat().st_size == 0 for p in folder.rglob("*"))
+
+
+def _describe(asked: Any) -> str:
+    """What an earlier export asked for, without quotes: ``to=parquet, where=...``."""
+    if not isinstance(asked, dict):
+        return "unknown arguments"
+    return ", ".join(f"{k}={v}" for k, v in asked.items() if v is not None and k != "run")
 
 
 def _count(run: Run, **filters: Any) -> int:

@@ -17,6 +17,7 @@ from . import _lifecycle, codecs, pixfmt
 from ._jobs import FrameJob
 from ._lifecycle import LogState
 from ._pipeline import Pipeline
+from ._selector import Claims, NotSelected, Selector
 from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
@@ -24,7 +25,7 @@ from .ids import new_writer_id, uuid7
 from .inputs import check_record_size, labels_of, level_of, meta_of, parse_time_ns, text_of
 from .layout import LAYOUT, MANIFEST
 from .record import base_record, check_manifest, dumps, new_manifest, not_selected_record
-from .select import Claims, NotSelected, Select, Selector, as_select
+from .select import Select, as_select
 from .settings import Settings, parse_duration
 from .stores import Store, make_store
 

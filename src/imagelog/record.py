@@ -390,6 +390,15 @@ def purged_record(
     return rec
 
 
+def damaged_record(*, now_ns: int, at_ns: int, rid: str, path: str, message: str) -> dict[str, Any]:
+    """The ``damaged`` event ``reindex`` leaves for an image file it cannot adopt."""
+    rec = _event(now_ns=now_ns, at_ns=at_ns, rid=rid, action="damaged", reason="unreadable",
+                 message=message, writer="reindex")  # fmt: skip
+    rec["event"]["outcome"] = "failure"
+    rec["file"] = {"path": path}
+    return rec
+
+
 def _event(
     *, now_ns: int, at_ns: int, rid: str, action: str, reason: str, message: str, writer: str
 ) -> dict[str, Any]:

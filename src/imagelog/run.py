@@ -204,6 +204,8 @@ class Run:
 
 def read(path: str | os.PathLike[str], /, *, storage_options: dict[str, Any] | None = None) -> Run:
     """Open a run for reading (a folder path or URL written by ``imagelog.open``)."""
+    if os.path.isfile(path):
+        raise RunNotFound(f"{os.fspath(path)} is a file, not a run folder")
     try:
         store = make_store(path, create=False, storage_options=storage_options)
     except FileNotFoundError:

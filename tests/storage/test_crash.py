@@ -298,3 +298,71 @@ class TestGroupCommit:
         finals = {str(Path(p).parent / Path(p).name[1:].split(".tmp-")[0]) for p in images}
         assert finals == written
         assert {str(Path(p).parent) for p in written} <= folders
+
+
+class TestReindexHidesNoDamage:
+    """verify reports damage; reindex rebuilds the index and keeps that damage visible, and
+    neither one's advice sends you to the other and back."""
+
+    @pytest.fixture(name="damaged")
+    def _damaged(self, run_dir: Path, camera: CameraSimulator) -> tuple[Path, list[Any]]:
+        with imagelog.open(run_dir, format="png") as log:
+            for i in range(4):
+                log.log(camera.frame(), source="cam", i=i)
+        recs = list(imagelog.read(run_dir).records())
+        flipped = run_dir / recs[0]["file"]["path"]
+        data = bytearray(flipped.read_bytes())
+        data[-20] ^= 0xFF  # inside the last chunk: the bytes change, the size does not
+        flipped.write_bytes(bytes(data))
+        (run_dir / recs[1]["file"]["path"]).unlink()
+        cut = run_dir / recs[2]["file"]["path"]
+        cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+        return run_dir, recs
+
+    def test_reindex_keeps_hash_size_and_missing_findings(
+        self, damaged: tuple[Path, list[Any]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A changed image keeps failing its hash, a truncated one its size, and a deleted
+        image's record stays, named by verify, after reindex."""
+        run_dir, recs = damaged
+        rc, before = _verify_json(run_dir, capsys, "--all")
+        assert rc == 1
+        assert [before["counts"][k] for k in ("hash", "missing", "size")] == [1, 1, 1]
+        assert cli.main(["verify", str(run_dir), "--all"]) == 1
+        advice = capsys.readouterr().out
+        assert "reindex rebuilds" not in advice and "restore" in advice
+        assert cli.main(["reindex", str(run_dir), "--json"]) == 1
+        summary = json.loads(capsys.readouterr().out)
+        assert summary["damaged"] == [recs[0]["file"]["path"], recs[2]["file"]["path"]]
+        assert summary["missing"] == [recs[1]["image"]["id"]]
+        rc, after = _verify_json(run_dir, capsys, "--all")
+        assert rc == 1 and after["counts"] == before["counts"]
+        assert recs[1]["image"]["id"] in {
+            f["detail"].split()[-1] for f in after["findings"] if f["kind"] == "missing"
+        }
+        assert [r["image"]["id"] for r in imagelog.read(run_dir).records()] == [
+            r["image"]["id"] for r in recs
+        ]
+
+    def test_an_unadoptable_file_is_damage_not_an_orphan(
+        self, damaged: tuple[Path, list[Any]], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """With the index lost, a truncated image is not adopted: verify calls it damaged
+        (never "an orphan reindex adopts"), reindex leaves a damaged event naming it, and
+        verify still reports it afterwards."""
+        run_dir, recs = damaged
+        cut = recs[2]["file"]["path"]
+        for seg in (run_dir / "index").iterdir():
+            seg.unlink()
+        rc, before = _verify_json(run_dir, capsys)
+        assert rc == 1
+        kinds = {f["key"]: f["kind"] for f in before["findings"]}
+        assert kinds[cut] == "damaged"
+        assert cli.main(["reindex", str(run_dir), "--json"]) == 1
+        assert cut in json.loads(capsys.readouterr().out)["unrecoverable"]
+        events = [r for r in imagelog.read(run_dir).records(include_events=True)
+                  if r["event"]["action"] == "damaged"]  # fmt: skip
+        assert cut in [e["file"]["path"] for e in events]
+        rc, after = _verify_json(run_dir, capsys)
+        assert rc == 1
+        assert {f["key"]: f["kind"] for f in after["findings"]}[cut] == "damaged"
