@@ -71,8 +71,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     """Run SQL over the records view; print a table or write CSV / JSON lines / Parquet."""
     from .records import sql_str, with_retry
 
-    if args.limit < 0:
-        raise ValueError(f"--limit must be 0 or more, got {args.limit}")
     run = read(args.run)
     outputs = [(fmt, path) for fmt, path in (("csv", args.csv), ("json", args.json),
                                              ("parquet", args.parquet)) if path]  # fmt: skip

@@ -55,6 +55,9 @@ T = TypeVar("T")
 
 #: DuckDB memory limit of a query connection: sorts beyond it spill to a temporary folder.
 MEMORY_LIMIT = "192MB"
+#: The limit of a relation that ``Run.query`` returns (it cannot be run again with more: any SQL,
+#: run when the caller fetches it).
+QUERY_MEMORY_LIMIT = "256MB"
 #: The limit a read is run again with when one line needs more (parsing a record with tens of
 #: megabytes of metadata takes a JSON arena of several times its size).
 BIG_MEMORY_LIMIT = "4GB"
@@ -221,7 +224,7 @@ def connect_view(store: Store, *, local: LocalFiles) -> duckdb.DuckDBPyConnectio
     """``connect`` for a relation that runs later (``Run.query``): in the mode for long lines
     if the run has any, which ``connect`` finds out before it returns."""
     try:
-        return connect(store, local=local)
+        return connect(store, local=local, memory_limit=QUERY_MEMORY_LIMIT)
     except LongLines:
         return connect(store, local=local, memory_limit=BIG_MEMORY_LIMIT)
 

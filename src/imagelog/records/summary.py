@@ -64,10 +64,15 @@ def counts(store: Store) -> tuple[list[tuple[Any, ...]], RunFiles]:
         out: list[tuple[Any, ...]] = con.execute(
             "SELECT coalesce(source, '?'), coalesce(action, '?'), coalesce(reason, '?'), "
             "coalesce(format, '?'), count(*), coalesce(sum(bytes), 0), min(ts), max(ts), "
-            "sum(CASE WHEN action = 'expired' THEN "
-            "TRY_CAST(json_extract_string(record, '$.imagelog.expired.frames') AS BIGINT) END) "
-            f"FROM ({rows}) GROUP BY ALL"
+            f"NULL FROM ({rows}) GROUP BY ALL"
         ).fetchall()
+        # expired frames are in the record itself: read it for those rows only
+        expired = {(r[0], r[2], r[3]): r[4] for r in con.execute(
+            "SELECT coalesce(source, '?'), 'expired', coalesce(reason, '?'), coalesce(format, '?'), "
+            "sum(TRY_CAST(json_extract_string(record, '$.imagelog.expired.frames') AS BIGINT)) "
+            f"FROM ({rows}) WHERE action = 'expired' GROUP BY ALL"
+        ).fetchall()}  # fmt: skip
+        out = [(*r[:8], expired.get((r[0], r[2], r[3]))) if r[1] == "expired" else r for r in out]
         for summary in usable.values():
             for key, (n, nbytes, lo, hi, expired) in summary.rows.items():
                 out.append((*(("?" if k is None else k) for k in key), n, nbytes,

@@ -84,7 +84,7 @@ class LiveIndex:
 
     def __init__(self, run: Run, *, db_dir: str | Path | None = None) -> None:
         self.run = run
-        self._cursor_ = SegmentCursor(run.store)
+        self._segments = SegmentCursor(run.store)
         self._files = LocalFiles(run.store)
         self._seg_ids: dict[str, int] = {}
         self._parquet: set[str] = set()  # compacted hours taken
@@ -174,7 +174,7 @@ class LiveIndex:
         self._seg_ids = {str(k): int(v) for k, v in state["seg_ids"].items()}
         self._parquet = set(state["cursor"].get("parquet") or ())
         self._rows = int(state["rows"])
-        for key in self._cursor_.restore(state["cursor"]):  # rewritten since: read again
+        for key in self._segments.restore(state["cursor"]):  # rewritten since: read again
             if key in self._seg_ids:
                 con.execute("DELETE FROM frames WHERE seg = ?", [self._seg_ids[key]])
         self._purged = int(con.execute("SELECT count(*) FROM purged").fetchall()[0][0])
@@ -183,7 +183,7 @@ class LiveIndex:
     def _save(self) -> None:
         """The cursor and row numbering, in the transaction of the rows they account for."""
         state = {"version": _STATE_VERSION, "columns": COLUMNS, "seg_ids": self._seg_ids,
-                 "rows": self._rows, "cursor": self._cursor_.state(self._parquet)}  # fmt: skip
+                 "rows": self._rows, "cursor": self._segments.state(self._parquet)}  # fmt: skip
         self._con.execute("DELETE FROM _state")
         self._con.execute("INSERT INTO _state VALUES (?)", [json.dumps(state)])
 
@@ -228,7 +228,7 @@ class LiveIndex:
         """
         with self._lock:
             added = 0
-            changes = self._cursor_.look()
+            changes = self._segments.look()
             gone = set(changes.gone)
             for key in changes.new_parquet:
                 hour, writer = hour_of_key(key), writer_of(key)
@@ -239,10 +239,10 @@ class LiveIndex:
                 self._forget(key)
             for key in changes.grown:
                 if self._rows == 0:  # a small first chunk: a page has frames at once
-                    for start, chunk in self._cursor_.read(key, chunk=FIRST_CHUNK_BYTES):
+                    for start, chunk in self._segments.read(key, chunk=FIRST_CHUNK_BYTES):
                         added += self._ingest(key, chunk, start)
                         break
-                for start, chunk in self._cursor_.read(key, chunk=CHUNK_BYTES):
+                for start, chunk in self._segments.read(key, chunk=CHUNK_BYTES):
                     added += self._ingest(key, chunk, start)
             if added:
                 self.version += 1
@@ -512,7 +512,7 @@ class LiveIndex:
             rows = records_sql([], [self._files.path(key)])
             sql = f"SELECT CAST(record AS VARCHAR) FROM ({rows}) WHERE id = ?"
             return str(self._fetch(sql, [row["id"]])[0][0]).encode()
-        return self._cursor_.line(key, int(row["off"]), int(row["len"]))
+        return self._segments.line(key, int(row["off"]), int(row["len"]))
 
     @property
     def rows(self) -> int:
