@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import imagelog
+from imagelog.index.summary import HourSummary
+from imagelog.layout import summary_key
 
 FPS = 60
 SOURCES = 4
@@ -118,6 +120,17 @@ def make_run(
     fh = None
     hour = ""
     seconds: dict[int, str] = {}
+    summary: HourSummary | None = None
+    sizes = [int(r["file"]["size"]) for r in jpegs]
+
+    def close_hour() -> None:
+        # what the writer leaves when it closes an hour (index/summary.py); the last hour
+        # stays open, as in a live run
+        if fh is not None:
+            fh.close()
+        if summary is not None:
+            (folder / summary_key(summary.hour, writer)).write_bytes(summary.dumps())
+
     for i in range(n):
         us = start_s * 1_000_000 + i * step_us
         sec, frac = divmod(us, 1_000_000)
@@ -126,17 +139,27 @@ def make_run(
             seconds.clear()
             base = seconds[sec] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         if base[:13] != hour:
-            if fh is not None:
-                fh.close()
+            close_hour()
             hour = base[:13]
+            summary = HourSummary(hour, writer)
             fh = open(folder / "index" / f"{hour}_{writer}.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         ms = us // 1000
         rid = f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{(i >> 12) & 0xFFF:03x}-8{i & 0xFFF:03x}-{i:012x}"
         meta = (f'{{"exposure":{i % 1000},"frame":{i}}}' if i % 3
                 else f'{{"exposure":{i % 1000},"defect":{{"kind":"scratch","score":0.{i % 97}}}}}')  # fmt: skip
         assert fh is not None
-        fh.write(templates[i % len(templates)].format(ts=f"{base}.{frac:06d}Z", rid=rid, seq=i,
-                                                     src=f"cam{i % SOURCES}", meta=meta))  # fmt: skip
+        assert summary is not None
+        ts = f"{base}.{frac:06d}Z"
+        line = templates[i % len(templates)].format(ts=ts, rid=rid, seq=i,
+                                                    src=f"cam{i % SOURCES}", meta=meta)  # fmt: skip
+        fh.write(line)
+        row = summary.rows.setdefault((f"cam{i % SOURCES}", "logged", None, fmt), [0, 0, ts, ts, 0])
+        row[0] += 1
+        row[1] += sizes[i % len(templates)]
+        row[3] = ts
+        summary.lines += 1
+        summary.size += len(line.encode())
+        summary.ids = [summary.ids[0] if summary.ids else rid, rid]
     if fh is not None:
         fh.close()
     return real

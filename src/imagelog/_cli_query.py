@@ -15,7 +15,7 @@ from .cli import (
     run_title,
     size,
     stdout_console,
-    utc_time,
+    time_arg,
 )
 from .run import read
 
@@ -69,7 +69,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Run SQL over the records view; print a table or write CSV / JSON lines / Parquet."""
-    from .query import sql_str, with_retry
+    from .records import sql_str, with_retry
 
     run = read(args.run)
     outputs = [(fmt, path) for fmt, path in (("csv", args.csv), ("json", args.json),
@@ -172,7 +172,7 @@ def _line(rec: dict[str, Any]) -> str:
         str(rec.get("@timestamp", "")),
         str(image.get("source", "-")),
         str(event.get("action", "")),
-        str(image.get("id") or event.get("id", ""))[:13],
+        str(image.get("id") or event.get("id", "")),
         size,
         str(image.get("format", "")),
         str(file.get("path", "") or event.get("reason", "") or ""),
@@ -239,8 +239,10 @@ def add_query_commands(sub: Any) -> None:
     e.add_argument("--to", required=True, choices=("imagefolder", "webdataset", "parquet"))
     e.add_argument("--where", help="an SQL condition on the records view")
     e.add_argument("--source")
-    e.add_argument("--since", type=utc_time, help="@timestamp from (ISO 8601; no zone: UTC)")
-    e.add_argument("--until", type=utc_time, help="@timestamp before (ISO 8601; no zone: UTC)")
+    e.add_argument("--since", type=time_arg,
+                   help="@timestamp from (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
+    e.add_argument("--until", type=time_arg,
+                   help="@timestamp before (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
     e.add_argument("--image-format", default="keep", choices=("keep", "png", "jpeg"),
                    help="keep (convert only what the target cannot read), png or jpeg")  # fmt: skip
     e.add_argument("--shard-size", type=size(), default="512MB",
@@ -252,7 +254,7 @@ def add_query_commands(sub: Any) -> None:
     add_run(t)
     t.add_argument("-f", "--follow", action="store_true", help="then follow new records")
     t.add_argument("-n", "--lines", type=count(), default=10,
-                   help="print the newest N records, oldest first (default 10)")  # fmt: skip
+                   help="print the newest N records, oldest first (default 10; 0: none)")  # fmt: skip
     t.add_argument("--source")
     t.add_argument("--where", help="an SQL condition on the records view")
     t.add_argument("--json", action="store_true", help="records as JSON lines")

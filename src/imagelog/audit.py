@@ -36,7 +36,6 @@ from .codecs import embedded_record
 from .errors import UnknownFormat
 from .ids import uuid7
 from .index.reader import iter_segment_lines, parquet_records, segment_keys
-from .index.recover import purged_ids
 from .layout import (
     IMAGES_PREFIX,
     INDEX_PREFIX,
@@ -157,7 +156,7 @@ def verify(
     store = run.store
     report = VerifyReport()
     records: list[dict[str, Any]] = []
-    from .query import list_files
+    from .records import list_files, purged_ids
 
     jsonl_keys, parquet_keys = list_files(store).keys()  # compacted hours replace their segments
     for key in parquet_keys:
@@ -179,7 +178,7 @@ def verify(
                 report.findings.append(Finding("torn", key, f"{where}: {len(raw)} bytes"))
             else:
                 records.append(rec)
-    gone = purged_ids(records)
+    gone = purged_ids(store)
     logged = [r for r in records if (r.get("event") or {}).get("action") == "logged"]
     report.purged = sum(1 for r in logged if (r.get("image") or {}).get("id") in gone)
     logged = [r for r in logged if (r.get("image") or {}).get("id") not in gone]
@@ -308,7 +307,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     listing = {o.key: o for o in store.list(IMAGES_PREFIX)}
     images = [k for k in listing if not k.endswith(".json")]  # lone sidecars: never acknowledged
     old = segment_keys(store)
-    from .query import list_files
+    from .records import list_files, purged_ids
 
     compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
     known: dict[str, tuple[str, dict[str, Any]]] = {}  # image key -> (its segment, its record)
@@ -326,7 +325,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         else:
             found = iter_segment_lines(data)
         old_lines.extend((key, rec) for _, _, rec in found if rec is not None)
-    gone = purged_ids(rec for _, rec in old_lines)
+    gone = purged_ids(store)  # the records engine's one reader of tombstones
 
     def keep(key: str, rec: dict[str, Any]) -> None:
         created = str((rec.get("event") or {}).get("created", ""))

@@ -22,7 +22,6 @@ from typing import Any, NoReturn
 
 from . import codecs
 from .errors import ImageLogError, RecordNotFound
-from .layout import writer_of
 from .run import Run, read
 
 __all__ = ["DEBUG_ENV", "UsageError", "main"]
@@ -162,15 +161,17 @@ def size(minimum: int = 1) -> Callable[[str], int]:
     return parse
 
 
-def utc_time(text: str) -> str:
-    """An ISO 8601 time (``2026-11-24T19:00:00Z``; no zone = UTC), in the form DuckDB reads."""
-    from .export import iso_time
+def time_arg(text: str) -> str:
+    """A time as the records engine reads it (``records.parse_time``: ISO 8601, no zone = local
+    time, or Unix seconds), in the form the records hold."""
+    from .records import parse_time
 
     try:
-        return iso_time(text, name="")
+        return parse_time(text, name="")
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text} is not an ISO 8601 time such as 2026-11-24T19:00:00Z"
+            f"{text} is not a time: give ISO 8601 such as 2026-11-24T19:00:00Z (no zone: local "
+            "time) or Unix seconds"
         ) from None
 
 
@@ -227,7 +228,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for rec in shown:
         image, file = rec.get("image", {}), rec.get("file", {})
         table.add_row(
-            str(image.get("id", ""))[:13] + "…",
+            str(image.get("id") or rec.get("event", {}).get("id", "")),
             rec.get("@timestamp", ""),
             image.get("source", ""),
             rec.get("event", {}).get("action", ""),
@@ -249,11 +250,10 @@ def newest(
     where: str | None = None,
 ) -> list[dict[str, Any]]:
     """The newest ``limit`` records (all if None), oldest first; reads the newest hours only."""
-    try:
-        from .query import iter_records
-    except ImportError:  # pragma: no cover - the query extra is installed wherever tests run
-        recs = list(run.records(source=source, include_events=include_events, where=where))
-        return recs[-limit:] if limit else recs
+    from .records import iter_records
+
+    if limit is not None and limit < 0:
+        raise ValueError(f"-n must be 0 (all) or more, got {limit}")
     if limit is None:
         return list(run.records(source=source, include_events=include_events, where=where))
     found = iter_records(run.store, source=source, include_events=include_events, where=where,
@@ -261,46 +261,60 @@ def newest(
     return list(found)[::-1]
 
 
+#: Record kinds ``stats`` counts per source besides stored images (every other kind is
+#: counted in ``events``).
+_PER_SOURCE = {"logged": "images", "dropped": "dropped", "failed": "failed"}
+
+
 def summarise(run: Run) -> dict[str, Any]:
-    """Counts and bytes by source, formats, time span and drops of a run (one SQL pass)."""
-    try:
-        from .query import list_files, with_retry
-    except ImportError:  # pragma: no cover
-        return _summarise_python(run)
-    rows = with_retry(run.store, lambda con: con.sql(
-        "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
-        "count(*), coalesce(sum(bytes), 0), min(ts), max(ts) FROM records "
-        "WHERE action IN ('logged', 'dropped', 'encoding_warning') GROUP BY ALL"
-    ).fetchall())  # fmt: skip
-    files = list_files(run.store)
+    """Counts and bytes by source, formats, time span, drops, failures, ring expiries, triggers
+    and every other kind of record of a run (hour summaries where they hold, one SQL pass over
+    the rest)."""
+    from .records.summary import counts
+
+    rows, files = counts(run.store)
     by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
     formats: Counter[str] = Counter()
     drops: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    expired = 0
     first = last = None
-    for src, action, reason, fmt, n, nbytes, lo, hi in rows:
+    for src, action, reason, fmt, n, nbytes, lo, hi, frames in rows:
+        if action in _PER_SOURCE:
+            by_source[src][_PER_SOURCE[action]] += n
         if action == "logged":
-            by_source[src]["images"] += n
             by_source[src]["bytes"] += nbytes
             formats[fmt] += n
-            first = lo if first is None else min(first, lo)
-            last = hi if last is None else max(last, hi)
-        elif action == "dropped":
-            by_source[src]["dropped"] += n
+            first = lo if first is None or (lo is not None and lo < first) else first
+            last = hi if last is None or (hi is not None and hi > last) else last
+            continue
+        events[action] += n
+        if action == "dropped":
             drops[reason] += n
-        else:
+        elif action == "failed":
+            failures[reason] += n
+        elif action == "encoding_warning":
             warnings[reason] += n
+        elif action == "expired":
+            expired += int(frames or 0)
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
         "bytes": sum(c["bytes"] for c in by_source.values()),
         "dropped": sum(drops.values()),
+        "failed": sum(failures.values()),
+        "expired": expired,
+        "triggers": events.get("triggered", 0),
         "first": _iso(first),
         "last": _iso(last),
         "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
         "formats": dict(formats),
         "drops_by_reason": dict(drops),
+        "failures_by_reason": dict(failures),
         "encoding_warnings_by_kind": dict(warnings),
+        "events": dict(sorted(events.items())),
         "writers": len(files.writers),
     }
 
@@ -313,44 +327,6 @@ def _iso(ts: Any) -> str | None:
     return text
 
 
-def _summarise_python(run: Run) -> dict[str, Any]:
-    """Counts and bytes by source, formats, time span and drops of a run."""
-    by_source: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    formats: Counter[str] = Counter()
-    drops: Counter[str] = Counter()
-    warnings: Counter[str] = Counter()
-    first = last = None
-    for rec in run.records(include_events=True):
-        image = rec.get("image", {})
-        src = image.get("source", "?")
-        action = rec.get("event", {}).get("action")
-        if action == "logged":
-            by_source[src]["images"] += 1
-            by_source[src]["bytes"] += rec.get("file", {}).get("size", 0)
-            formats[image.get("format", "?")] += 1
-            ts = rec.get("@timestamp")
-            first = ts if first is None else min(first, ts)
-            last = ts if last is None else max(last, ts)
-        elif action == "dropped":
-            by_source[src]["dropped"] += 1
-            drops[rec.get("event", {}).get("reason", "?")] += 1
-        elif action == "encoding_warning":
-            warnings[rec.get("event", {}).get("reason", "?")] += 1
-    return {
-        "url": run.url,
-        "images": sum(c["images"] for c in by_source.values()),
-        "bytes": sum(c["bytes"] for c in by_source.values()),
-        "dropped": sum(drops.values()),
-        "first": first,
-        "last": last,
-        "by_source": {s: dict(c) for s, c in sorted(by_source.items())},
-        "formats": dict(formats),
-        "drops_by_reason": dict(drops),
-        "encoding_warnings_by_kind": dict(warnings),
-        "writers": len({writer_of(k) for k in run.segments()}),
-    }
-
-
 def cmd_stats(args: argparse.Namespace) -> int:
     """Counts and bytes by source, formats, time span, drops."""
     from rich.table import Table
@@ -361,19 +337,23 @@ def cmd_stats(args: argparse.Namespace) -> int:
         return 0
     con = stdout_console()
     con.print(f"[bold]{run_title(args.run)}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
-              f"{s['dropped']} dropped, {s['writers']} writer(s)")  # fmt: skip
+              f"{s['dropped']} dropped, {s['failed']} failed, {s['expired']} expired, "
+              f"{s['triggers']} trigger(s), {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")
     table = Table(title="by source")
-    for col in ("source", "images", "bytes", "dropped"):
+    for col in ("source", "images", "bytes", "dropped", "failed"):
         table.add_column(col, justify="left" if col == "source" else "right")
     for src, c in s["by_source"].items():
-        table.add_row(
-            src, str(c.get("images", 0)), _human_bytes(c.get("bytes", 0)), str(c.get("dropped", 0))
-        )
+        table.add_row(src, str(c.get("images", 0)), _human_bytes(c.get("bytes", 0)),
+                      str(c.get("dropped", 0)), str(c.get("failed", 0)))  # fmt: skip
     con.print(table)
     con.print("formats: " + (", ".join(f"{k} {v}" for k, v in s["formats"].items()) or "none"))
     if s["drops_by_reason"]:
         con.print("drops: " + ", ".join(f"{k} {v}" for k, v in s["drops_by_reason"].items()))
+    if s["failures_by_reason"]:
+        con.print("failures: " + ", ".join(f"{k} {v}" for k, v in s["failures_by_reason"].items()))
+    if s["events"]:
+        con.print("records by kind: " + ", ".join(f"{k} {v}" for k, v in s["events"].items()))
     if s["encoding_warnings_by_kind"]:
         kinds = s["encoding_warnings_by_kind"].items()
         con.print("encoding warnings: " + ", ".join(f"{k} {v}" for k, v in kinds))

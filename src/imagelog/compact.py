@@ -14,7 +14,7 @@ Order of operations, and why a reader sees each record exactly once at every mom
    (local) or PUT in one request (S3): it exists whole or not at all.
 2. Only then are the segments deleted. Between 1 and 2, and after a ``kill -9`` between them,
    readers see both; for a writer and hour with a Parquet file, readers ignore the JSON Lines
-   segments (``query.list_files``). The next compaction finds the leftover segments listed in
+   segments (``records.list_files``). The next compaction finds the leftover segments listed in
    the file's metadata and deletes them.
 
 Only closed hours are compacted: hours that ended more than ``GRACE_NS`` ago (as for retention),
@@ -45,6 +45,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ._extras import require
 from .index.reader import parquet_records
 from .index.recover import writer_alive
 from .layout import (
@@ -55,9 +56,10 @@ from .layout import (
     hour_of_key,
     is_compacted,
     is_segment,
+    summary_key,
     writer_of,
 )
-from .query import COLUMNS, records_sql, sql_str
+from .records import COLUMNS, ORDER, records_sql, sql_str
 from .stores.base import Store
 
 __all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
@@ -154,7 +156,9 @@ def compact(
 
     Safe to run at any time, while writers log, concurrently with readers and with another
     compactor; a pass interrupted at any point (``kill -9`` included) is finished by the next.
+    Needs pyarrow (the ``query`` extra).
     """
+    require("pyarrow", "query", "compaction")
     if grace_ns < 0:
         raise ValueError(f"grace_ns must not be negative, got {grace_ns}")
     now_ns = time.time_ns() if now_ns is None else now_ns
@@ -225,7 +229,7 @@ def _compact_one(
             _quarantine_torn_tail(store, key, path)
             paths.append(path)
         if not paths:
-            store.delete(leftovers)
+            store.delete([*leftovers, summary_key(hour, writer)])
             return leftovers
         parquet_paths = []
         if old_data is not None:  # late lines after a compaction: merge them in
@@ -249,8 +253,8 @@ def _compact_one(
             con.execute("SET threads = 1")  # a background chore: one core, bounded memory
             con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
             con.execute(
-                f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, whole=True)}) "
-                f"ORDER BY id, seq) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
+                f"COPY (SELECT {cols} FROM ({records_sql(paths, parquet_paths, strict=True)}) "
+                f"ORDER BY {ORDER}) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}, "
                 f"'{_SIZES_KEY}': {sql_str(sizes)}}})"
             )
@@ -261,7 +265,8 @@ def _compact_one(
     key = compacted_key(hour, writer)
     store.put(key, data, sync=True)  # whole or nothing; only then are the segments removed
     # a segment that grew meanwhile stays: the next pass merges what it holds beyond this read
-    store.delete([k for k in keys if _unchanged(store, k, read[k])])
+    gone = [k for k in keys if _unchanged(store, k, read[k])]
+    store.delete([*gone, summary_key(hour, writer)])  # the summary describes what is gone
     return Compacted(
         hour=hour,
         writer=writer,

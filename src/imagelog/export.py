@@ -40,9 +40,12 @@ from typing import Any
 
 import numpy as np
 
+from ._extras import require
+from .errors import KeyOutsideRun
+from .records import parse_time
 from .run import Run
 
-__all__ = ["TARGETS", "ExportReport", "encode_as", "export", "iso_time"]
+__all__ = ["TARGETS", "ExportReport", "encode_as", "export"]
 
 TARGETS = ("imagefolder", "webdataset", "parquet")
 IMAGE_FORMATS = ("keep", "png", "jpeg")
@@ -131,22 +134,6 @@ def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
     if arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_:
         return encode_as(arr, "png"), "png"
     return encode_as(arr, "tiff"), "tif"  # float: lossless, and Pillow reads mode F
-
-
-def iso_time(value: str, *, name: str = "time") -> str:
-    """An ISO 8601 time (no zone: UTC) in the form the records view compares: ``ValueError``
-    naming ``name`` otherwise."""
-    import datetime as dt
-
-    try:
-        when = dt.datetime.fromisoformat(str(value).strip().upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{name}: {value} is not an ISO 8601 time such as 2026-11-24T19:00:00Z"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.isoformat()
 
 
 def _fields(rec: dict[str, Any]) -> dict[str, Any]:
@@ -440,8 +427,10 @@ def export(
         )
     if shard_bytes < 1:
         raise ValueError(f"shard_bytes must be a positive number of bytes, not {shard_bytes}")
-    since = None if since is None else iso_time(since, name="since")
-    until = None if until is None else iso_time(until, name="until")
+    if to == "parquet":
+        require("pyarrow", "query", "export --to parquet")
+    since = None if since is None else parse_time(since, name="since")
+    until = None if until is None else parse_time(until, name="until")
     _check_filters(run, where=where, source=source, since=since, until=until)
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
@@ -540,10 +529,11 @@ _Prepared = tuple[bytes, str, bool]
 
 
 def _prepare(run: Run, rec: dict[str, Any], to: str, image_format: str) -> _Prepared | None:
-    """The bytes to export for a record (None if its image is missing from storage)."""
+    """The bytes to export for a record (None if its image is missing from storage, or its
+    path leaves the run)."""
     try:
         data = run.read_bytes(rec)
-    except FileNotFoundError:
+    except (FileNotFoundError, KeyOutsideRun):
         return None
     return _for_target(run, rec, data, to, image_format)
 
@@ -609,13 +599,12 @@ def _gap_ids(path: Path) -> set[str]:
 
 
 def _check_filters(run: Run, **filters: Any) -> None:
-    """Bind the filters' SQL against the records view without reading a record: a bad ``where``
-    fails here, before the export creates anything."""
-    from .query import filters_sql, with_retry
+    """Check the filters without reading a record (the records engine's parser, and ``where``
+    bound against an empty view): a bad one fails here, before the export creates anything."""
+    from .records import check_where, filters_sql
 
-    cond, params = filters_sql(include_events=True, **filters)
-    with_retry(run.store, lambda con: con.sql(
-        f"SELECT 1 FROM records WHERE {cond} LIMIT 0", params=params or None).fetchall())  # fmt: skip
+    filters_sql(include_events=True, **filters)
+    check_where(filters.get("where"))
 
 
 def _nothing_written(folder: Path) -> bool:
@@ -632,9 +621,9 @@ def _describe(asked: Any) -> str:
 
 
 def _count(run: Run, **filters: Any) -> int:
-    from .query import filters_sql, with_retry
+    from .records import filters_sql, with_retry
 
     cond, params = filters_sql(include_events=True, **filters)
-    rows = with_retry(run.store, lambda con: con.sql(
-        f"SELECT count(*) FROM records WHERE {cond}", params=params or None).fetchall())  # fmt: skip
+    rows = with_retry(run.store, lambda con: con.execute(
+        f"SELECT count(*) FROM records WHERE {cond}", params or None).fetchall())  # fmt: skip
     return int(rows[0][0])

@@ -7,6 +7,7 @@ or parses a key asks it. A run looks like::
     index/<YYYY-MM-DDTHH>_<writer>.jsonl                  one segment per writer per hour
     index/<YYYY-MM-DDTHH>_<writer>.<part>.jsonl           its parts, on object stores
     index/<YYYY-MM-DDTHH>_kept.jsonl                      lines of kept files of a purged hour
+    index/<YYYY-MM-DDTHH>_<writer>.summary.json           a closed segment's counts (records.summary)
     index/date=<YYYY-MM-DD>/hour=<HH>/<writer>.parquet    a compacted hour (imagelog.compact)
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
@@ -45,6 +46,7 @@ __all__ = [
     "images_prefix",
     "is_compacted",
     "is_segment",
+    "is_summary",
     "part_key",
     "quarantine_key",
     "segment_key",
@@ -52,6 +54,7 @@ __all__ = [
     "select_claim_key",
     "select_window_prefix",
     "source_dir",
+    "summary_key",
     "trigger_key",
     "writer_of",
     "writer_pid",
@@ -81,6 +84,7 @@ LAYOUT = {
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
 _IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
+_SUMMARY_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/.]+)\.summary\.json$")
 _COMPACTED_RE = re.compile(r"^index/date=(\d{4}-\d\d-\d\d)/hour=(\d\d)/([^/]+)\.parquet$")
 
 
@@ -115,6 +119,9 @@ def hour_of_key(key: str) -> str | None:
     if m:
         return f"{m[1]}-{m[2]}-{m[3]}T{m[4]}"
     m = _SEGMENT_RE.match(key)
+    if m:
+        return m[1]
+    m = _SUMMARY_RE.match(key)
     if m:
         return m[1]
     m = _COMPACTED_RE.match(key)
@@ -159,6 +166,20 @@ def segment_key(hour: str, writer: str) -> str:
 def is_segment(key: str) -> bool:
     """Whether a key is an index segment or a part of one (``index/<hour>_<writer>[.<part>].jsonl``)."""
     return _SEGMENT_RE.match(key) is not None
+
+
+def summary_key(hour: str, writer: str) -> str:
+    """The summary a writer leaves when it closes an hour's segment (counts, bytes, span).
+
+    >>> summary_key("2026-11-24T19", "ab12cd34-77")
+    'index/2026-11-24T19_ab12cd34-77.summary.json'
+    """
+    return f"{INDEX_PREFIX}{hour}_{writer}.summary.json"
+
+
+def is_summary(key: str) -> bool:
+    """Whether a key is a segment's summary (``summary_key``)."""
+    return _SUMMARY_RE.match(key) is not None
 
 
 def compacted_prefix(hour: str) -> str:

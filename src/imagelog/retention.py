@@ -50,6 +50,7 @@ from .layout import (
     images_prefix,
     is_compacted,
     is_segment,
+    is_summary,
     segment_key,
     writer_of,
 )
@@ -337,7 +338,8 @@ class Retention:
 
     def _listing(self, hour: str) -> tuple[list[ObjectInfo], list[ObjectInfo]]:
         files = list(self.store.list(images_prefix(hour)))
-        segments = [o for o in self.store.list(f"{INDEX_PREFIX}{hour}_") if is_segment(o.key)]
+        segments = [o for o in self.store.list(f"{INDEX_PREFIX}{hour}_")
+                    if is_segment(o.key) or is_summary(o.key)]  # fmt: skip
         # a compacted hour (imagelog.compact): its Parquet files go with it
         segments += [o for o in self.store.list(compacted_prefix(hour)) if is_compacted(o.key)]
         return files, segments
@@ -356,6 +358,8 @@ class Retention:
     def _records(self, segments: list[ObjectInfo]) -> list[tuple[bytes, dict[str, Any]]]:
         out: list[tuple[bytes, dict[str, Any]]] = []
         for info in segments:
+            if is_summary(info.key):  # counts, not records
+                continue
             try:
                 data = self.store.get(info.key)
             except FileNotFoundError:

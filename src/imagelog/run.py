@@ -14,20 +14,12 @@ from . import codecs, pixfmt
 from .codecs.base import as_logged
 from .errors import RecordNotFound, RunNotFound
 from .frames import channels_of
-from .index import parse_segment, segment_keys
-from .index.recover import purged_ids
+from .index import segment_keys
 from .layout import INDEX_PREFIX, MANIFEST
 from .record import check_manifest
 from .stores import Store, make_store
-from .stores.local import LocalStore
 
 __all__ = ["Run", "read"]
-
-
-def _sort_key(rec: dict[str, Any]) -> tuple[str, int]:
-    image = rec.get("image") or {}
-    rid = image.get("id") or (rec.get("event") or {}).get("id", "")  # events without an image
-    return str(rid), int(image.get("seq", 0))
 
 
 class Run:
@@ -79,23 +71,15 @@ class Run:
         ``include_events=True`` also drops, purges and other events. Records whose images
         retention purged are left out (whole hours lose their index lines with their files;
         partial purges leave a ``purged`` event listing the ids). ``since``/``until`` compare
-        with ``@timestamp`` (ISO strings; UTC unless they say otherwise). ``where`` is an SQL
+        with ``@timestamp`` (ISO 8601 or Unix seconds; a time without a zone is local time,
+        ``imagelog.records.parse_time``). ``where`` is an SQL
         condition on the columns of the ``records`` view (docs/query.md), e.g.
         ``"meta->>'$.step' = '3' AND width >= 640"``.
 
-        Records are read one index hour at a time (DuckDB, from the ``query`` extra; without
-        it, a pure-Python merge of the hour's segments), so memory holds one hour at most.
+        Records are read one index hour at a time (the records engine, ``imagelog.records``),
+        so memory holds one hour at most.
         """
-        try:
-            import duckdb  # noqa: F401
-        except ImportError:
-            if where is not None:
-                raise ImportError(
-                    'Run.records(where=...) needs the query extra: pip install "imagelog[query]"'
-                ) from None
-            yield from self._records_python(source, since, until, include_events)
-            return
-        from .query import iter_records
+        from .records import iter_records
 
         yield from iter_records(
             self.store,
@@ -110,60 +94,19 @@ class Run:
         """Files for a ``query()`` relation: the run's own files when local; for a remote run,
         copies that stay (in a temporary folder) while this ``Run`` lives, since the relation
         may be run at any later time."""
-        from .query import LocalFiles
+        from .records import LocalFiles
 
         files = LocalFiles(self.store)
-        if not isinstance(self.store, LocalStore):
+        if self.store.local_root is None:
             self._local.append(files)
         return files
-
-    def _records_python(
-        self, source: str | None, since: str | None, until: str | None, include_events: bool
-    ) -> Iterator[dict[str, Any]]:
-        """Without DuckDB: one hour of JSON Lines segments at a time, merged by id."""
-        from .layout import hour_of_key
-
-        keys = self.segments()
-        purged: set[str] = set()
-        for key in keys:  # tombstones first: a text search, then only those lines are parsed
-            try:
-                data = self.store.get(key)
-            except FileNotFoundError:
-                continue
-            if b'"action":"purged"' in data:
-                purged |= purged_ids(parse_segment(data, key=key, warn=False))
-        by_hour: dict[str, list[str]] = {}
-        for key in keys:
-            by_hour.setdefault(hour_of_key(key) or "", []).append(key)
-        for hour in sorted(by_hour):
-            records: list[dict[str, Any]] = []
-            for key in by_hour[hour]:
-                try:
-                    records.extend(parse_segment(self.store.get(key), key=key))
-                except FileNotFoundError:
-                    continue
-            records.sort(key=_sort_key)
-            for rec in records:
-                action = (rec.get("event") or {}).get("action")
-                if action != "logged" and not include_events:
-                    continue
-                image = rec.get("image") or {}
-                if action == "logged" and purged and image.get("id") in purged:
-                    continue
-                if source is not None and image.get("source") != source:
-                    continue
-                ts = str(rec.get("@timestamp", ""))
-                if since is not None and ts < since:
-                    continue
-                if until is not None and ts >= until:
-                    continue
-                yield rec
 
     def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
         """Run SQL over the ``records`` view (docs/query.md); returns a ``duckdb.DuckDBPyRelation``.
 
-        Needs the ``query`` extra. The relation reads the index as it was listed now, so
-        ``.fetchall()``, ``.arrow()``, ``.df()`` and ``.pl()`` come free.
+        The relation reads the index as it was listed now, so
+        ``.fetchall()`` works from the plain install; ``.arrow()``, ``.df()`` and ``.pl()`` need
+        pyarrow (the ``query`` extra), pandas or polars.
 
         Example:
             >>> import numpy as np, imagelog, tempfile
@@ -176,36 +119,27 @@ class Run:
             ... ).fetchall()
             [(2, 6)]
         """
-        from .query import connect
+        from .records import connect_view
 
-        con = connect(self.store, local=self._query_files())
+        con = connect_view(self.store, local=self._query_files())
         return con.sql(sql, params=params)
 
     def get(self, record_id: str) -> dict[str, Any]:
         """The record with this id (or a unique prefix of it); one pass, bounded memory."""
         if not record_id:
             raise RecordNotFound("an empty id matches every record")
-        try:
-            import duckdb  # noqa: F401
-        except ImportError:
-            matches = [r for r in self._records_python(None, None, None, True)
-                       if str((r.get("image") or {}).get("id", "")).startswith(record_id)]  # fmt: skip
-            ids = {str((r.get("image") or {}).get("id")) for r in matches}
-        else:
-            from .query import iter_json, with_retry
+        from .records import iter_json, with_retry
 
-            def find(con: Any) -> tuple[set[str], list[dict[str, Any]]]:
-                found = {i for (i,) in con.sql(
-                    "SELECT DISTINCT id FROM records WHERE starts_with(id, ?) LIMIT 2",
-                    params=[record_id],
-                ).fetchall()}  # fmt: skip
-                if len(found) != 1:
-                    return found, []
-                rel = con.sql("SELECT CAST(record AS VARCHAR) FROM records WHERE id = ? "
-                              "ORDER BY seq", params=[next(iter(found))])  # fmt: skip
-                return found, list(iter_json(rel))
+        def find(con: Any) -> tuple[set[str], list[dict[str, Any]]]:
+            found = {i for (i,) in con.execute(
+                "SELECT DISTINCT id FROM records WHERE starts_with(id, ?) LIMIT 2", [record_id]
+            ).fetchall()}  # fmt: skip
+            if len(found) != 1:
+                return found, []
+            sql = "SELECT CAST(record AS VARCHAR) FROM records WHERE id = ? ORDER BY seq"
+            return found, list(iter_json(con, sql, [next(iter(found))]))
 
-            ids, matches = with_retry(self.store, find)
+        ids, matches = with_retry(self.store, find)
         if not ids:
             raise RecordNotFound(f"no record with id {record_id!r} in {self.url}")
         if len(ids) > 1:

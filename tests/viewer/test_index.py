@@ -178,3 +178,40 @@ def test_thumbnail_cache_stays_under_its_bound(tmp_path: Path) -> None:
         assert cache.made == made + 1
     finally:
         cache.close()
+
+
+def test_index_is_taken_up_in_the_next_session(run_dir: Path, tmp_path: Path) -> None:
+    """With a cache folder, the rows and the cursor stay: the next session reads only what was
+    appended since, and a segment rewritten meanwhile is read again."""
+    _log(run_dir, 3)
+    first = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    assert not first.resumed and first.refresh() == 3
+    first.close()
+    _log(run_dir, 2, source="cam2")  # a second writer: a new segment
+    again = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    try:
+        assert again.resumed and again.count(Filters()) == 3
+        assert again.refresh() == 2  # only the new lines
+        assert again.count(Filters()) == 5
+    finally:
+        again.close()
+    seg = min((run_dir / "index").glob("*.jsonl"))
+    lines = seg.read_bytes().splitlines(keepends=True)
+    seg.write_bytes(b"".join(lines[1:]))  # rewritten (a repair): shorter, other first bytes
+    third = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    try:
+        third.refresh()
+        assert third.count(Filters()) == 4
+    finally:
+        third.close()
+
+
+def test_a_second_viewer_of_the_same_run_keeps_its_own(run_dir: Path, tmp_path: Path) -> None:
+    _log(run_dir, 2)
+    a = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    b = LiveIndex(imagelog.read(run_dir), db_dir=tmp_path)
+    try:
+        assert a.refresh() == 2 and b.refresh() == 2
+    finally:
+        a.close()
+        b.close()

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from .._extras import require
 from ..layout import INDEX_PREFIX
 from ..stores.base import Store
 
@@ -53,6 +54,7 @@ def parse_segment(data: bytes, *, key: str = "", warn: bool = True) -> list[dict
 def parquet_records(data: bytes) -> Iterator[tuple[bytes, dict[str, Any]]]:
     """``(line, record)`` for every row of a compacted hour (``layout.compacted_key``), in its
     order (id, seq): the ``record`` column holds each line as it was. Needs pyarrow."""
+    require("pyarrow", "query", "reading a compacted hour")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from ..layout import (
     QUARANTINE_PREFIX,
@@ -32,7 +31,6 @@ __all__ = [
     "RepairedSegment",
     "live_writers",
     "pid_alive",
-    "purged_ids",
     "repair",
     "repair_segment",
     "writer_alive",
@@ -58,15 +56,6 @@ def writer_alive(writer: str, own: Iterable[str] = ()) -> bool:
     if pid == os.getpid():
         return writer in set(own)
     return pid_alive(pid)
-
-
-def purged_ids(records: Iterable[dict[str, Any]]) -> set[str]:
-    """The record ids that ``purged`` events (tombstones of partial purges) list."""
-    out: set[str] = set()
-    for rec in records:
-        if (rec.get("event") or {}).get("action") == "purged":
-            out.update(((rec.get("imagelog") or {}).get("purge") or {}).get("ids") or ())
-    return out
 
 
 # -- torn lines ---------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""The segment writer: this writer's index lines, appended after their images are in place."""
+"""The segment writer: this writer's index lines, appended after their images are in place.
+
+When it closes an hour's segment (the hour rolls over, or the log closes) it leaves the hour's
+summary beside it (``layout.summary_key``, ``records.summary``), so counting reads take O(hours).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..layout import hour_of, segment_key
+from ..layout import hour_of, segment_key, summary_key
 from ..record import dumps
 from ..stores.base import Segment, Store
+from .summary import HourSummary
 
 __all__ = ["SYNC_EVERY", "IndexWriter"]
 
@@ -44,6 +49,7 @@ class IndexWriter:
         self._sync_lock = threading.Lock()
         self._hour = ""
         self._segment: Segment | None = None
+        self._summary: HourSummary | None = None
         self._dirty = False
         self._last_sync = clock()
         self.lines = 0
@@ -83,6 +89,8 @@ class IndexWriter:
                 else:
                     self._segment_for(hour).append(data)
                     self._dirty = True
+                    if self._summary is not None:
+                        self._summary.add(lines, len(data))
                 self.lines += len(lines)
         if self._sync:
             self.sync_if_due()
@@ -96,8 +104,10 @@ class IndexWriter:
                         self.syncs += 1
                     self._segment.close()
                     self._dirty = False
+                self._leave_summary()
             self._segment = self._store.open_segment(segment_key(hour, self._writer))
             self._hour = hour
+            self._summary = HourSummary(hour, self._writer)
         return self._segment
 
     def _append_late(self, hour: str, data: bytes) -> None:
@@ -150,3 +160,15 @@ class IndexWriter:
                     self._segment.close()
                     self._segment = None
                     self._dirty = False
+                    self._leave_summary()
+
+    def _leave_summary(self) -> None:
+        """Store the closed hour's summary; a summary that cannot be stored is simply absent
+        (readers then read the segment)."""
+        summary, self._summary = self._summary, None
+        if summary is None or not summary.lines:
+            return
+        try:
+            self._store.put(summary_key(summary.hour, self._writer), summary.dumps())
+        except Exception:  # never fail an append or a close for an optimisation
+            pass

@@ -74,8 +74,10 @@ class Store(Protocol):
     """Where a run lives. Keys are ``/``-separated paths relative to the run root.
 
     Besides storing objects, a store declares what else it can do: ``local_root`` (its keys are
-    files under a local folder: tails are cheap to read, ``Run.path()`` works), ``remove_temp``
-    (it leaves temporary files when a writer dies mid-write) and ``stats`` (its own counters).
+    files under a local folder: ``Run.path()`` works, readers hand DuckDB the files themselves),
+    ``read`` (ranged reads), ``size``, ``list`` (keys with their sizes), ``remove_temp`` (it
+    leaves temporary files when a writer dies mid-write) and ``stats`` (its own counters).
+    Readers ask these, never the store's type.
     """
 
     url: str
@@ -89,6 +91,13 @@ class Store(Protocol):
 
     def get(self, key: str) -> bytes:
         """Return the bytes under ``key`` (``FileNotFoundError`` if absent)."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """The bytes ``start:end`` under ``key`` (fewer past its end; ``FileNotFoundError`` if
+        absent): a ranged read, so a reader takes what a segment gained without the rest."""
+
+    def size(self, key: str) -> int:
+        """The size in bytes of ``key`` (``FileNotFoundError`` if absent)."""
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
@@ -130,6 +139,17 @@ class ObjectCapabilities:
     no local files, no free-space limit, no temporary objects, no counters of its own."""
 
     local_root: Path | None = None
+
+    def get(self, key: str) -> bytes:  # pragma: no cover - every store defines it
+        raise NotImplementedError
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """A slice of the whole object (stores with ranged requests override this)."""
+        return self.get(key)[start:end]
+
+    def size(self, key: str) -> int:
+        """The object's size (stores with a cheaper way override this)."""
+        return len(self.get(key))
 
     def free_bytes(self) -> int | None:
         """No free-space limit that we can see."""

@@ -127,6 +127,16 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``start:end`` of a file inside the run (``path_of``; one seek and read)."""
+        with open(self.path_of(key), "rb") as fh:
+            fh.seek(start)
+            return fh.read(-1 if end is None else max(0, end - start))
+
+    def size(self, key: str) -> int:
+        """The size of a file inside the run (``path_of``)."""
+        return self.path_of(key).stat().st_size
+
     def path_of(self, key: str, *, follow: bool = True) -> Path:
         """The file that ``key`` names, with symlinks resolved, if it is inside the run folder.
 
@@ -232,7 +242,8 @@ class LocalStore:
         return self.path_of(key).exists()
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key."""
+        """Walk the folder under ``prefix`` (a folder path or a file-name prefix), sorted by key;
+        a symlink that points outside the run is not listed."""
         base = (
             self._path(prefix) if prefix.endswith("/") or not prefix else self._path(prefix).parent
         )
@@ -248,8 +259,11 @@ class LocalStore:
                 if not key.startswith(prefix):
                     continue
                 try:
-                    st = full.stat()
-                except FileNotFoundError:
+                    st = full.lstat()
+                    if stat.S_ISLNK(st.st_mode):  # listed only if it stays inside the run
+                        self.path_of(key)
+                        st = full.stat()
+                except FileNotFoundError:  # KeyOutsideRun is one too
                     continue
                 yield ObjectInfo(key, st.st_size, st.st_mtime)
 

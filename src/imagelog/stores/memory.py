@@ -77,6 +77,10 @@ class MemoryStore(ObjectCapabilities):
             except KeyError:
                 raise FileNotFoundError(key) from None
 
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """A slice of the bytes under ``key``."""
+        return self.get(key)[start:end]
+
     def exists(self, key: str) -> bool:
         """Whether ``key`` exists."""
         check_key(key)

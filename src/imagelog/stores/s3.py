@@ -341,6 +341,24 @@ class S3Store(ObjectCapabilities):
         except ObstoreError as exc:
             raise self._error(exc, f"getting {key}") from None
 
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """A ranged GET (past the end: the bytes there are)."""
+        try:
+            size = self.size(key)
+            end = size if end is None else min(end, size)
+            if start >= end:
+                return b""
+            return bytes(obstore.get_range(self._store, key, start=start, end=end))
+        except ObstoreError as exc:
+            raise self._error(exc, f"getting {key}") from None
+
+    def size(self, key: str) -> int:
+        """HEAD one object: its size."""
+        try:
+            return int(obstore.head(self._store, key)["size"])
+        except ObstoreError as exc:
+            raise self._error(exc, f"checking {key}") from None
+
     def exists(self, key: str) -> bool:
         """HEAD one object."""
         check_key(key)

@@ -317,6 +317,14 @@ class SpoolStore:
         """Read from the inner store."""
         return self.inner.get(key)
 
+    def read(self, key: str, start: int = 0, end: int | None = None) -> bytes:
+        """A ranged read from the inner store."""
+        return self.inner.read(key, start, end)
+
+    def size(self, key: str) -> int:
+        """The inner store's size of ``key``."""
+        return self.inner.size(key)
+
     def exists(self, key: str) -> bool:
         """Ask the inner store; while it does not answer, whether the key waits in the spool."""
         try:
