@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.conftest import require
 
 import imagelog
 from imagelog.compact import compact
@@ -19,7 +20,6 @@ from imagelog.record import dumps
 from imagelog.samples import CameraSimulator, depth_frame
 from imagelog.settings import Settings
 from imagelog.stores import make_store
-from tests.conftest import require
 
 START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 HOUR = 3600 * 10**9
