@@ -15,7 +15,6 @@ by imagelog's codecs inside the workers::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,12 +94,11 @@ def read_run(
     opts = dict(storage_options or {})
     # the tombstones of the whole run first (a purge may name images of any earlier hour)
     purge = ray.remote(num_cpus=1)(_hour_purged)
-    found: list[list[str]] = ray.get(
-        [purge.remote(root, opts, h, files.keys([h])) for h in hours]  # type: ignore[attr-defined]
-    )
+    found: list[list[str]] = ray.get([purge.remote(root, opts, h, files.keys([h])) for h in hours])
     ids = ray.put(sorted({i for part in found for i in part}))
     hours_ = _datasource(root, opts, files.keys, hours, cond, params, ids, cols)
-    return ray.data.read_datasource(hours_, override_num_blocks=len(hours))
+    dataset: ray.data.Dataset = ray.data.read_datasource(hours_, override_num_blocks=len(hours))
+    return dataset
 
 
 def _empty(cols: list[str]) -> pa.Table:
@@ -216,7 +214,7 @@ def _make_datasource_class() -> type:
     from ray.data.block import BlockMetadata
     from ray.data.datasource import Datasource, ReadTask
 
-    class HoursDatasource(Datasource):  # type: ignore[misc]
+    class HoursDatasource(Datasource):
         """One read task per index hour of a run."""
 
         def __init__(
@@ -230,7 +228,7 @@ def _make_datasource_class() -> type:
             purged: list[str],
             cols: list[str],
         ) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]
             self._root, self._opts, self._hours = root, opts, hours
             self._keys = {h: keys_of([h]) for h in hours}
             self._cond, self._params, self._purged, self._cols = cond, params, purged, cols
@@ -260,21 +258,6 @@ def _make_datasource_class() -> type:
     return HoursDatasource
 
 
-_RUNS: dict[tuple[str, str], Any] = {}
-
-
-def _run_of(root: str, opts: dict[str, Any] | None) -> Any:
-    """A ``Run`` per run root and options, kept for the worker's life (its store's connections)."""
-    from .run import Run
-    from .stores import make_store
-
-    key = (root, json.dumps(opts or {}, sort_keys=True, default=str))
-    run = _RUNS.get(key)
-    if run is None:
-        run = _RUNS[key] = Run(make_store(root, create=False, storage_options=opts))
-    return run
-
-
 def load_images(
     batch: dict[str, np.ndarray[Any, Any]],
     *,
@@ -292,31 +275,23 @@ def load_images(
     """
     if missing not in ("raise", "skip"):
         raise ValueError(f"missing must be 'raise' or 'skip', got {missing!r}")
-    if not isinstance(batch, dict) or "uri" not in batch or "record" not in batch:
+    if "uri" not in batch or "record" not in batch:
         raise ValueError(
             "load_images needs the 'uri' and 'record' columns of imagelog.ray.read_run, "
             'in batches of batch_format="numpy"'
         )
     from .errors import KeyOutsideRun
+    from .fleet import load_pixels
 
     images: list[np.ndarray[Any, Any]] = []
     keep: list[int] = []
     for i, (uri, text) in enumerate(zip(batch["uri"], batch["record"], strict=True)):
-        rec = json.loads(str(text))
-        path = str((rec.get("file") or {}).get("path") or "")
-        if uri is None or not path or not str(uri).endswith("/" + path):
-            if missing == "skip":
-                continue
-            raise FileNotFoundError(f"record {_rid(rec)} has no image inside the run")
-        run = _run_of(str(uri)[: -len(path) - 1], storage_options)
         try:
-            images.append(run.load(rec))
-        except (FileNotFoundError, KeyOutsideRun) as exc:
+            images.append(load_pixels(uri, str(text), storage_options=storage_options))
+        except (FileNotFoundError, KeyOutsideRun):
             if missing == "skip":
                 continue
-            raise FileNotFoundError(
-                f"record {_rid(rec)}: image {uri} cannot be read: {exc}"
-            ) from None
+            raise
         keep.append(i)
     out = {name: np.asarray(col)[keep] for name, col in batch.items()}
     dtypes = sorted({str(a.dtype) for a in images})
@@ -333,7 +308,3 @@ def load_images(
             column[i] = arr
         out["image"] = column
     return out
-
-
-def _rid(rec: dict[str, Any]) -> str:
-    return str((rec.get("image") or {}).get("id") or (rec.get("event") or {}).get("id"))
