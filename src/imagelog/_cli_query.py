@@ -212,8 +212,8 @@ def add_query_commands(sub: Any) -> None:
     e.add_argument("--source")
     e.add_argument("--since", help="@timestamp from (ISO 8601, UTC)")
     e.add_argument("--until", help="@timestamp before (ISO 8601, UTC)")
-    e.add_argument("--image-format", default="keep", choices=("keep", "png", "jpeg"),
-                   help="keep (convert only what the target cannot read), png or jpeg")  # fmt: skip
+    e.add_argument("--image-format", default="keep", choices=("keep", "png", "tiff", "jpeg"),
+                   help="keep (convert only what the target cannot read), png, tiff or jpeg")  # fmt: skip
     e.add_argument("--shard-size", default="512MB", help="webdataset/parquet shard size")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_export)
