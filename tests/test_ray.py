@@ -213,3 +213,66 @@ def test_load_images_missing_and_outside(ray_cluster: Any, tmp_path: Path) -> No
         imagelog.ray.load_images, batch_format="numpy", fn_kwargs={"missing": "skip"}
     ).take_all()
     assert sorted(int(np.asarray(r["image"])[0, 0]) for r in kept) == [1, 2]
+
+
+def _tar_ids(folder: Path) -> list[str]:
+    import tarfile
+
+    ids = []
+    for shard in sorted(folder.rglob("shard-*.tar")):
+        with tarfile.open(shard) as tar:
+            ids += [m.name.split(".")[0] for m in tar.getmembers() if m.name.endswith(".json")]
+    return ids
+
+
+def test_ray_export_equals_the_local_export(
+    ray_cluster: Any, run_path: str, tmp_path: Path
+) -> None:
+    """One task per hour: the same samples, conversions and gaps as ``export``; an interrupted
+    hour resumes and finished hours are left as they are."""
+    import imagelog.ray
+    from imagelog.export import export
+
+    run = imagelog.read(run_path)
+    want = export(run, tmp_path / "local", to="webdataset")
+    got = imagelog.ray.export(run_path, tmp_path / "ray", to="webdataset")
+    assert (got.samples, got.converted, got.gaps) == (want.samples, want.converted, want.gaps)
+    assert sorted(_tar_ids(tmp_path / "ray")) == sorted(_tar_ids(tmp_path / "local"))
+    gaps = sorted((tmp_path / "ray" / "gaps.jsonl").read_text().splitlines())
+    assert gaps == sorted((tmp_path / "local" / "gaps.jsonl").read_text().splitlines())
+    parts = sorted(p.name for p in (tmp_path / "ray").glob("hour=*"))
+    assert parts == ["hour=2024-01-01T00", "hour=2024-01-01T01", "hour=2024-01-01T02"]
+    # an interrupted hour: its export.json says incomplete, its shard is gone
+    first = tmp_path / "ray" / parts[0]
+    kept = {p: p.stat().st_mtime_ns for p in (tmp_path / "ray" / parts[1]).rglob("*")}
+    state = json.loads((first / "export.json").read_text())
+    (first / "export.json").write_text(json.dumps({**state, "complete": False}))
+    for shard in first.glob("shard-*.tar"):
+        shard.unlink()
+    again = imagelog.ray.export(run_path, tmp_path / "ray", to="webdataset")
+    assert (again.samples, again.gaps) == (want.samples, want.gaps)
+    assert sorted(_tar_ids(tmp_path / "ray")) == sorted(_tar_ids(tmp_path / "local"))
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "ray" / parts[1]).rglob("*")} == kept
+    with pytest.raises(ValueError, match="holds another export"):
+        imagelog.ray.export(run_path, tmp_path / "ray", to="imagefolder")
+    with pytest.raises(ValueError, match="unknown export target"):
+        imagelog.ray.export(run_path, tmp_path / "other", to="tarball")
+
+
+def test_cli_export_engine_ray(
+    ray_cluster: Any, run_path: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from imagelog.cli import main
+
+    out = tmp_path / "out"
+    args = ["export", run_path, str(out), "--to", "imagefolder", "--engine", "ray", "--json"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["samples"] == 29 and report["gaps"] == {"dropped": 1, "purged": 1}
+    rows = [
+        json.loads(line)
+        for part in sorted(out.glob("hour=*"))
+        for line in (part / "metadata.jsonl").read_text().splitlines()
+    ]
+    assert len(rows) == 29 and all((out / r["file_name"]).exists() is False for r in rows)
+    assert all((out / f"hour={r['created'][:13]}" / r["file_name"]).is_file() for r in rows)

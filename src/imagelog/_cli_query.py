@@ -112,18 +112,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, transient=True, disable=args.json) as bar:
         task = bar.add_task(f"export to {args.to}", total=None)
-        report = export(
-            run,
-            args.out,
-            to=args.to,
-            where=args.where,
-            source=args.source,
-            since=args.since,
-            until=args.until,
-            image_format=args.image_format,
-            shard_bytes=parse_bytes(args.shard_size, name="--shard-size"),
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        options: dict[str, Any] = {
+            "to": args.to,
+            "where": args.where,
+            "source": args.source,
+            "since": args.since,
+            "until": args.until,
+            "image_format": args.image_format,
+            "shard_bytes": parse_bytes(args.shard_size, name="--shard-size"),
+            "progress": lambda done, total: bar.update(task, completed=done, total=total),
+        }
+        if args.engine == "ray":  # one Ray task per index hour (docs/fleet.md)
+            from .ray import export as export_ray
+
+            report = export_ray(run.url, args.out, **options)
+        else:
+            report = export(run, args.out, **options)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -215,6 +219,8 @@ def add_query_commands(sub: Any) -> None:
     e.add_argument("--image-format", default="keep", choices=("keep", "png", "tiff", "jpeg"),
                    help="keep (convert only what the target cannot read), png, tiff or jpeg")  # fmt: skip
     e.add_argument("--shard-size", default="512MB", help="webdataset/parquet shard size")
+    e.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local (this process) or ray (one task per index hour; docs/fleet.md)")  # fmt: skip
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_export)
 

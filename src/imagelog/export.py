@@ -31,7 +31,7 @@ import json
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from ._extras import require
 from .errors import KeyOutsideRun
 from .run import Run
 
-__all__ = ["TARGETS", "ExportReport", "export"]
+__all__ = ["TARGETS", "ExportReport", "check_args", "claim", "export"]
 
 TARGETS = ("imagefolder", "webdataset", "parquet")
 IMAGE_FORMATS = ("keep", "png", "tiff", "jpeg")
@@ -391,6 +391,49 @@ def _hf_dtype(t: Any) -> str:
     return "string"
 
 
+def check_args(
+    *,
+    to: str,
+    image_format: str,
+    where: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Refuse a bad target, image format, time or filter before anything is read or written."""
+    if to not in TARGETS:
+        raise ValueError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"unknown image format {image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
+        )
+    if to == "parquet":
+        require("pyarrow", "query", "export --to parquet")
+    from .records import check_where, filters_sql
+
+    filters_sql(source=source, since=since, until=until, include_events=True, where=where)
+    check_where(where)  # bad times and bad SQL fail before anything is written
+
+
+def claim(folder: Path, asked: dict[str, Any]) -> Path:
+    """Make ``folder`` an export of ``asked`` (or continue one); refuse a folder that holds
+    another export or other files. Returns its ``export.json``, marked incomplete."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state_path = folder / STATE
+    if state_path.exists():
+        previous = json.loads(state_path.read_text(encoding="utf-8"))
+        if previous.get("asked") != asked:
+            raise ValueError(
+                f"{folder} holds another export ({previous.get('asked')}); choose an empty folder"
+            )
+    elif any(folder.iterdir()):
+        raise ValueError(f"{folder} is not empty and holds no imagelog export")
+    state_path.write_text(
+        json.dumps({"asked": asked, "complete": False}, indent=2), encoding="utf-8"
+    )
+    return state_path
+
+
 def export(
     run: Run,
     out: str | os.PathLike[str],
@@ -404,41 +447,22 @@ def export(
     shard_bytes: int = 512 * 2**20,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    records: Iterable[dict[str, Any]] | None = None,
 ) -> ExportReport:
     """Export the chosen records of ``run`` to ``out`` as ``to`` (see the module docstring).
 
     Resumes an interrupted export of the same arguments into the same folder; refuses a folder
     that holds a different export. ``workers`` threads read and convert images (default: one
-    per CPU); samples are written in record order.
+    per CPU); samples are written in record order. ``records``: the chosen records (events
+    included, in id order) when the caller has read them already (``imagelog.ray.export``, one
+    hour per task); the filters are then only recorded.
     """
-    if to not in TARGETS:
-        raise ValueError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(
-            f"unknown image format {image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
-        )
-    if to == "parquet":
-        require("pyarrow", "query", "export --to parquet")
-    from .records import check_where, filters_sql
-
-    filters_sql(source=source, since=since, until=until, include_events=True, where=where)
-    check_where(where)  # bad times and bad SQL fail before anything is written
+    check_args(to=to, image_format=image_format, where=where, source=source, since=since,
+               until=until)  # fmt: skip
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
     asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
              "until": until, "image_format": image_format}  # fmt: skip
-    state_path = folder / STATE
-    if state_path.exists():
-        previous = json.loads(state_path.read_text(encoding="utf-8"))
-        if previous.get("asked") != asked:
-            raise ValueError(
-                f"{folder} holds another export ({previous.get('asked')}); choose an empty folder"
-            )
-    elif any(folder.iterdir()):
-        raise ValueError(f"{folder} is not empty and holds no imagelog export")
-    state_path.write_text(
-        json.dumps({"asked": asked, "complete": False}, indent=2), encoding="utf-8"
-    )
+    state_path = claim(folder, asked)
     writer: _Writer
     if to == "imagefolder":
         writer = _ImageFolder(folder)
@@ -448,7 +472,9 @@ def export(
         writer = _Parquet(folder, shard_bytes)
     last = writer.resume()
     report = ExportReport(out=str(folder), to=to)
-    total = _count(run, where=where, source=source, since=since, until=until) if progress else 0
+    total = 0
+    if progress is not None and records is None:
+        total = _count(run, where=where, source=source, since=since, until=until)
     gaps_path = folder / GAPS
     seen_gaps = _gap_ids(gaps_path)
     done = 0
@@ -484,9 +510,11 @@ def export(
         _closing(writer),
         ThreadPoolExecutor(workers, thread_name_prefix="imagelog-export") as pool,
     ):
-        for rec in run.records(
-            source=source, since=since, until=until, where=where, include_events=True
-        ):
+        if records is None:
+            records = run.records(
+                source=source, since=since, until=until, where=where, include_events=True
+            )
+        for rec in records:
             done += 1
             if progress is not None:
                 progress(done, total)

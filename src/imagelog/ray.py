@@ -15,13 +15,17 @@ by imagelog's codecs inside the workers::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._extras import require
 from .compact import MANIFEST_COLUMNS, uri_sql
+from .export import ExportReport
 from .records import COLUMNS, ORDER, Filters, LocalFiles, check_where, list_files
 from .records.columns import purged_sql, records_sql, without_purged
 from .records.engine import MEMORY_LIMIT, _new_connection, warn_skipped
@@ -32,7 +36,7 @@ if TYPE_CHECKING:
 
     from .stores import Store
 
-__all__ = ["COLUMNS_OUT", "load_images", "read_run"]
+__all__ = ["COLUMNS_OUT", "export", "load_images", "read_run"]
 
 #: The columns of ``read_run``'s Dataset: the ``records`` view's, then ``uri`` (the image's
 #: absolute URI, as compaction writes it).
@@ -308,3 +312,124 @@ def load_images(
             column[i] = arr
         out["image"] = column
     return out
+
+
+def export(
+    url: str,
+    out: str | os.PathLike[str],
+    *,
+    to: str,
+    where: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    image_format: str = "keep",
+    shard_bytes: int = 512 * 2**20,
+    storage_options: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportReport:
+    """``imagelog.export.export`` as Ray tasks, one per index hour (docs/fleet.md).
+
+    Each hour is a whole local export in ``OUT/hour=<YYYY-MM-DDTHH>/`` (its own shards or
+    images, ``metadata.jsonl``, ``gaps.jsonl`` and ``export.json``), of that hour's records read
+    by the engine's SQL; ``OUT/export.json`` sums the reports and ``OUT/gaps.jsonl`` joins the
+    gaps in hour order. Run again after an interruption: finished hours are skipped and an
+    interrupted hour resumes where it stopped. ``progress(hours done, hours)``.
+    """
+    require("ray", "ray", "imagelog.ray")
+    import ray
+
+    from . import export as local
+
+    local.check_args(to=to, image_format=image_format, where=where, source=source,
+                     since=since, until=until)  # fmt: skip
+    store = _store(url, storage_options)
+    root = store.url
+    folder = Path(out)
+    asked = {"run": root, "to": to, "where": where, "source": source, "since": since,
+             "until": until, "image_format": image_format, "engine": "ray"}  # fmt: skip
+    state_path = local.claim(folder, asked)
+    cond, params = Filters(
+        sources=() if source is None else (source,), since=since, until=until, where=where,
+        events=True,
+    ).sql()  # fmt: skip
+    files = list_files(store)
+    opts = dict(storage_options or {})
+    kwargs = {"to": to, "where": where, "source": source, "since": since, "until": until,
+              "image_format": image_format, "shard_bytes": shard_bytes}  # fmt: skip
+    reports: dict[str, dict[str, Any]] = {}
+    todo = []
+    for hour in files.hours:
+        done = _finished(folder / f"hour={hour}")
+        if done is not None:
+            reports[hour] = done
+        else:
+            todo.append(hour)
+    if todo:
+        purge = ray.remote(num_cpus=1)(_hour_purged)
+        found = ray.get([purge.remote(root, opts, h, files.keys([h])) for h in files.hours])
+        ids = ray.put(sorted({i for found_ids in found for i in found_ids}))
+        task = ray.remote(num_cpus=1, max_retries=2)(_export_hour)
+        pending = {
+            task.remote(
+                root, opts, h, files.keys([h]), cond, params, ids, str(folder / f"hour={h}"), kwargs
+            ): h
+            for h in todo
+        }
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            hour = pending.pop(ready[0])
+            reports[hour] = ray.get(ready[0])
+            if progress is not None:
+                progress(len(reports), len(files.hours))
+    report = ExportReport(out=str(folder), to=to)
+    with open(folder / local.GAPS, "w", encoding="utf-8") as gaps:
+        for hour in sorted(reports):
+            part = reports[hour]
+            report.samples += part["samples"]
+            report.skipped += part["skipped"]
+            report.bytes += part["bytes"]
+            for name in ("converted", "gaps"):
+                for k, v in part[name].items():
+                    getattr(report, name)[k] = getattr(report, name).get(k, 0) + v
+            report.files += [f"hour={hour}/{f}" for f in part["files"]]
+            gaps_of = folder / f"hour={hour}" / local.GAPS
+            if gaps_of.exists():
+                gaps.write(gaps_of.read_text(encoding="utf-8"))
+    state_path.write_text(
+        json.dumps({"asked": asked, "complete": True, "report": report.to_dict()}, indent=2),
+        encoding="utf-8",
+    )
+    return report
+
+
+def _finished(part: Path) -> dict[str, Any] | None:
+    """The report of an hour's export that finished, else None."""
+    try:
+        state = json.loads((part / "export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    report = state.get("report")
+    return report if state.get("complete") and isinstance(report, dict) else None
+
+
+def _export_hour(
+    root: str,
+    opts: dict[str, Any],
+    hour: str,
+    keys: tuple[list[str], list[str]],
+    cond: str,
+    params: list[Any],
+    purged: Any,
+    part: str,
+    kwargs: dict[str, Any],
+) -> dict[str, Any]:
+    """One hour's local export, of the records the engine's SQL picks (a Ray task)."""
+    from . import export as local
+    from .run import Run
+
+    table = _read_hour(root, opts, hour, keys, cond, params, purged, ["record"])
+    records = (json.loads(text) for text in table.column("record").to_pylist())
+    run = Run(_store(root, opts or None))
+    report = local.export(run, part, records=records, workers=2, **kwargs)
+    return report.to_dict()
