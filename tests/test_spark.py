@@ -66,6 +66,21 @@ def test_spark_counts_by_source_like_duckdb(spark: Any, compacted: str) -> None:
     # the Parquet files hold every line; the view leaves out the one purged image
     want = dict(run.query("select source, count(*) from records group by 1").fetchall())
     assert got == {s: n + (s == "cam0") for s, n in want.items()}
+    # docs/fleet.md's anti-join applies the view's purge rule
+    from pyspark.sql import functions as F
+
+    purged = df.where("action = 'purged'").select(
+        F.explode(
+            F.from_json(F.get_json_object("record", "$.imagelog.purge.ids"), "array<string>")
+        ).alias("id")
+    )
+    logged = df.where("action = 'logged'").join(purged, "id", "left_anti")
+    view = dict(
+        run.query(
+            "select source, count(*) from records where action = 'logged' group by 1"
+        ).fetchall()
+    )
+    assert {r["source"]: r["count"] for r in logged.groupBy("source").count().collect()} == view
     hours = {(str(r["date"]), int(r["hour"])) for r in df.select("date", "hour").collect()}
     assert hours == {("2024-01-01", 0), ("2024-01-01", 1), ("2024-01-01", 2)}
 
