@@ -276,3 +276,19 @@ def test_cli_export_engine_ray(
     ]
     assert len(rows) == 29 and all((out / r["file_name"]).exists() is False for r in rows)
     assert all((out / f"hour={r['created'][:13]}" / r["file_name"]).is_file() for r in rows)
+
+
+def test_load_images_refuses_what_it_cannot_use() -> None:
+    """Without ``uri`` and ``record`` (``columns=`` left them out), or with a typo in
+    ``missing``, one line says what is wrong."""
+    import imagelog.ray
+
+    batch = {"id": np.array(["a"]), "record": np.array(["{}"])}
+    with pytest.raises(ValueError, match="needs the 'uri' and 'record' columns"):
+        imagelog.ray.load_images(batch)
+    with pytest.raises(ValueError, match="missing must be 'raise' or 'skip'"):
+        imagelog.ray.load_images({**batch, "uri": np.array([None])}, missing="ignore")
+    from imagelog.fleet import load_pixels
+
+    with pytest.raises(FileNotFoundError, match="has no image inside the run"):
+        load_pixels(None, '{"image": {"id": "x"}, "file": {"path": "../x.png"}}')
