@@ -47,6 +47,15 @@ def _best(fn: Any, n: int) -> float:
     return best
 
 
+def _cpu_per(fn: Any, n: int) -> float:
+    """CPU seconds of one call (the process's, codec threads included), averaged over ``n``."""
+    fn()
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n
+
+
 def _cpu() -> float:
     """CPU seconds of this process so far (all threads): with other programs on the machine,
     ``2 * frames / cpu`` is the rate two cores of its own would give."""
@@ -86,6 +95,9 @@ def convert(quick: bool) -> dict[str, Any]:
         "tiff_fast_s": _best(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
         "tiff_fast_bytes": len(imagecodecs.tiff_encode(arr, **export.FAST_TIFF)),
         "jxl_bytes": len(data),
+        "decode_jxl_cpu_s": _cpu_per(lambda: jxl.decode(data), reps),
+        "png_fast_cpu_s": _cpu_per(lambda: imagecodecs.png_encode(arr, **export.FAST_PNG), reps),
+        "tiff_fast_cpu_s": _cpu_per(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
     }
     with tempfile.TemporaryDirectory(prefix="imagelog-bench-convert-") as tmp:
         frames = 24 if quick else 120
@@ -399,6 +411,8 @@ def table(res: dict[str, Any]) -> str:
             f"| export jxl->tif (`--image-format tiff`), 2 workers | | "
             f"{c['export_tiff_fps']:.1f} | {c['export_tiff_fps_2cores']:.1f} | |",
             "",
+            f"CPU time per frame: decode {c['decode_jxl_cpu_s'] * 1e3:.0f} ms, FAST_PNG "
+            f"{c['png_fast_cpu_s'] * 1e3:.0f} ms, FAST_TIFF {c['tiff_fast_cpu_s'] * 1e3:.0f} ms "
             f"(load average at the end: {c['load']})",
             "",
         ]
