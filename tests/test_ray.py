@@ -292,3 +292,12 @@ def test_load_images_refuses_what_it_cannot_use() -> None:
 
     with pytest.raises(FileNotFoundError, match="has no image inside the run"):
         load_pixels(None, '{"image": {"id": "x"}, "file": {"path": "../x.png"}}')
+
+
+def test_a_run_without_records_is_an_empty_dataset(ray_cluster: Any, tmp_path: Path) -> None:
+    import imagelog.ray
+
+    with imagelog.open(tmp_path / "run", format="png"):
+        pass
+    ds = imagelog.ray.read_run(str(tmp_path / "run"))
+    assert ds.count() == 0 and ds.columns() == list(imagelog.ray.COLUMNS_OUT)

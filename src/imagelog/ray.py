@@ -130,7 +130,7 @@ def _select(cols: list[str], root: str) -> str:
 
 def _arrow(con: Any, select: str, rows: str, params: list[Any], cond: str = "true") -> pa.Table:
     sql = f"SELECT {select} FROM {rows} h WHERE {cond} ORDER BY {ORDER}"
-    table: pa.Table = con.execute(sql, params or None).to_arrow_table()
+    table: pa.Table = con.sql(sql, params=params or None).to_arrow_table()
     return table
 
 
