@@ -2,7 +2,9 @@
 and streaming reads of records in order, one hour at a time.
 
 ``records`` holds every line, events included (``action``), without the images that a
-``purged`` event lists (their ``logged`` rows are left out; the ``purged`` rows stay). Rows come
+``purged`` event or a ``thinned`` summary lists (their ``logged`` rows are left out; the event
+rows stay), and with each image as it is now: where retention tiers re-encoded it, the latest
+``tiered`` event supersedes its ``logged`` row's file and image fields (``current``). Rows come
 out through ``fetchmany`` (no Arrow), so the plain install reads runs.
 """
 
@@ -24,6 +26,8 @@ from .columns import (
     purged_sql,
     records_sql,
     sql_str,
+    superseded,
+    tiered_sql,
     without_purged,
 )
 from .files import LocalFiles, RunFiles, list_files
@@ -131,7 +135,8 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``records`` view over a run's index (or some of its hours).
 
-    ``_all`` is the same without the purge rule, ``_purged`` the purged ids. ``local`` gives the
+    ``_all`` is the same without the purge and tier rules, ``_purged`` the purged ids,
+    ``_tiered`` the latest ``tiered`` event of each id. ``local`` gives the
     local copies of a remote run's files (keep it while the connection is in use).
     """
     duckdb = _duckdb()
@@ -154,11 +159,22 @@ def connect(
     path_of = dict(zip(jsonl_keys + parquet_keys, all_j + all_p, strict=True))
     # a table of the (in-memory) database, not TEMP: cursors of this connection see it too
     con.execute(f"CREATE TABLE _purged AS {purged_sql(all_j, all_p)}")
+    con.execute(f"CREATE TABLE _tiered AS {tiered_sql(all_j, all_p)}")
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p])
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
-    view = without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
+    view = current(con, "SELECT * FROM _all")
     con.execute(f"CREATE TEMP VIEW records AS {view}")
     return con
+
+
+def current(con: Any, rows: str) -> str:
+    """``rows`` as readers see them: purged and thinned images left out, tiered ones superseded
+    (the one place these rules are applied; ``connect`` made the tables)."""
+    if _has_purged(con):
+        rows = without_purged(rows)
+    if _has_tiered(con):
+        rows = superseded(rows)
+    return rows
 
 
 def check_where(where: str | None) -> None:
@@ -180,6 +196,10 @@ def check_where(where: str | None) -> None:
 
 def _has_purged(con: Any) -> bool:
     return bool(con.execute("SELECT count(*) FROM _purged").fetchall()[0][0])
+
+
+def _has_tiered(con: Any) -> bool:
+    return bool(con.execute("SELECT count(*) FROM _tiered").fetchall()[0][0])
 
 
 def purged_ids(store: Store) -> set[str]:
@@ -264,7 +284,7 @@ def _hour_rows(
 
     def stream(rows: str, sort: bool) -> Iterator[_Row]:
         if purged:
-            rows = without_purged(rows)
+            rows = current(con, rows)
         sql = (
             "SELECT coalesce(id, ''), coalesce(seq, 0), CAST(record AS VARCHAR) "
             f"FROM ({rows}) h WHERE {cond}"
@@ -305,11 +325,13 @@ def iter_records(
     limit: int | None = None,
     local: LocalFiles | None = None,
     filters: Filters | None = None,
+    hours: Iterable[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records as stored, oldest (or newest) first, one hour at a time: memory holds one hour's
     matching rows at most (DuckDB spills a larger sort to disk), never the run.
 
-    ``filters`` replaces the keyword filters when given."""
+    ``filters`` replaces the keyword filters when given; ``hours`` reads only these index hours
+    (``YYYY-MM-DDTHH``, log time)."""
     duckdb = _duckdb()
     if filters is None:
         filters = Filters(
@@ -338,10 +360,11 @@ def iter_records(
             if attempt == _RETRIES - 1:
                 raise
     try:
-        purged = _has_purged(con)
+        purged = _has_purged(con) or _has_tiered(con)  # a join: each stream is sorted
         left = limit
-        hours = files.hours[::-1] if newest_first else files.hours
-        for hour in hours:
+        only = None if hours is None else set(hours)
+        chosen = [h for h in files.hours if only is None or h in only]
+        for hour in chosen[::-1] if newest_first else chosen:
             done = 0  # rows of this hour already yielded
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])

@@ -1,0 +1,726 @@
+"""Retention tiers: each frame moves down a ladder of steps by age (log time), in place, with its
+record, its id and its history.
+
+A step (``Tier``) re-encodes (``format=``), thins (``thin=``: at most one frame per interval),
+shrinks (``thumbnail=``: at most N pixels on the longest side) or deletes (``delete=True``);
+``max_bytes=`` caps the bytes of the frames in a step's tier (the oldest move on early). Frames
+labelled ``keep`` (or kept by ``open(keep=)``) are exempt from every step.
+
+A pass (``run_pass``), for each index hour whose frames crossed a step since it was last seen:
+
+1. ``delete``: a ``purged`` event (reason ``tier``) listing the ids, then the files go.
+2. ``thin``: per source and interval, the frame labelled ``keep``, else one saved by a trigger,
+   else the first stays; a ``thinned`` summary lists the others (ids and ``image.seq`` ranges),
+   then their files go.
+3. ``format``/``thumbnail`` (the latest such step the frame reached): the new file is written
+   whole (``<old name>.t<step>.<ext>``, the record embedded), then a ``tiered`` event is appended
+   to the index (it supersedes the record's ``file.*`` and ``image.*``: the records engine
+   applies it for every reader), then the old file is removed.
+
+Events go into the frame's own hour (a segment of a writer id new to each pass), so a whole-hour
+purge takes them with the frame. A ``kill -9`` anywhere leaves each frame readable once: a new
+file with no event is an orphan the next pass removes; an old file whose event was written, or
+whose id a tombstone lists, is removed by the next pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from . import codecs
+from .errors import InvalidSetting
+from .ids import new_writer_id, uuid7
+from .layout import IMAGES_PREFIX, hour_end_ns, hour_of, images_prefix, segment_key
+from .record import (
+    dumps,
+    iso_utc,
+    ordered,
+    parse_time_ns,
+    purged_record,
+    stored_file,
+    thinned_record,
+    tiered_record,
+)
+from .retention import keeps_by_label
+from .settings import parse_bytes, parse_duration
+from .stores.base import Segment, Store
+
+__all__ = ["Ladders", "Tier", "TierReport", "ladders_of", "run_pass", "tier_key"]
+
+logger = logging.getLogger("imagelog")
+
+_TIER_SUFFIX = re.compile(r"\.t\d+$")
+#: Frames re-encoded between two index appends (each batch: files, then lines, then removals).
+BATCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    """One step of a retention ladder, taken once a frame is ``after`` old (log time).
+
+    Exactly one of ``format`` (a preset or codec spec), ``thin`` (an interval), ``thumbnail``
+    (pixels, longest side; ``format`` may go with it, else the format of the last re-encode
+    step before it, else ``"preview"``) or ``delete=True``. ``max_bytes`` caps the bytes of the
+    frames in this step's tier: past it, the oldest go on to the next step early (past the last
+    step: deleted).
+
+    >>> Tier(after="1d", format="preview").after_s, Tier(after="7d", thin="10s").thin_s
+    (86400.0, 10.0)
+    """
+
+    after: str | float | timedelta
+    format: str | None = None
+    thin: str | float | timedelta | None = None
+    thumbnail: int | None = None
+    delete: bool = False
+    max_bytes: int | str | None = None
+    after_s: float = dataclasses.field(init=False, repr=False, compare=False)
+    thin_s: float | None = dataclasses.field(init=False, repr=False, compare=False)
+    cap: int | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        after = parse_duration(self.after, name="Tier after")
+        thin = None if self.thin is None else parse_duration(self.thin, name="Tier thin")
+        cap = None if self.max_bytes is None else parse_bytes(self.max_bytes, name="Tier max_bytes")
+        kinds = [k for k, on in (("thin", thin is not None), ("thumbnail", self.thumbnail is not None),
+                                 ("delete", bool(self.delete))) if on]  # fmt: skip
+        if self.format is not None and kinds and kinds != ["thumbnail"]:
+            kinds.append("format")
+        if len(kinds) > 1:
+            raise InvalidSetting(f"a Tier does one thing; this one asks for {' and '.join(kinds)}")
+        if not kinds and self.format is None:
+            raise InvalidSetting(
+                "a Tier needs format=, thin=, thumbnail= or delete=True, e.g. "
+                "Tier(after='1d', format='preview')"
+            )
+        if thin is not None and thin <= 0:
+            raise InvalidSetting(f"Tier thin must be a positive interval such as '10s', got {self.thin!r}")
+        if self.thumbnail is not None and (
+            isinstance(self.thumbnail, bool) or not isinstance(self.thumbnail, int)
+            or self.thumbnail < 1
+        ):  # fmt: skip
+            raise InvalidSetting(f"Tier thumbnail must be a positive number of pixels, got {self.thumbnail!r}")
+        if self.format is not None:
+            if not isinstance(self.format, str):
+                raise TypeError(f"Tier format must be a string such as 'preview', not {self.format!r}")
+            codecs.parse_spec(self.format)
+            name = codecs.parse_spec(self.format)[0]
+            if name.lower() not in codecs.PRESETS:
+                codecs.get(name)  # UnknownFormat names the formats
+        object.__setattr__(self, "after_s", after)
+        object.__setattr__(self, "thin_s", thin)
+        object.__setattr__(self, "cap", cap)
+
+    @property
+    def kind(self) -> str:
+        """``format``, ``thin``, ``thumbnail`` or ``delete``."""
+        if self.delete:
+            return "delete"
+        if self.thin_s is not None:
+            return "thin"
+        return "thumbnail" if self.thumbnail is not None else "format"
+
+    @property
+    def label(self) -> str:
+        """The step's age as written (``"1d"``), for records."""
+        return self.after if isinstance(self.after, str) else f"{self.after_s:g}s"
+
+    def describe(self) -> str:
+        """The step in words: ``after 1d: format preview``."""
+        kind = self.kind
+        if kind == "thin":
+            what = f"thin to one frame per {self.thin_s:g} s"
+        elif kind == "thumbnail":
+            what = f"thumbnail {self.thumbnail} px" + (f" ({self.format})" if self.format else "")
+        else:
+            what = "delete" if kind == "delete" else f"format {self.format}"
+        cap = f", max_bytes {self.cap}" if self.cap is not None else ""
+        return f"after {self.label}: {what}{cap}"
+
+
+Ladder = tuple[Tier, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ladders:
+    """The ladder of each source (``default``: sources not named)."""
+
+    default: Ladder = ()
+    by_source: Mapping[str, Ladder] = dataclasses.field(default_factory=dict)
+
+    def of(self, source: str) -> Ladder:
+        """The ladder frames of ``source`` go down."""
+        return self.by_source.get(source, self.default)
+
+    def all(self) -> list[Ladder]:
+        """Every ladder (non-empty)."""
+        return [lad for lad in (self.default, *self.by_source.values()) if lad]
+
+    def __bool__(self) -> bool:
+        return bool(self.all())
+
+
+def _ladder(steps: object, where: str) -> Ladder:
+    if isinstance(steps, Tier):
+        steps = [steps]
+    if not isinstance(steps, list | tuple):
+        raise TypeError(f"{where} must be a list of imagelog.Tier, not {type(steps).__name__}")
+    for s in steps:
+        if not isinstance(s, Tier):
+            raise TypeError(f"{where} must hold imagelog.Tier steps, got {type(s).__name__}")
+    ladder = tuple(steps)
+    for a, b in zip(ladder, ladder[1:], strict=False):
+        if b.after_s <= a.after_s:
+            raise InvalidSetting(
+                f"{where}: steps must be in order of age; {b.describe()} comes after {a.describe()}"
+            )
+    for s in ladder[:-1]:
+        if s.delete:
+            raise InvalidSetting(f"{where}: a delete step must be the last ({s.describe()})")
+    return ladder
+
+
+def ladders_of(tiers: object) -> Ladders:
+    """Check ``tiers=``: a list of ``Tier`` (every source) or ``{source: [Tier, ...]}`` (``"*"``:
+    sources not named)."""
+    if tiers is None:
+        return Ladders()
+    if isinstance(tiers, Mapping):
+        by = {}
+        for src, steps in tiers.items():
+            if not isinstance(src, str) or not src:
+                raise InvalidSetting(f"tiers as a mapping takes source names, got {src!r}")
+            by[src] = _ladder(steps, f"tiers[{src!r}]")
+        default = by.pop("*", ())
+        return Ladders(default, by)
+    return Ladders(_ladder(tiers, "tiers"))
+
+
+def tier_key(key: str, step: int, ext: str) -> str:
+    """The key of a frame's file at a step: ``<name>.t<step>.<ext>`` beside the original."""
+    base, _, _ = key.rpartition(".")
+    return f"{_TIER_SUFFIX.sub('', base)}.t{step}.{ext}"
+
+
+@dataclasses.dataclass
+class TierReport:
+    """What a pass did (or, with ``dry_run``, would do)."""
+
+    as_of: str = ""
+    hours: int = 0
+    frames: int = 0
+    tiered: int = 0
+    thinned: int = 0
+    deleted: int = 0
+    failed: int = 0
+    exempt: int = 0
+    cleaned: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    cpu_s: float = 0.0
+    done: bool = True
+    dry_run: bool = False
+    by_step: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def count(self, step: int, tier: Tier, n: int = 1) -> None:
+        """Count ``n`` frames for a step."""
+        name = f"{step}: {tier.describe()}"
+        self.by_step[name] = self.by_step.get(name, 0) + n
+
+
+# -- the pass -------------------------------------------------------------------------------
+class _Events:
+    """Index lines of one pass, appended to the frame's hour (one writer id per pass)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writer = new_writer_id()
+        self._segments: dict[str, Segment] = {}
+
+    def append(self, hour: str, recs: Sequence[Mapping[str, Any]]) -> None:
+        if not recs:
+            return
+        seg = self._segments.get(hour)
+        if seg is None:
+            seg = self._segments[hour] = self.store.open_segment(segment_key(hour, self.writer))
+        seg.append("".join(dumps(r) + "\n" for r in recs).encode("utf-8"))
+        seg.flush()
+
+    def close(self) -> None:
+        for seg in self._segments.values():
+            seg.close()
+        self._segments.clear()
+
+
+def _seq_ranges(seqs: Iterable[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+def _created_ns(rec: Mapping[str, Any]) -> int:
+    created = (rec.get("event") or {}).get("created") or rec.get("@timestamp")
+    return parse_time_ns(_parse_iso(str(created)))
+
+
+def _parse_iso(text: str) -> Any:
+    import datetime as _dt
+
+    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _current_after(rec: Mapping[str, Any]) -> float:
+    """The age of the step that made the frame's current file (0: as logged)."""
+    tier = (rec.get("imagelog") or {}).get("tier") or {}
+    after = tier.get("after")
+    if after is None:
+        return 0.0
+    try:
+        return parse_duration(after if isinstance(after, str | int | float) else str(after))
+    except (InvalidSetting, TypeError):
+        return 0.0
+
+
+def _thumbnail_format(ladder: Ladder, index: int) -> str:
+    step = ladder[index]
+    if step.format is not None:
+        return step.format
+    for prev in reversed(ladder[:index]):
+        if prev.kind == "format" and prev.format is not None:
+            return prev.format
+    return "preview"
+
+
+def _shrink(arr: np.ndarray[Any, Any], longest: int) -> np.ndarray[Any, Any]:
+    h, w = arr.shape[:2]
+    scale = longest / max(h, w)
+    if scale >= 1:
+        return arr
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if arr.dtype == np.uint8 and (arr.ndim == 2 or arr.shape[2] in (3, 4)):
+        from PIL import Image
+
+        return np.asarray(Image.fromarray(arr).resize(size, Image.Resampling.LANCZOS))
+    rows = (np.arange(size[1]) * h / size[1]).astype(np.intp)
+    cols = (np.arange(size[0]) * w / size[0]).astype(np.intp)
+    return np.ascontiguousarray(arr[rows][:, cols])
+
+
+_DROPPED_IMAGE = ("format", "lossless", "encoder", "pixel_format", "stride", "bit_depth", "layout")
+
+
+def _reencode(
+    run: Any, rec: Mapping[str, Any], spec: str, thumbnail: int | None, step: int, after: str,
+    eid: str,
+) -> tuple[str, bytes, dict[str, Any], dict[str, Any], str | None]:  # fmt: skip
+    """The frame at a step: (key, bytes, file, image, sidecar bytes or None)."""
+    image = rec.get("image") or {}
+    arr = run.load(dict(rec), convert="rgb" if image.get("pixel_format") else None)
+    if thumbnail is not None:
+        arr = _shrink(arr, thumbnail)
+    arr = np.ascontiguousarray(arr)
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    dtype = "bool" if arr.dtype == np.bool_ else str(arr.dtype)
+    codec, params = codecs.resolve(spec, dtype=dtype, channels=channels)
+    new_image = {k: v for k, v in image.items() if k not in _DROPPED_IMAGE}
+    new_image.update(
+        width=int(arr.shape[1]), height=int(arr.shape[0]), channels=channels, dtype=dtype,
+        channel_order={1: "L", 3: "RGB", 4: "RGBA"}.get(channels, image.get("channel_order", "")),
+        format=codec.name, lossless=codec.is_lossless(params),
+        encoder={"name": codec.library or codec.name, "version": codec.version, "params": params},
+    )  # fmt: skip
+    key = tier_key(str((rec.get("file") or {})["path"]), step, codec.extension)
+    file = {"path": key, "mime_type": codec.mime_type, "extension": codec.extension}
+    body = {k: v for k, v in rec.items() if k not in ("file", "image")}
+    body["file"], body["image"] = file, new_image
+    body["imagelog"] = {**(rec.get("imagelog") or {}), "tier": {"step": step, "after": after,
+                                                                 "event": eid}}  # fmt: skip
+    body["imagelog"].pop("sidecar", None)
+    text = dumps(ordered(body))
+    pixels = arr.astype(np.uint8) if dtype == "bool" and codec.name != "png" else arr
+    data, embedded = codec.encode_with_record(pixels, params, text)
+    return key, data, file, new_image, None if embedded else text
+
+
+def _keep(rec: Mapping[str, Any], keep: Callable[[Mapping[str, Any]], bool] | None) -> bool:
+    if keeps_by_label(rec):
+        return True
+    if keep is None:
+        return False
+    try:
+        return bool(keep(rec))
+    except Exception:
+        return True  # a keep rule that raises keeps the record, as retention does
+
+
+def _triggered(rec: Mapping[str, Any]) -> bool:
+    return bool((rec.get("labels") or {}).get("trigger"))
+
+
+def _hours_due(hours: Iterable[str], ladders: Ladders, now_ns: int, seen: Mapping[str, int]) -> list[str]:
+    """Hours in which some frame crossed a step since the hour was last settled (``seen``)."""
+    afters = sorted({int(s.after_s * 1e9) for lad in ladders.all() for s in lad})
+    out = []
+    for hour in hours:
+        end = hour_end_ns(hour)
+        start = end - 3_600_000_000_000
+        last = seen.get(hour)
+        for a in afters:
+            if start + a <= now_ns and (last is None or end + a > last):
+                out.append(hour)
+                break
+    return out
+
+
+def _promoted(store: Store, ladders: Ladders, now_ns: int) -> dict[str, int]:
+    """Frames a step's ``max_bytes`` sends on early: id -> the step index they go to."""
+    from .records import iter_json, with_retry
+
+    out: dict[str, int] = {}
+    for src_ladder in [(None, ladders.default), *ladders.by_source.items()]:
+        source, ladder = src_ladder
+        for i, step in enumerate(ladder):
+            if step.cap is None or step.delete:
+                continue
+            lo = now_ns - int(step.after_s * 1e9)
+            hi = None if i + 1 == len(ladder) else now_ns - int(ladder[i + 1].after_s * 1e9)
+            cond = ["action = 'logged'", f"created < CAST('{iso_utc(lo)}' AS TIMESTAMPTZ)"]
+            if hi is not None:
+                cond.append(f"created >= CAST('{iso_utc(hi)}' AS TIMESTAMPTZ)")
+            if source is not None:
+                cond.append("source = ?")
+            else:
+                named = list(ladders.by_source)
+                if named:
+                    cond.append(f"source NOT IN ({', '.join('?' * len(named))})")
+            params = [source] if source is not None else list(ladders.by_source)
+            sql = ("SELECT json_array(id, coalesce(bytes, 0), "
+                   "coalesce(json_extract_string(labels, '$.keep'), '')) FROM records WHERE "
+                   + " AND ".join(cond) + " ORDER BY created DESC, id DESC")  # fmt: skip
+
+            def rows(con: Any, sql: str = sql, params: list[Any] = params) -> list[Any]:
+                return list(iter_json(con, sql, params or None))
+
+            total = 0
+            for rid, nbytes, keep in with_retry(store, rows):
+                if str(keep).lower() in ("1", "true", "yes"):
+                    continue
+                total += int(nbytes)
+                if total > step.cap:
+                    out[str(rid)] = i + 1
+    return out
+
+
+def run_pass(
+    store: Store,
+    ladders: Ladders,
+    *,
+    now_ns: int | None = None,
+    dry_run: bool = False,
+    budget_s: float | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    seen: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TierReport:
+    """One tier pass over a run (the maintenance thread's and ``imagelog tier``'s).
+
+    Args:
+        now_ns: judge ages as if it were this time (``--as-of``); default now.
+        dry_run: count what would be done, change nothing.
+        budget_s: stop after about this much CPU time (``report.done`` is False then).
+        keep: ``open(keep=)``: frames it keeps are exempt, as are frames labelled ``keep``.
+        seen: hour -> when it was last settled; updated, so the next pass skips hours no frame of
+            which crossed a step since (a writer's maintenance keeps it between passes).
+    """
+    from .index.recover import repair
+    from .records import iter_records, list_files
+    from .run import Run
+
+    now = time.time_ns() if now_ns is None else now_ns
+    report = TierReport(as_of=iso_utc(now), dry_run=dry_run)
+    if not ladders:
+        return report
+    cpu0 = time.thread_time()
+    if not dry_run:
+        repair(store, tails_only=True)  # torn lines of a pass killed mid-append
+    seen = {} if seen is None else seen
+    promoted = _promoted(store, ladders, now) if any(
+        s.cap is not None for lad in ladders.all() for s in lad
+    ) else {}  # fmt: skip
+    files = list_files(store)
+    due = set(_hours_due(files.hours, ladders, now, seen))
+    for rid in promoted:  # the hour of a promoted frame: its id's time is its log time
+        from .ids import uuid7_time_ns
+
+        due.add(hour_of(uuid7_time_ns(rid)))
+    hours = sorted(h for h in due if h in set(files.hours))
+    run = Run(store)
+    events = None if dry_run else _Events(store)
+    try:
+        for n, hour in enumerate(hours):
+            if progress is not None:
+                progress(n, len(hours))
+            recs = list(iter_records(store, hours=[hour]))
+            finished = _pass_hour(run, store, hour, recs, ladders, now, promoted, keep, events,
+                                  report, budget_s, cpu0)  # fmt: skip
+            report.hours += 1
+            if not finished:
+                report.done = False
+                break
+            if not dry_run:
+                seen[hour] = now
+        if progress is not None:
+            progress(len(hours), len(hours))
+    finally:
+        if events is not None:
+            events.close()
+        report.cpu_s = time.thread_time() - cpu0
+    return report
+
+
+def _over(budget_s: float | None, cpu0: float) -> bool:
+    return budget_s is not None and time.thread_time() - cpu0 >= budget_s
+
+
+def _pass_hour(
+    run: Any,
+    store: Store,
+    hour: str,
+    recs: list[dict[str, Any]],
+    ladders: Ladders,
+    now: int,
+    promoted: Mapping[str, int],
+    keep: Callable[[Mapping[str, Any]], bool] | None,
+    events: _Events | None,
+    report: TierReport,
+    budget_s: float | None,
+    cpu0: float,
+) -> bool:
+    """One hour; False if the budget ran out first."""
+    dry = events is None
+    deletes: list[dict[str, Any]] = []
+    thin_groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
+    thin_step: dict[tuple[int, str, int], tuple[int, Tier]] = {}
+    encodes: list[tuple[dict[str, Any], int, Tier, Ladder]] = []
+    kept_buckets: set[tuple[int, str, int]] = set()
+    for rec in recs:
+        image = rec.get("image") or {}
+        source = str(image.get("source", ""))
+        ladder = ladders.of(source)
+        if not ladder or not (rec.get("file") or {}).get("path"):
+            continue
+        report.frames += 1
+        report.bytes_before += int((rec.get("file") or {}).get("size") or 0)
+        age = (now - _created_ns(rec)) / 1e9
+        reached = [i for i, s in enumerate(ladder) if s.after_s <= age]
+        if _keep(rec, keep):
+            report.exempt += 1
+            thins = [i for i in reached if ladder[i].kind == "thin"]
+            if thins:  # the frame its interval keeps: the others of the interval go
+                interval = ladder[thins[-1]].thin_s or 1.0
+                bucket = int(_created_ns(rec) // int(interval * 1e9))
+                kept_buckets.add((id(ladder), source, bucket))
+            continue
+        rid = str(image.get("id", ""))
+        if rid in promoted:
+            reached = list(range(min(promoted[rid], len(ladder)) + 1))
+            if promoted[rid] >= len(ladder):  # past the last step: deleted
+                deletes.append(rec)
+                continue
+        if not reached:
+            continue
+        if ladder[reached[-1]].delete:
+            deletes.append(rec)
+            continue
+        thins = [i for i in reached if ladder[i].kind == "thin"]
+        if thins:
+            i = thins[-1]
+            interval = ladder[i].thin_s or 1.0
+            bucket = int(_created_ns(rec) // int(interval * 1e9))
+            gkey = (id(ladder), source, bucket)
+            thin_groups.setdefault(gkey, []).append(rec)
+            thin_step[gkey] = (i, ladder[i])
+        files_steps = [i for i in reached if ladder[i].kind in ("format", "thumbnail")]
+        if files_steps:
+            i = files_steps[-1]
+            if ladder[i].after_s > _current_after(rec):
+                encodes.append((rec, i, ladder[i], ladder))
+    # 1. delete
+    if deletes:
+        ids = [str(r["image"]["id"]) for r in deletes]
+        nbytes = sum(int(r["file"].get("size") or 0) for r in deletes)
+        report.deleted += len(ids)
+        if not dry:
+            assert events is not None
+            purge = {"partition": hour, "whole": False, "files": len(ids), "bytes": nbytes,
+                     "records": len(ids), "kept": 0, "ids": ids}  # fmt: skip
+            ev = purged_record(now_ns=now, rid=uuid7(now), reason="tier", writer=events.writer,
+                               message=f"tier: deleted {len(ids)} frame(s) of hour {hour}",
+                               purge=purge)  # fmt: skip
+            events.append(hour, [ev])
+            store.delete(_files_of(deletes))
+    gone = {str(r["image"]["id"]) for r in deletes}
+    # 2. thin
+    removed: list[tuple[dict[str, Any], int, Tier]] = []
+    for gkey, group in thin_groups.items():
+        group = [r for r in group if str(r["image"]["id"]) not in gone]
+        group.sort(key=lambda r: (not _triggered(r), str(r["image"]["id"])))
+        i, step = thin_step[gkey]
+        removed += [(r, i, step) for r in group[0 if gkey in kept_buckets else 1 :]]
+    if removed:
+        by_writer: dict[tuple[str, int], list[tuple[dict[str, Any], int, Tier]]] = {}
+        for item in removed:
+            w = str((item[0].get("imagelog") or {}).get("writer", ""))
+            by_writer.setdefault((w, item[1]), []).append(item)
+        evs = []
+        for (w, i), items in sorted(by_writer.items()):
+            rs = [r for r, _, _ in items]
+            step = items[0][2]
+            report.thinned += len(rs)
+            report.count(i + 1, step, len(rs))
+            times = [_created_ns(r) for r in rs]
+            by_source: dict[str, int] = {}
+            for r in rs:
+                src = str(r["image"].get("source", ""))
+                by_source[src] = by_source.get(src, 0) + 1
+            if not dry:
+                assert events is not None
+                evs.append(thinned_record(
+                    now_ns=now, rid=uuid7(now), writer=events.writer, step=i + 1,
+                    after=step.label, interval=step.thin_s or 0.0, frames_writer=w,
+                    ids=[str(r["image"]["id"]) for r in rs],
+                    nbytes=sum(int(r["file"].get("size") or 0) for r in rs),
+                    first_ns=min(times), last_ns=max(times),
+                    seqs=_seq_ranges(int(r["image"].get("seq", 0)) for r in rs),
+                    by_source=by_source,
+                ))  # fmt: skip
+        if not dry:
+            assert events is not None
+            events.append(hour, evs)  # the tombstones first: a crash leaves files, not lines
+            store.delete(_files_of([r for r, _, _ in removed]))
+        gone |= {str(r["image"]["id"]) for r, _, _ in removed}
+    # 3. re-encode / thumbnail, in batches: files, then lines, then the old files
+    finished = True
+    batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for rec, i, step, ladder in encodes:
+        if str(rec["image"]["id"]) in gone:
+            continue
+        if _over(budget_s, cpu0):
+            finished = False
+            break
+        if dry:
+            report.tiered += 1
+            report.count(i + 1, step)
+            continue
+        assert events is not None
+        spec = step.format if step.kind == "format" and step.format else _thumbnail_format(ladder, i)
+        eid = uuid7(now)
+        try:
+            key, data, file, image, sidecar = _reencode(run, rec, spec, step.thumbnail, i + 1,
+                                                        step.label, eid)  # fmt: skip
+        except Exception as exc:
+            report.failed += 1
+            report.errors.append(f"{rec['file'].get('path')}: {type(exc).__name__}: {exc}")
+            continue
+        if sidecar is not None:
+            store.put(key + ".json", sidecar.encode("utf-8"))
+        store.put(key, data)
+        file = stored_file(file, key, data, sha256=True)
+        ev = tiered_record(rec, now_ns=now, rid=eid, writer=events.writer, kind=step.kind,
+                           step=i + 1, after=step.label, file=file, image=image)  # fmt: skip
+        if sidecar is not None:
+            ev["imagelog"]["tiered"]["sidecar"] = key + ".json"
+        batch.append((rec, ev))
+        report.tiered += 1
+        report.count(i + 1, step)
+        if len(batch) >= BATCH:
+            _commit(store, events, hour, batch)
+            batch = []
+    if batch:
+        assert events is not None
+        _commit(store, events, hour, batch)
+    if not dry and finished:
+        report.cleaned += _clean(store, hour)
+    if dry:
+        return finished
+    return finished
+
+
+def _files_of(recs: Iterable[Mapping[str, Any]]) -> list[str]:
+    out = []
+    for r in recs:
+        path = (r.get("file") or {}).get("path")
+        if path:
+            out.append(str(path))
+        side = (r.get("imagelog") or {}).get("sidecar")
+        if side:
+            out.append(str(side))
+    return out
+
+
+def _commit(store: Store, events: _Events, hour: str, batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    events.append(hour, [ev for _, ev in batch])
+    old = [k for rec, ev in batch for k in _files_of([rec])
+           if k != ev["imagelog"]["tiered"]["file"]["path"]]  # fmt: skip
+    store.delete(old)
+
+
+def _clean(store: Store, hour: str) -> int:
+    """Remove what a killed pass left in an hour: files the index names (as a logged record's,
+    a tiered event's new or old file) that no current record points at, and tier files
+    (``.t<N>.``) no event names. Other unindexed files are left for ``reindex``."""
+    from .records import iter_records
+
+    prefix = images_prefix(hour)
+    listing = [o.key for o in store.list(prefix)]
+    if not listing:
+        return 0
+    current: set[str] = set()
+    known: set[str] = set()
+    for rec in iter_records(store, hours=[hour]):
+        current.update(_files_of([rec]))
+    for rec in _raw_hour(store, hour):
+        action = (rec.get("event") or {}).get("action")
+        if action == "logged":
+            known.update(_files_of([rec]))
+        elif action == "tiered":
+            t = (rec.get("imagelog") or {}).get("tiered") or {}
+            for k in ((t.get("file") or {}).get("path"), (t.get("from") or {}).get("path"), t.get("sidecar")):
+                if k:
+                    known.add(str(k))
+    stale = []
+    for key in listing:
+        if key in current:
+            continue
+        image = key[:-5] if key.endswith(".json") else key
+        tiered_name = bool(_TIER_SUFFIX.search(image.rpartition(".")[0]))
+        if key in known or image in known or tiered_name:
+            stale.append(key)
+    store.delete(stale)
+    return len(stale)
+
+
+def _raw_hour(store: Store, hour: str) -> list[dict[str, Any]]:
+    """The ``logged`` and ``tiered`` lines of an index hour as written (no purge or tier rule)."""
+    from .records import connect, iter_json
+
+    con = connect(store, hours=[hour])
+    try:
+        sql = "SELECT CAST(record AS VARCHAR) FROM _all WHERE action IN ('logged', 'tiered')"
+        return list(iter_json(con, sql))
+    finally:
+        con.close()
