@@ -35,6 +35,7 @@ from .run import Run as Run
 from .run import read as read
 from .settings import Fsync as Fsync
 from .settings import OnFull as OnFull
+from .tiers import Tier as Tier
 
 __version__ = _version("imagelog")
 
@@ -54,6 +55,7 @@ __all__ = [
     "Run",
     "RunNotFound",
     "StoreError",
+    "Tier",
     "UnknownFormat",
     "UnsupportedInput",
     "__version__",

@@ -18,6 +18,7 @@ from . import exif, pixfmt
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
+from .tiers import TierWorker
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring import Expiry, Ring, Trigger
@@ -191,6 +192,8 @@ class Pipeline:
             retention=self.retention, index=self.index if syncing else None,
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
             poll=None if self.ring is None else self.poll_triggers,
+            tiers=None if settings.tiers is None else TierWorker(
+                store, settings.tiers, keep=settings.keep, report=self.report, clock=clock),
         )  # fmt: skip
         if self.ring_dir is not None:
             self._adopt()

@@ -217,6 +217,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         return 2
     run = read(args.target)
     rec = run.get(args.id)
+    if args.history:
+        from ._cli_tier import print_history
+
+        return print_history(run, str((rec.get("image") or {}).get("id") or args.id))
     print(json.dumps(rec, indent=2))
     if args.open is not None:
         data = run.read_bytes(rec)
@@ -267,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("target", help="a run folder/URL, or an image file")
     sh.add_argument("id", nargs="?", help="record id (or a unique prefix)")
     sh.add_argument("--open", metavar="PATH", help="write the image to PATH (a file or folder)")
+    sh.add_argument("--history", action="store_true",
+                    help="every index line naming the id: logged, tiered, thinned, purged")  # fmt: skip
     sh.set_defaults(func=cmd_show)
 
     vw = sub.add_parser("view", help="browse the run in a web page (timeline, grid, frames; live)")
@@ -284,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli_query import add_query_commands
     from ._cli_ring import add_ring_commands
     from ._cli_storage import add_storage_commands
+    from ._cli_tier import add_tier_commands
     from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
     add_query_commands(sub)  # compact, query, export, tail
     add_bench(sub)  # imagelog bench: codec speeds on this machine
     add_ring_commands(sub)  # trigger
+    add_tier_commands(sub)  # tier
     return p
 
 

@@ -167,6 +167,9 @@ class Settings:
     ring_bytes: int | None = None
     ring_dir: str | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tiers: Any = None
+    """Retention tiers (``imagelog.tiers.Ladders``, from a list of ``imagelog.Tier`` or
+    ``{source: [Tier, ...]}``), or None."""
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Settings:
@@ -207,6 +210,10 @@ class Settings:
             kw["ring_dir"] = os.fspath(kw["ring_dir"])
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
+        if kw.get("tiers") is not None:
+            from .tiers import ladders_of
+
+            kw["tiers"] = ladders_of(kw["tiers"]) or None
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
         kw["fsync"] = _enum(Fsync, kw.get("fsync", Fsync.NONE), "fsync")
         return cls(**kw)

@@ -54,13 +54,34 @@ from .retention import keeps_by_label
 from .settings import parse_bytes, parse_duration
 from .stores.base import Segment, Store
 
-__all__ = ["Ladders", "Tier", "TierReport", "ladders_of", "run_pass", "tier_key"]
+__all__ = [
+    "LADDER_KEY",
+    "Ladders",
+    "Tier",
+    "TierReport",
+    "TierWorker",
+    "history",
+    "ladders_of",
+    "load_ladders",
+    "run_pass",
+    "save_ladders",
+    "tier_key",
+]
+
+#: Where a writer opened with ``tiers=`` leaves its ladder, for ``imagelog tier RUN``.
+LADDER_KEY = "tiers.json"
 
 logger = logging.getLogger("imagelog")
 
 _TIER_SUFFIX = re.compile(r"\.t\d+$")
 #: Frames re-encoded between two index appends (each batch: files, then lines, then removals).
 BATCH = 32
+#: A writer's tier thread: CPU seconds per pass, the share of one core it may use while it has
+#: work, how long it waits when nothing is left to do, and its nice increment.
+PASS_BUDGET_S = 1.0
+CPU_SHARE = 0.5
+IDLE_WAIT_S = 60.0
+TIER_NICE = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +202,8 @@ def _ladder(steps: object, where: str) -> Ladder:
     for a, b in zip(ladder, ladder[1:], strict=False):
         if b.after_s <= a.after_s:
             raise InvalidSetting(
-                f"{where}: steps must be in order of age; {b.describe()} comes after {a.describe()}"
+                f"{where}: steps must be in order of age; ({b.describe()}) is listed after "
+                f"({a.describe()})"
             )
     for s in ladder[:-1]:
         if s.delete:
@@ -203,6 +225,57 @@ def ladders_of(tiers: object) -> Ladders:
         default = by.pop("*", ())
         return Ladders(default, by)
     return Ladders(_ladder(tiers, "tiers"))
+
+
+def _step_json(step: Tier) -> dict[str, Any]:
+    out: dict[str, Any] = {"after": step.label}
+    if step.format is not None:
+        out["format"] = step.format
+    if step.thin_s is not None:
+        out["thin"] = step.thin if isinstance(step.thin, str) else step.thin_s
+    if step.thumbnail is not None:
+        out["thumbnail"] = step.thumbnail
+    if step.delete:
+        out["delete"] = True
+    if step.cap is not None:
+        out["max_bytes"] = step.cap
+    return out
+
+
+def save_ladders(store: Store, ladders: Ladders) -> None:
+    """Leave the ladders in the run (``tiers.json``), so ``imagelog tier RUN`` uses them."""
+    data = {"default": [_step_json(s) for s in ladders.default],
+            "sources": {k: [_step_json(s) for s in v] for k, v in ladders.by_source.items()}}  # fmt: skip
+    store.put(LADDER_KEY, (dumps(data) + "\n").encode("utf-8"))
+
+
+def load_ladders(store: Store) -> Ladders:
+    """The ladders a writer left in the run (empty if none)."""
+    import json
+
+    try:
+        data = json.loads(store.get(LADDER_KEY))
+    except (FileNotFoundError, ValueError):
+        return Ladders()
+    if not isinstance(data, dict):
+        return Ladders()
+    default = _ladder([Tier(**s) for s in data.get("default") or []], "tiers.json")
+    by = {k: _ladder([Tier(**s) for s in v], f"tiers.json {k!r}")
+          for k, v in (data.get("sources") or {}).items()}  # fmt: skip
+    return Ladders(default, by)
+
+
+def history(store: Store, rid: str) -> list[dict[str, Any]]:
+    """Every index line that names an image id, in the order it happened: its ``logged`` record
+    as written, then ``tiered``, ``thinned``, ``purged`` and ``encoding_warning`` events."""
+    from .records import iter_json, with_retry
+
+    def rows(con: Any) -> list[Any]:
+        sql = ("SELECT CAST(record AS VARCHAR) FROM _all WHERE id = ? OR (action <> 'logged' "
+               "AND contains(CAST(record AS VARCHAR), ?)) ORDER BY created, id")  # fmt: skip
+        return list(iter_json(con, sql, [rid, f'"{rid}"']))
+
+    return [r for r in with_retry(store, rows) if isinstance(r, dict)]
 
 
 def tier_key(key: str, step: int, ext: str) -> str:
@@ -435,6 +508,7 @@ def run_pass(
     keep: Callable[[Mapping[str, Any]], bool] | None = None,
     seen: dict[str, int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    stop: Any = None,
 ) -> TierReport:
     """One tier pass over a run (the maintenance thread's and ``imagelog tier``'s).
 
@@ -445,6 +519,7 @@ def run_pass(
         keep: ``open(keep=)``: frames it keeps are exempt, as are frames labelled ``keep``.
         seen: hour -> when it was last settled; updated, so the next pass skips hours no frame of
             which crossed a step since (a writer's maintenance keeps it between passes).
+        stop: an event; once set, the pass ends after the frame in hand (``done`` False).
     """
     from .index.recover import repair
     from .records import iter_records, list_files
@@ -455,7 +530,7 @@ def run_pass(
     if not ladders:
         return report
     cpu0 = time.thread_time()
-    if not dry_run:
+    if not dry_run and store.local_root is not None:  # object stores: parts are whole
         repair(store, tails_only=True)  # torn lines of a pass killed mid-append
     seen = {} if seen is None else seen
     promoted = _promoted(store, ladders, now) if any(
@@ -476,7 +551,7 @@ def run_pass(
                 progress(n, len(hours))
             recs = list(iter_records(store, hours=[hour]))
             finished = _pass_hour(run, store, hour, recs, ladders, now, promoted, keep, events,
-                                  report, budget_s, cpu0)  # fmt: skip
+                                  report, budget_s, cpu0, stop)  # fmt: skip
             report.hours += 1
             if not finished:
                 report.done = False
@@ -509,9 +584,11 @@ def _pass_hour(
     report: TierReport,
     budget_s: float | None,
     cpu0: float,
+    stop: Any = None,
 ) -> bool:
     """One hour; False if the budget ran out first."""
     dry = events is None
+    before = report.bytes_before
     deletes: list[dict[str, Any]] = []
     thin_groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
     thin_step: dict[tuple[int, str, int], tuple[int, Tier]] = {}
@@ -564,6 +641,7 @@ def _pass_hour(
         ids = [str(r["image"]["id"]) for r in deletes]
         nbytes = sum(int(r["file"].get("size") or 0) for r in deletes)
         report.deleted += len(ids)
+        report.bytes_after -= nbytes
         if not dry:
             assert events is not None
             purge = {"partition": hour, "whole": False, "files": len(ids), "bytes": nbytes,
@@ -591,6 +669,7 @@ def _pass_hour(
             rs = [r for r, _, _ in items]
             step = items[0][2]
             report.thinned += len(rs)
+            report.bytes_after -= sum(int(r["file"].get("size") or 0) for r in rs)
             report.count(i + 1, step, len(rs))
             times = [_created_ns(r) for r in rs]
             by_source: dict[str, int] = {}
@@ -619,7 +698,7 @@ def _pass_hour(
     for rec, i, step, ladder in encodes:
         if str(rec["image"]["id"]) in gone:
             continue
-        if _over(budget_s, cpu0):
+        if _over(budget_s, cpu0) or (stop is not None and stop.is_set()):
             finished = False
             break
         if dry:
@@ -645,6 +724,7 @@ def _pass_hour(
         if sidecar is not None:
             ev["imagelog"]["tiered"]["sidecar"] = key + ".json"
         batch.append((rec, ev))
+        report.bytes_after += len(data) - int(rec["file"].get("size") or 0)
         report.tiered += 1
         report.count(i + 1, step)
         if len(batch) >= BATCH:
@@ -655,8 +735,7 @@ def _pass_hour(
         _commit(store, events, hour, batch)
     if not dry and finished:
         report.cleaned += _clean(store, hour)
-    if dry:
-        return finished
+    report.bytes_after += report.bytes_before - before
     return finished
 
 
@@ -724,3 +803,82 @@ def _raw_hour(store: Store, hour: str) -> list[dict[str, Any]]:
         return list(iter_json(con, sql))
     finally:
         con.close()
+
+
+class TierWorker:
+    """A writer's tier passes (``open(tiers=...)``), in the ``imagelog-tiers`` thread that the
+    maintenance thread starts and stops: niced (``TIER_NICE``), at most ``budget_s`` CPU seconds
+    per pass and ``share`` of one core while work is left, one pass per ``idle_s`` once none is.
+    Errors go to ``report`` and never stop the writer."""
+
+    def __init__(
+        self,
+        store: Store,
+        ladders: Ladders,
+        *,
+        keep: Callable[[Mapping[str, Any]], bool] | None,
+        report: Callable[[str, BaseException], None],
+        clock: Callable[[], int] = time.time_ns,
+        budget_s: float = PASS_BUDGET_S,
+        share: float = CPU_SHARE,
+        idle_s: float = IDLE_WAIT_S,
+    ) -> None:
+        import threading
+
+        self.store = store
+        self.ladders = ladders
+        self.keep = keep
+        self.report = report
+        self.clock = clock
+        self.budget_s = budget_s
+        self.share = share
+        self.idle_s = idle_s
+        self.passes = 0
+        self.last: TierReport | None = None
+        self._seen: dict[str, int] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        import threading
+
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="imagelog-tiers", daemon=True)
+            self._thread.start()
+
+    def wake(self) -> None:
+        """Run a pass now."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None) -> None:
+        """Stop after the frame in hand (a pass stops between frames) and join."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        from ._pipeline import _lower_priority
+
+        _lower_priority(TIER_NICE)
+        try:
+            save_ladders(self.store, self.ladders)
+        except Exception as exc:
+            self.report("tiers", exc)
+        while not self._stop.is_set():
+            wait = self.idle_s
+            try:
+                rep = run_pass(self.store, self.ladders, now_ns=self.clock(), keep=self.keep,
+                               budget_s=self.budget_s, seen=self._seen, stop=self._stop)  # fmt: skip
+                self.passes += 1
+                self.last = rep
+                for err in rep.errors[:3]:
+                    self.report("tiers", RuntimeError(err))
+                if not rep.done:  # work left: rest so the pass uses ``share`` of a core
+                    wait = max(0.01, rep.cpu_s * (1 - self.share) / self.share)
+            except Exception as exc:
+                self.report("tiers", exc)
+            self._wake.wait(wait)
+            self._wake.clear()
