@@ -237,6 +237,9 @@ def test_max_bytes_sends_the_oldest_on_early(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from imagelog.cli import main
+import imagelog.tiers, imagelog.records, imagelog.codecs, duckdb
+imagelog.tiers.BATCH = 1  # one frame per index append: more points to be killed at
+print("ready", flush=True)
 sys.exit(main(["tier", sys.argv[1], "--as-of", sys.argv[2], "--json",
                "--step", "1d:format=preview", "--step", "7d:thin=10s",
                "--step", "30d:thumbnail=64", "--step", "365d:delete"]))
@@ -244,9 +247,23 @@ sys.exit(main(["tier", sys.argv[1], "--as-of", sys.argv[2], "--json",
 
 
 def _pass(url: str, days: float) -> subprocess.Popen[bytes]:
+    """A pass in a child process, started once its imports are done."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.Popen([sys.executable, "-c", CHILD, url, as_of(days)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, url, as_of(days)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    rc = proc.wait()
+    assert proc.stdout is not None
+    proc.stdout.close()
+    return rc
+
+
+def _state(url: str) -> list[tuple[str, str, int]]:
+    return [(r["image"]["id"], r["image"]["format"], r["image"]["width"]) for r in current(url)]
 
 
 def _tombstoned(url: str) -> set[str]:
@@ -255,25 +272,29 @@ def _tombstoned(url: str) -> set[str]:
             for i in (e["imagelog"].get("thinned") or e["imagelog"].get("purge") or {}).get("ids", [])}  # fmt: skip
 
 
-def _kill_trials(template: str, work: Path, days: float, trials: int, seed: int) -> None:
+def _kill_trials(template: str, work: Path, days: float, trials: int, seed: int) -> int:
     """Copy the template, start a pass, kill -9 it after a random delay within the time a
     whole pass takes; then: every id either present once and readable or tombstoned; resumed,
-    the run ends exactly as an uninterrupted pass leaves it."""
+    the run ends exactly as an uninterrupted pass leaves it. Returns how many kills landed
+    after the index changed and before the pass was done."""
     ref = str(work / "ref")
     shutil.copytree(template, ref)
+    proc = _pass(ref, days)
     t = time.monotonic()
-    assert _pass(ref, days).wait() == 0
+    assert _wait(proc) == 0
     whole = time.monotonic() - t
-    want = [(r["image"]["id"], r["image"]["format"], r["image"]["width"]) for r in current(ref)]
+    want, before = _state(ref), _state(template)
     ids = {r["image"]["id"] for r in current(template)}
     rng = random.Random(seed)
+    midway = 0
     for trial in range(trials):
         url = str(work / f"t{trial}")
         shutil.copytree(template, url)
         proc = _pass(url, days)
-        time.sleep(rng.uniform(0.3, whole))
+        time.sleep(rng.uniform(0, whole))
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        _wait(proc)
+        midway += _state(url) not in (want, before)
         recs = current(url)
         present = [r["image"]["id"] for r in recs]
         assert len(present) == len(set(present)), f"trial {trial}: an id twice"
@@ -288,6 +309,7 @@ def _kill_trials(template: str, work: Path, days: float, trials: int, seed: int)
         got = [(r["image"]["id"], r["image"]["format"], r["image"]["width"]) for r in check_readable_once(url)]
         assert got == want, f"trial {trial}"
         shutil.rmtree(url)
+    return midway
 
 
 def test_kill9_during_a_pass_loses_duplicates_and_dangles_nothing(tmp_path: Path) -> None:
@@ -296,11 +318,12 @@ def test_kill9_during_a_pass_loses_duplicates_and_dangles_nothing(tmp_path: Path
     make_run(template)
     assert main(["tier", template, *[a for s in STEPS for a in ("--step", s)], "--as-of", as_of(2)]) == 0
     # from 2 days to 31: thin (tombstones, then files) and thumbnails (files, lines, removals)
-    _kill_trials(template, tmp_path, 31, trials=10, seed=1)
+    midway = _kill_trials(template, tmp_path, 31, trials=10, seed=1)
     fresh = str(tmp_path / "fresh")
     make_run(fresh)  # from as logged to 2 days: re-encoding only
     (tmp_path / "b").mkdir()
-    _kill_trials(fresh, tmp_path / "b", 2, trials=10, seed=2)
+    midway += _kill_trials(fresh, tmp_path / "b", 2, trials=10, seed=2)
+    assert midway, "no kill landed inside a pass: the trials tested nothing"
 
 
 def test_an_orphan_new_file_and_a_leftover_old_file_are_cleaned(tmp_path: Path) -> None:
