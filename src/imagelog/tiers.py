@@ -795,14 +795,15 @@ def _clean(store: Store, hour: str) -> int:
 
 def _raw_hour(store: Store, hour: str) -> list[dict[str, Any]]:
     """The ``logged`` and ``tiered`` lines of an index hour as written (no purge or tier rule)."""
-    from .records import connect, iter_json
+    from .records import LocalFiles, connect, iter_json
 
-    con = connect(store, hours=[hour])
-    try:
-        sql = "SELECT CAST(record AS VARCHAR) FROM _all WHERE action IN ('logged', 'tiered')"
-        return list(iter_json(con, sql))
-    finally:
-        con.close()
+    with LocalFiles(store, pin=True) as local:  # the files stay while the connection reads
+        con = connect(store, hours=[hour], local=local)
+        try:
+            sql = "SELECT CAST(record AS VARCHAR) FROM _all WHERE action IN ('logged', 'tiered')"
+            return list(iter_json(con, sql))
+        finally:
+            con.close()
 
 
 class TierWorker:
