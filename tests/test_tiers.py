@@ -362,3 +362,41 @@ def test_records_engine_sees_current_files_everywhere(tmp_path: Path) -> None:
     assert json.loads((out / "export.json").read_text())["report"]["gaps"] == {}
     arr = imagelog.read(url).load(current(url)[0])
     assert isinstance(arr, np.ndarray) and arr.shape == (240, 320, 3)
+
+
+def test_the_viewer_index_sees_current_files(tmp_path: Path) -> None:
+    """The viewer's live index applies the same rule: current format, path and record; thinned
+    frames are gone; the new file is one the viewer serves."""
+    from imagelog.records import Filters
+    from imagelog.viewer.index import LiveIndex
+
+    url = str(tmp_path / "run")
+    ids = make_run(url, n=10)
+    run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 8 * DAY)
+    index = LiveIndex(imagelog.read(url))
+    try:
+        index.refresh()
+        assert index.count(Filters()) == len(current(url)) == 2
+        assert [r["format"] for r in index.page(Filters(), 0, 10)] == ["jxl", "jpeg"]
+        kept = current(url)[1]
+        row = index.row(kept["image"]["id"])
+        assert row is not None and row["path"] == kept["file"]["path"]
+        assert json.loads(index.line(row)) == kept
+        assert index.owns(kept["file"]["path"]) and ids[3] == current(url)[0]["image"]["id"]
+    finally:
+        index.close()
+
+
+def test_compaction_keeps_the_tiers(tmp_path: Path) -> None:
+    """Compacted hours (tier events included) read the same."""
+    from imagelog.compact import compact
+
+    url = str(tmp_path / "run")
+    make_run(url, n=10)
+    run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 31 * DAY)
+    before = current(url)
+    compact(make_store(url), now_ns=2**62)
+    assert not list(Path(url, "index").glob("*.jsonl"))
+    assert current(url) == before
+    assert {r["image"]["width"] for r in before} == {64, 320}
+    check_readable_once(url)

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 __all__ = [
     "COLUMNS",
     "MAX_LINE_BYTES",
+    "SUPERSEDED",
+    "current_record_sql",
     "ORDER",
     "empty_sql",
     "jsonl_sql",
+    "latest_tiered_sql",
     "lines_records_sql",
     "lines_sql",
     "parquet_sql",
@@ -24,6 +27,7 @@ __all__ = [
     "sql_list",
     "sql_str",
     "superseded",
+    "tiered_events_sql",
     "tiered_sql",
     "without_purged",
 ]
@@ -217,15 +221,19 @@ SUPERSEDED: dict[str, str] = {
 }
 
 
-def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
-    """The latest ``tiered`` event of each image id (retention tiers, ``imagelog.tiers``):
-    ``id``, the superseded columns, and ``patch``, the JSON merge patch that makes the image's
-    ``logged`` record describe its current file (``file``, ``image`` and ``imagelog.tier``).
-    A text search first, so other lines are not parsed."""
+def tiered_events_sql(
+    jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | None = None
+) -> str:
+    """Every ``tiered`` event (retention tiers, ``imagelog.tiers``): ``id`` (the image's),
+    ``created``, ``eid`` (the event's), the superseded columns, and ``patch``, the JSON merge
+    patch that makes the image's ``logged`` record describe its file then (``file``, ``image``,
+    ``imagelog.tier``). A text search first, so other lines are not parsed. ``lines``: any SQL
+    source of a VARCHAR ``line`` instead of files."""
     parts = []
-    if jsonl:
+    if jsonl or lines is not None:
+        source = f"({lines})" if lines is not None else lines_sql(jsonl)
         parts.append(
-            f"SELECT TRY_CAST(line AS JSON) AS j FROM {lines_sql(jsonl)} "
+            f"SELECT TRY_CAST(line AS JSON) AS j FROM {source} "
             "WHERE contains(line, '\"tiered\"') AND json_valid(line)"
         )
     if parquet:
@@ -234,8 +242,7 @@ def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
             f"read_parquet({sql_list(parquet)}, hive_partitioning=false) WHERE action = 'tiered'"
         )
     if not parts:
-        cols = ", ".join(f"CAST(NULL AS {COLUMNS[c]}) AS {c}" for c in SUPERSEDED)
-        return f"SELECT CAST(NULL AS VARCHAR) AS id, {cols}, CAST(NULL AS JSON) AS patch WHERE false"
+        parts.append("SELECT CAST(NULL AS JSON) AS j WHERE false")
     cols = ", ".join(
         f"TRY_CAST(t->>'{p}' AS {COLUMNS[c]}) AS {c}" for c, p in SUPERSEDED.items()
     )
@@ -244,12 +251,28 @@ def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
         "json_object('step', t->'$.step', 'after', t->'$.after', 'event', eid)))"
     )
     return (
-        f"SELECT DISTINCT ON (id) id, {cols}, {patch} AS patch FROM ("
+        f"SELECT id, created, eid, {cols}, CAST({patch} AS JSON) AS patch FROM ("
         "SELECT j->>'$.imagelog.tiered.image_id' AS id, j->>'$.event.created' AS created, "
         "j->>'$.event.id' AS eid, j->'$.imagelog.tiered' AS t "
         f"FROM ({' UNION ALL '.join(parts)}) WHERE j->>'$.event.action' = 'tiered') "
-        "WHERE id IS NOT NULL ORDER BY id, created DESC, eid DESC"
+        "WHERE id IS NOT NULL"
     )
+
+
+def latest_tiered_sql(events: str) -> str:
+    """The latest of ``tiered_events_sql`` rows for each id: the one that holds."""
+    return f"SELECT DISTINCT ON (id) * FROM ({events}) ORDER BY id, created DESC, eid DESC"
+
+
+def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
+    """The latest ``tiered`` event of each image id in these files (``latest_tiered_sql``)."""
+    return latest_tiered_sql(tiered_events_sql(jsonl, parquet))
+
+
+def current_record_sql(record: str, patch: str) -> str:
+    """A ``logged`` record made current by a ``tiered`` event's ``patch``: its ``file`` and
+    ``image`` replaced whole, ``imagelog.tier`` added."""
+    return f"CAST(json_merge_patch({record}, '{{\"file\":null,\"image\":null}}', {patch}) AS JSON)"
 
 
 def superseded(rows: str, tiered: str = "_tiered") -> str:
@@ -261,10 +284,8 @@ def superseded(rows: str, tiered: str = "_tiered") -> str:
         if name in SUPERSEDED:
             cols.append(f"coalesce(t.{name}, h.{name}) AS {name}")
         elif name == "record":
-            cols.append(
-                "CASE WHEN t.id IS NULL THEN h.record ELSE CAST(json_merge_patch(h.record, "
-                "'{\"file\":null,\"image\":null}', t.patch) AS JSON) END AS record"
-            )
+            current = current_record_sql("h.record", "t.patch")
+            cols.append(f"CASE WHEN t.id IS NULL THEN h.record ELSE {current} END AS record")
         else:
             cols.append(f"h.{name}")
     return (

@@ -22,7 +22,14 @@ import numpy as np
 from ..layout import hour_of_key, writer_of
 from ..records import COLUMNS as ENGINE_COLUMNS
 from ..records import Filters, LocalFiles, SegmentCursor, parse_time, records_sql
-from ..records.columns import lines_records_sql, purged_sql
+from ..records.columns import (
+    SUPERSEDED,
+    current_record_sql,
+    latest_tiered_sql,
+    lines_records_sql,
+    purged_sql,
+    tiered_events_sql,
+)
 from ..run import Run
 
 __all__ = ["COLUMNS", "Filters", "LiveIndex"]
@@ -81,6 +88,8 @@ class LiveIndex:
             f"CREATE TABLE frames (n BIGINT, seg INTEGER, off BIGINT, len INTEGER, {cols})"
         )
         self._con.execute("CREATE TABLE purged (id VARCHAR)")
+        empty = "SELECT CAST(NULL AS VARCHAR) AS line WHERE false"  # retention tiers' events
+        self._con.execute(f"CREATE TABLE tiered AS {tiered_events_sql((), (), lines=empty)}")
         self._cursor_ = SegmentCursor(run.store)
         self._files = LocalFiles(run.store)
         self._seg_ids: dict[str, int] = {}
@@ -169,6 +178,8 @@ class LiveIndex:
                 NULL, {_select_cols()} FROM ({records_sql([], [path])})"""
         )
         con.execute(f"INSERT INTO purged {purged_sql([], [path])}")
+        con.execute(f"INSERT INTO tiered {tiered_events_sql([], [path])}")
+        self._apply_tiers()
         n = int(con.execute("SELECT count(*) FROM frames WHERE seg = ?", [seg]).fetchall()[0][0])
         con.execute("COMMIT")
         self._rows += n
@@ -201,12 +212,28 @@ class LiveIndex:
                     {_select_cols()} FROM ({lines_records_sql(source, keep=("i", "off", "len"))})"""
             )
             con.execute(f"INSERT INTO purged {purged_sql((), (), lines=source)}")
+            con.execute(f"INSERT INTO tiered {tiered_events_sql((), (), lines=source)}")
+            self._apply_tiers()
             con.execute("COMMIT")
         finally:
             con.execute("DROP TABLE IF EXISTS _lines")
         self._rows += len(starts)
         self._purged = int(self._fetch("SELECT count(*) FROM purged")[0][0])
         return len(starts)
+
+    def _apply_tiers(self) -> None:
+        """Frames a ``tiered`` event superseded show their current file (the engine's rule)."""
+        con = self._con
+        if not con.execute("SELECT count(*) FROM tiered").fetchall()[0][0]:
+            return
+        sets = ", ".join(f'"{c}" = t."{c}"' for c in SUPERSEDED)
+        con.execute(
+            f"""UPDATE frames SET {sets},
+                encoder = json_extract_string(t.patch, '$.image.encoder.name')
+                FROM ({latest_tiered_sql("SELECT * FROM tiered")}) t
+                WHERE frames.id = t.id AND frames.action = 'logged'
+                  AND frames.path IS DISTINCT FROM t.path"""
+        )
 
     # -- queries ---------------------------------------------------------------------------
     @contextmanager
@@ -344,13 +371,23 @@ class LiveIndex:
         return bool(self._fetch("SELECT 1 FROM frames WHERE path = ? LIMIT 1", [path]))
 
     def line(self, row: dict[str, Any]) -> bytes:
-        """The index line a row came from, as stored (a compacted hour: its ``record``)."""
+        """The index line a row came from (a compacted hour: its ``record``), made current when
+        retention tiers superseded its file."""
         key = next(k for k, v in self._seg_ids.items() if v == row["seg"])
         if row["off"] is None:  # Parquet: the engine keeps the whole record
             rows = records_sql([], [self._files.path(key)])
             sql = f"SELECT CAST(record AS VARCHAR) FROM ({rows}) WHERE id = ?"
-            return str(self._fetch(sql, [row["id"]])[0][0]).encode()
-        return self._cursor_.line(key, int(row["off"]), int(row["len"]))
+            line = str(self._fetch(sql, [row["id"]])[0][0]).encode()
+        else:
+            line = self._cursor_.line(key, int(row["off"]), int(row["len"]))
+        if row.get("action") != "logged" or not self._fetch(
+            "SELECT 1 FROM tiered WHERE id = ? LIMIT 1", [row["id"]]
+        ):
+            return line
+        patched = current_record_sql("CAST(? AS JSON)", "t.patch")  # its current file
+        sql = f"""SELECT CAST({patched} AS VARCHAR) FROM
+                  ({latest_tiered_sql("SELECT * FROM tiered WHERE id = ?")}) t"""
+        return str(self._fetch(sql, [line.decode("utf-8", "replace"), row["id"]])[0][0]).encode()
 
     @property
     def rows(self) -> int:
