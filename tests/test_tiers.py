@@ -125,7 +125,9 @@ def test_a_run_goes_down_the_ladder(tmp_path: Path, capsys: pytest.CaptureFixtur
     gone = {i for e in thinned for i in e["imagelog"]["thinned"]["ids"]}
     assert gone == set(ids) - set(kept)
     assert sum(e["imagelog"]["thinned"]["frames"] for e in thinned) == len(gone)
-    seqs = {s for e in thinned for lo, hi in e["imagelog"]["thinned"]["seqs"] for s in range(lo, hi + 1)}
+    seqs = {
+        s for e in thinned for lo, hi in e["imagelog"]["thinned"]["seqs"] for s in range(lo, hi + 1)
+    }
     assert len(seqs) == len(gone)
 
     assert main(["tier", url, *steps, "--as-of", as_of(31)]) == 0
@@ -135,7 +137,11 @@ def test_a_run_goes_down_the_ladder(tmp_path: Path, capsys: pytest.CaptureFixtur
         if r["image"]["id"] == ids[3]:
             assert (r["image"]["format"], r["image"]["width"]) == ("jxl", 320)
         else:
-            assert (r["image"]["format"], r["image"]["width"], r["image"]["height"]) == ("jpeg", 64, 48)
+            assert (r["image"]["format"], r["image"]["width"], r["image"]["height"]) == (
+                "jpeg",
+                64,
+                48,
+            )
             assert r["file"]["path"].endswith(".t3.jpg")
 
     capsys.readouterr()
@@ -186,15 +192,19 @@ def test_open_with_tiers_runs_passes_in_the_background(tmp_path: Path) -> None:
     assert main(["tier", url, "--as-of", as_of(8), "--dry-run"]) == 0  # the saved ladder
 
 
-def test_settings_and_steps_refuse_mistakes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for bad in (dict(after="1d"), dict(after="1d", thin="10s", delete=True),
-                dict(after="-1d", format="preview"), dict(after="1d", thumbnail=0),
-                dict(after="1d", thin="0s"), dict(after="1d", format="nosuch"),
-                dict(after="soon", format="preview")):  # fmt: skip
+def test_settings_and_steps_refuse_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad in ({"after": "1d"}, {"after": "1d", "thin": "10s", "delete": True},
+                {"after": "-1d", "format": "preview"}, {"after": "1d", "thumbnail": 0},
+                {"after": "1d", "thin": "0s"}, {"after": "1d", "format": "nosuch"},
+                {"after": "soon", "format": "preview"}):  # fmt: skip
         with pytest.raises((imagelog.InvalidSetting, imagelog.UnknownFormat, TypeError)):
             Tier(**bad)  # type: ignore[arg-type]
     with pytest.raises(imagelog.InvalidSetting, match="order of age"):
-        imagelog.open(tmp_path / "a", tiers=[Tier(after="7d", thin="10s"), Tier(after="1d", format="preview")])
+        imagelog.open(
+            tmp_path / "a", tiers=[Tier(after="7d", thin="10s"), Tier(after="1d", format="preview")]
+        )
     with pytest.raises(imagelog.InvalidSetting, match="delete step must be the last"):
         ladders_of([Tier(after="1d", delete=True), Tier(after="7d", thin="10s")])
     with pytest.raises(TypeError):
@@ -306,7 +316,10 @@ def _kill_trials(template: str, work: Path, days: float, trials: int, seed: int)
         assert not report.of("missing") and not report.of("hash"), (trial, report.findings)
         assert main(["tier", url, *[a for s in STEPS for a in ("--step", s)], "--as-of",
                      as_of(days)]) == 0  # resumed  # fmt: skip
-        got = [(r["image"]["id"], r["image"]["format"], r["image"]["width"]) for r in check_readable_once(url)]
+        got = [
+            (r["image"]["id"], r["image"]["format"], r["image"]["width"])
+            for r in check_readable_once(url)
+        ]
         assert got == want, f"trial {trial}"
         shutil.rmtree(url)
     return midway
@@ -316,7 +329,10 @@ def test_kill9_during_a_pass_loses_duplicates_and_dangles_nothing(tmp_path: Path
     """20 trials, killed at random points of a pass that re-encodes, thins and shrinks."""
     template = str(tmp_path / "template")
     make_run(template)
-    assert main(["tier", template, *[a for s in STEPS for a in ("--step", s)], "--as-of", as_of(2)]) == 0
+    assert (
+        main(["tier", template, *[a for s in STEPS for a in ("--step", s)], "--as-of", as_of(2)])
+        == 0
+    )
     # from 2 days to 31: thin (tombstones, then files) and thumbnails (files, lines, removals)
     midway = _kill_trials(template, tmp_path, 31, trials=10, seed=1)
     fresh = str(tmp_path / "fresh")

@@ -43,7 +43,9 @@ def parse_step(text: str) -> Tier:
             try:
                 kw[key] = int(value)
             except ValueError:
-                raise InvalidSetting(f"--step {text!r}: thumbnail takes pixels, got {value!r}") from None
+                raise InvalidSetting(
+                    f"--step {text!r}: thumbnail takes pixels, got {value!r}"
+                ) from None
         else:
             kw[key] = value.strip()
     return Tier(after=after.strip(), **kw)
@@ -99,7 +101,9 @@ def cmd_tier(args: argparse.Namespace) -> int:
     would = "would " if args.dry_run else ""
     print(f"as of {report.as_of}: {report.frames} frame(s) in {report.hours} hour(s) looked at")
     for name, n in report.by_step.items():
-        print(f"  step {name}: {would}{'re-encode' if 'format' in name or 'thumbnail' in name else 'remove'} {n}")
+        print(
+            f"  step {name}: {would}{'re-encode' if 'format' in name or 'thumbnail' in name else 'remove'} {n}"
+        )
     print(f"  {would}re-encode {report.tiered}, {would}thin {report.thinned}, {would}delete "
           f"{report.deleted}; exempt (keep) {report.exempt}; cleaned up {report.cleaned}")  # fmt: skip
     for err in report.errors[:20]:

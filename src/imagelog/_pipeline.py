@@ -18,7 +18,6 @@ from . import exif, pixfmt
 from ._backoff import Backoff
 from ._free_space import FreeSpaceGuard
 from ._maintenance import Maintenance
-from .tiers import TierWorker
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring import Expiry, Ring, Trigger
@@ -49,6 +48,7 @@ from .record import (
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
+from .tiers import TierWorker
 
 __all__ = ["EventJob", "FrameJob", "Pipeline"]
 

@@ -26,11 +26,11 @@ whose id a tombstone lists, is removed by the next pass.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +39,7 @@ import numpy as np
 from . import codecs
 from .errors import InvalidSetting
 from .ids import new_writer_id, uuid7
-from .layout import IMAGES_PREFIX, hour_end_ns, hour_of, images_prefix, segment_key
+from .layout import hour_end_ns, hour_of, images_prefix, segment_key
 from .record import (
     dumps,
     iso_utc,
@@ -124,15 +124,21 @@ class Tier:
                 "Tier(after='1d', format='preview')"
             )
         if thin is not None and thin <= 0:
-            raise InvalidSetting(f"Tier thin must be a positive interval such as '10s', got {self.thin!r}")
-        if self.thumbnail is not None and (
-            isinstance(self.thumbnail, bool) or not isinstance(self.thumbnail, int)
-            or self.thumbnail < 1
-        ):  # fmt: skip
-            raise InvalidSetting(f"Tier thumbnail must be a positive number of pixels, got {self.thumbnail!r}")
+            raise InvalidSetting(
+                f"Tier thin must be a positive interval such as '10s', got {self.thin!r}"
+            )
+        pixels: object = self.thumbnail  # a careless caller passes anything
+        if pixels is not None and (
+            isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 1
+        ):
+            raise InvalidSetting(
+                f"Tier thumbnail must be a positive number of pixels, got {self.thumbnail!r}"
+            )
         if self.format is not None:
             if not isinstance(self.format, str):
-                raise TypeError(f"Tier format must be a string such as 'preview', not {self.format!r}")
+                raise TypeError(
+                    f"Tier format must be a string such as 'preview', not {self.format!r}"
+                )
             codecs.parse_spec(self.format)
             name = codecs.parse_spec(self.format)[0]
             if name.lower() not in codecs.PRESETS:
@@ -199,7 +205,7 @@ def _ladder(steps: object, where: str) -> Ladder:
         if not isinstance(s, Tier):
             raise TypeError(f"{where} must hold imagelog.Tier steps, got {type(s).__name__}")
     ladder = tuple(steps)
-    for a, b in zip(ladder, ladder[1:], strict=False):
+    for a, b in itertools.pairwise(ladder):
         if b.after_s <= a.after_s:
             raise InvalidSetting(
                 f"{where}: steps must be in order of age; ({b.describe()}) is listed after "
@@ -444,7 +450,9 @@ def _triggered(rec: Mapping[str, Any]) -> bool:
     return bool((rec.get("labels") or {}).get("trigger"))
 
 
-def _hours_due(hours: Iterable[str], ladders: Ladders, now_ns: int, seen: Mapping[str, int]) -> list[str]:
+def _hours_due(
+    hours: Iterable[str], ladders: Ladders, now_ns: int, seen: Mapping[str, int]
+) -> list[str]:
     """Hours in which some frame crossed a step since the hour was last settled (``seen``)."""
     afters = sorted({int(s.after_s * 1e9) for lad in ladders.all() for s in lad})
     out = []
@@ -706,7 +714,9 @@ def _pass_hour(
             report.count(i + 1, step)
             continue
         assert events is not None
-        spec = step.format if step.kind == "format" and step.format else _thumbnail_format(ladder, i)
+        spec = (
+            step.format if step.kind == "format" and step.format else _thumbnail_format(ladder, i)
+        )
         eid = uuid7(now)
         try:
             key, data, file, image, sidecar = _reencode(run, rec, spec, step.thumbnail, i + 1,
@@ -751,7 +761,9 @@ def _files_of(recs: Iterable[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def _commit(store: Store, events: _Events, hour: str, batch: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+def _commit(
+    store: Store, events: _Events, hour: str, batch: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
     events.append(hour, [ev for _, ev in batch])
     old = [k for rec, ev in batch for k in _files_of([rec])
            if k != ev["imagelog"]["tiered"]["file"]["path"]]  # fmt: skip
@@ -778,7 +790,11 @@ def _clean(store: Store, hour: str) -> int:
             known.update(_files_of([rec]))
         elif action == "tiered":
             t = (rec.get("imagelog") or {}).get("tiered") or {}
-            for k in ((t.get("file") or {}).get("path"), (t.get("from") or {}).get("path"), t.get("sidecar")):
+            for k in (
+                (t.get("file") or {}).get("path"),
+                (t.get("from") or {}).get("path"),
+                t.get("sidecar"),
+            ):
                 if k:
                     known.add(str(k))
     stale = []

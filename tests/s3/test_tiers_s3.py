@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 from bench.seaweed import SeaweedFS
+from tests.test_tiers import CHILD, DAY, LADDER, T0, N, as_of, make_run
 
 import imagelog
 from imagelog import audit
 from imagelog.stores import make_store
 from imagelog.tiers import ladders_of, run_pass
-from tests.test_tiers import CHILD, DAY, LADDER, N, T0, as_of, make_run
 
 pytestmark = pytest.mark.s3
 
@@ -67,7 +67,10 @@ def test_the_ladder_on_s3(tmp_path: Path, s3_url: str, opts: dict[str, Any]) -> 
     assert len(kept) == N // 5 and ids[12] in kept and ids[3] in kept
     run_pass(store, ladders, now_ns=T0 + 31 * DAY)
     recs = _check(s3_url, opts)
-    assert {(r["image"]["format"], r["image"]["width"]) for r in recs} == {("jpeg", 64), ("jxl", 320)}
+    assert {(r["image"]["format"], r["image"]["width"]) for r in recs} == {
+        ("jpeg", 64),
+        ("jxl", 320),
+    }
     run_pass(store, ladders, now_ns=T0 + 366 * DAY)
     assert [r["image"]["id"] for r in _check(s3_url, opts)] == [ids[3]]
     store.close()

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 __all__ = [
     "COLUMNS",
     "MAX_LINE_BYTES",
+    "ORDER",
     "SUPERSEDED",
     "current_record_sql",
-    "ORDER",
     "empty_sql",
     "jsonl_sql",
     "latest_tiered_sql",
@@ -243,9 +243,7 @@ def tiered_events_sql(
         )
     if not parts:
         parts.append("SELECT CAST(NULL AS JSON) AS j WHERE false")
-    cols = ", ".join(
-        f"TRY_CAST(t->>'{p}' AS {COLUMNS[c]}) AS {c}" for c, p in SUPERSEDED.items()
-    )
+    cols = ", ".join(f"TRY_CAST(t->>'{p}' AS {COLUMNS[c]}) AS {c}" for c, p in SUPERSEDED.items())
     patch = (
         "json_object('file', t->'$.file', 'image', t->'$.image', 'imagelog', json_object('tier', "
         "json_object('step', t->'$.step', 'after', t->'$.after', 'event', eid)))"
@@ -272,7 +270,7 @@ def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
 def current_record_sql(record: str, patch: str) -> str:
     """A ``logged`` record made current by a ``tiered`` event's ``patch``: its ``file`` and
     ``image`` replaced whole, ``imagelog.tier`` added."""
-    return f"CAST(json_merge_patch({record}, '{{\"file\":null,\"image\":null}}', {patch}) AS JSON)"
+    return f'CAST(json_merge_patch({record}, \'{{"file":null,"image":null}}\', {patch}) AS JSON)'
 
 
 def superseded(rows: str, tiered: str = "_tiered") -> str:
