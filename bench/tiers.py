@@ -57,7 +57,9 @@ def _log(path: str, frames: list[Any], times_ns: list[int]) -> list[str]:
 
     clock = [times_ns[0]]
     ids = []
-    with ImageLog(make_store(path, create=True), Settings.from_kwargs(), clock=lambda: clock[0]) as log:
+    with ImageLog(
+        make_store(path, create=True), Settings.from_kwargs(), clock=lambda: clock[0]
+    ) as log:
         for frame, t in zip(frames, times_ns, strict=True):
             clock[0] = t
             ids.append(log.log(frame, source="cam"))
@@ -228,8 +230,12 @@ def count_30_days(s: dict[str, Any], thin_cpu: float) -> dict[str, Any]:
     return {
         "keep_all_bytes": keep_all,
         "tiered_bytes": tiered,
-        "parts": {"day 1 lossless": day1, "days 2-7 JPEG": days2_7,
-                  "days 8-30 JPEG, 1 per 10 s": days8_30, "index (all lines stay)": index},  # fmt: skip
+        "parts": {
+            "day 1 lossless": day1,
+            "days 2-7 JPEG": days2_7,
+            "days 8-30 JPEG, 1 per 10 s": days8_30,
+            "index (all lines stay)": index,
+        },  # fmt: skip
         "ratio": tiered / keep_all,
         "cpu_s_per_camera_hour": cam_hour_cpu,
         "cores_for_4_cameras": 4 * cam_hour_cpu / 3600,

@@ -416,3 +416,22 @@ def test_compaction_keeps_the_tiers(tmp_path: Path) -> None:
     assert current(url) == before
     assert {r["image"]["width"] for r in before} == {64, 320}
     check_readable_once(url)
+
+
+def test_a_year_on_an_hour_with_no_frame_left_is_removed_whole(tmp_path: Path) -> None:
+    """The delete step: the hour's files and index lines go (tier segments last); one whole
+    ``purged`` event (reason ``tier``) says so."""
+    url = str(tmp_path / "run")
+    make_run(url, n=3)  # no frame labelled keep
+    steps = [a for s in STEPS for a in ("--step", s)]
+    for days in (2, 8, 31, 366):
+        assert main(["tier", url, *steps, "--as-of", as_of(days)]) == 0
+    assert current(url) == []
+    assert [p.name for p in Path(url, "index").glob("2025-11-24T16_*")] == []
+    assert not [p for p in Path(url, "images").rglob("*") if p.is_file()]
+    events = list(imagelog.read(url).records(include_events=True))
+    whole = [
+        e for e in events if e["event"]["action"] == "purged" and e["imagelog"]["purge"]["whole"]
+    ]
+    assert len(whole) == 1 and whole[0]["event"]["reason"] == "tier"
+    check_readable_once(url)

@@ -74,6 +74,9 @@ LADDER_KEY = "tiers.json"
 logger = logging.getLogger("imagelog")
 
 _TIER_SUFFIX = re.compile(r"\.t\d+$")
+#: Writer ids of tier passes start with this (``tier<hex>-<pid>``): their segments hold the
+#: tombstones, so a dropped hour loses them last.
+TIER_WRITER_PREFIX = "tier"
 #: Frames re-encoded between two index appends (each batch: files, then lines, then removals).
 BATCH = 32
 #: A writer's tier thread: CPU seconds per pass, the share of one core it may use while it has
@@ -323,7 +326,7 @@ class _Events:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.writer = new_writer_id()
+        self.writer = TIER_WRITER_PREFIX + new_writer_id()
         self._segments: dict[str, Segment] = {}
 
     def append(self, hour: str, recs: Sequence[Mapping[str, Any]]) -> None:
@@ -745,8 +748,46 @@ def _pass_hour(
         _commit(store, events, hour, batch)
     if not dry and finished:
         report.cleaned += _clean(store, hour)
+        remaining = [r for r in recs if str((r.get("image") or {}).get("id")) not in gone]
+        if not remaining and _hour_gone(ladders, hour, now):
+            report.cleaned += _drop_hour(store, hour, now, events)
     report.bytes_after += report.bytes_before - before
     return finished
+
+
+def _hour_gone(ladders: Ladders, hour: str, now: int) -> bool:
+    """Whether every ladder ends in a delete step that the whole hour has reached."""
+    lads = ladders.all()
+    if not lads or not all(lad[-1].delete for lad in lads):
+        return False
+    return hour_end_ns(hour) + max(int(lad[-1].after_s * 1e9) for lad in lads) <= now
+
+
+def _drop_hour(store: Store, hour: str, now: int, events: _Events | None) -> int:
+    """Remove an hour that no frame is left in: its index files (the tier passes' last, since
+    they hold the tombstones), then whatever files are left; a ``purged`` event (whole) goes
+    into the current hour. A kill in between leaves tombstoned lines, never a dangling one."""
+    from .layout import writer_of
+    from .records import list_files
+
+    jsonl, parquet = list_files(store).keys([hour])
+    keys = jsonl + parquet
+    if not keys:
+        return 0
+    tier = [k for k in keys if writer_of(k).startswith(TIER_WRITER_PREFIX)]
+    store.delete([k for k in keys if k not in tier])
+    store.delete(tier)
+    left = [o.key for o in store.list(images_prefix(hour))]
+    store.delete(left)
+    store.remove_temp(images_prefix(hour))
+    if events is not None:
+        purge = {"partition": hour, "whole": True, "files": len(left), "bytes": 0,
+                 "records": 0, "kept": 0}  # fmt: skip
+        ev = purged_record(now_ns=now, rid=uuid7(now), reason="tier", writer=events.writer,
+                           message=f"tier: hour {hour} has no frame left; its index is removed",
+                           purge=purge)  # fmt: skip
+        events.append(hour_of(now), [ev])
+    return len(left)
 
 
 def _files_of(recs: Iterable[Mapping[str, Any]]) -> list[str]:
