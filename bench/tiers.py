@@ -235,7 +235,7 @@ def count_30_days(s: dict[str, Any], thin_cpu: float) -> dict[str, Any]:
             "days 2-7 JPEG": days2_7,
             "days 8-30 JPEG, 1 per 10 s": days8_30,
             "index (all lines stay)": index,
-        },  # fmt: skip
+        },
         "ratio": tiered / keep_all,
         "cpu_s_per_camera_hour": cam_hour_cpu,
         "cores_for_4_cameras": 4 * cam_hour_cpu / 3600,

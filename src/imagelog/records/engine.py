@@ -203,7 +203,8 @@ def _has_tiered(con: Any) -> bool:
 
 
 def purged_ids(store: Store) -> set[str]:
-    """The ids that the run's ``purged`` events list (the one reader of tombstones)."""
+    """The ids that the run's ``purged`` events and ``thinned`` summaries list (the one reader
+    of tombstones)."""
     return set(with_retry(store, lambda con: [
         i for (i,) in con.execute("SELECT DISTINCT id FROM _purged").fetchall() if i is not None
     ]))  # fmt: skip
