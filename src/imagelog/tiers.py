@@ -556,11 +556,16 @@ def run_pass(
     hours = sorted(h for h in due if h in set(files.hours))
     run = Run(store)
     events = None if dry_run else _Events(store)
+    # one read of the due hours (the engine's tombstones and tier events are read once)
+    groups = _by_hour(iter_records(store, hours=hours))
     try:
+        ahead = next(groups, None)
         for n, hour in enumerate(hours):
             if progress is not None:
                 progress(n, len(hours))
-            recs = list(iter_records(store, hours=[hour]))
+            recs: list[dict[str, Any]] = []
+            if ahead is not None and ahead[0] == hour:
+                recs, ahead = ahead[1], next(groups, None)
             finished = _pass_hour(run, store, hour, recs, ladders, now, promoted, keep, events,
                                   report, budget_s, cpu0, stop)  # fmt: skip
             report.hours += 1
@@ -572,10 +577,31 @@ def run_pass(
         if progress is not None:
             progress(len(hours), len(hours))
     finally:
+        groups.close()
         if events is not None:
             events.close()
         report.cpu_s = time.thread_time() - cpu0
     return report
+
+
+def _by_hour(records: Iterator[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Records (oldest first, an index hour at a time) grouped by hour of log time, which is
+    the index hour a ``logged`` line is in."""
+    hour, group = "", []
+    try:
+        for rec in records:
+            h = hour_of(_created_ns(rec))
+            if h != hour and group:
+                yield hour, group
+                group = []
+            hour = h
+            group.append(rec)
+        if group:
+            yield hour, group
+    finally:
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
 
 
 def _over(budget_s: float | None, cpu0: float) -> bool:
@@ -705,6 +731,7 @@ def _pass_hour(
         gone |= {str(r["image"]["id"]) for r, _, _ in removed}
     # 3. re-encode / thumbnail, in batches: files, then lines, then the old files
     finished = True
+    moved: set[str] = set()  # the new files of this pass
     batch: list[tuple[dict[str, Any], dict[str, Any]]] = []
     for rec, i, step, ladder in encodes:
         if str(rec["image"]["id"]) in gone:
@@ -737,6 +764,7 @@ def _pass_hour(
         if sidecar is not None:
             ev["imagelog"]["tiered"]["sidecar"] = key + ".json"
         batch.append((rec, ev))
+        moved.update((key, key + ".json") if sidecar is not None else (key,))
         report.bytes_after += len(data) - int(rec["file"].get("size") or 0)
         report.tiered += 1
         report.count(i + 1, step)
@@ -747,7 +775,9 @@ def _pass_hour(
         assert events is not None
         _commit(store, events, hour, batch)
     if not dry and finished:
-        report.cleaned += _clean(store, hour)
+        current = {p for r in recs if str(r["image"]["id"]) not in gone for p in _files_of([r])}
+        current |= moved
+        report.cleaned += _clean(store, hour, current)
         remaining = [r for r in recs if str((r.get("image") or {}).get("id")) not in gone]
         if not remaining and _hour_gone(ladders, hour, now):
             report.cleaned += _drop_hour(store, hour, now, events)
@@ -811,37 +841,29 @@ def _commit(
     store.delete(old)
 
 
-def _clean(store: Store, hour: str) -> int:
+def _clean(store: Store, hour: str, current: set[str]) -> int:
     """Remove what a killed pass left in an hour: files the index names (as a logged record's,
     a tiered event's new or old file) that no current record points at, and tier files
-    (``.t<N>.``) no event names. Other unindexed files are left for ``reindex``."""
-    from .records import iter_records
-
-    prefix = images_prefix(hour)
-    listing = [o.key for o in store.list(prefix)]
-    if not listing:
+    (``.t<N>.``) no event names. Other unindexed files are left for ``reindex``. The index is
+    read again only when the hour holds a file no current record names."""
+    listing = [o.key for o in store.list(images_prefix(hour))]
+    unknown = [k for k in listing if k not in current]
+    if not unknown:
         return 0
-    current: set[str] = set()
     known: set[str] = set()
-    for rec in iter_records(store, hours=[hour]):
-        current.update(_files_of([rec]))
     for rec in _raw_hour(store, hour):
         action = (rec.get("event") or {}).get("action")
         if action == "logged":
             known.update(_files_of([rec]))
         elif action == "tiered":
             t = (rec.get("imagelog") or {}).get("tiered") or {}
-            for k in (
-                (t.get("file") or {}).get("path"),
-                (t.get("from") or {}).get("path"),
-                t.get("sidecar"),
-            ):
+            for k in ((t.get("file") or {}).get("path"), (t.get("from") or {}).get("path"),
+                      t.get("sidecar")):  # fmt: skip
                 if k:
                     known.add(str(k))
+    known -= current
     stale = []
-    for key in listing:
-        if key in current:
-            continue
+    for key in unknown:
         image = key[:-5] if key.endswith(".json") else key
         tiered_name = bool(_TIER_SUFFIX.search(image.rpartition(".")[0]))
         if key in known or image in known or tiered_name:
@@ -852,13 +874,18 @@ def _clean(store: Store, hour: str) -> int:
 
 def _raw_hour(store: Store, hour: str) -> list[dict[str, Any]]:
     """The ``logged`` and ``tiered`` lines of an index hour as written (no purge or tier rule)."""
-    from .records import LocalFiles, connect, iter_json
+    import duckdb
 
+    from .records import LocalFiles, iter_json, list_files, records_sql
+
+    jsonl, parquet = list_files(store).keys([hour])
     with LocalFiles(store, pin=True) as local:  # the files stay while the connection reads
-        con = connect(store, hours=[hour], local=local)
+        con = duckdb.connect(config={"autoinstall_known_extensions": False})
         try:
-            sql = "SELECT CAST(record AS VARCHAR) FROM _all WHERE action IN ('logged', 'tiered')"
-            return list(iter_json(con, sql))
+            rows = records_sql([local.path(k) for k in jsonl], [local.path(k) for k in parquet])
+            sql = (f"SELECT CAST(record AS VARCHAR) FROM ({rows}) "
+                   "WHERE action IN ('logged', 'tiered')")  # fmt: skip
+            return [r for r in iter_json(con, sql) if isinstance(r, dict)]
         finally:
             con.close()
 
