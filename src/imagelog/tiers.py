@@ -30,7 +30,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -584,10 +584,12 @@ def run_pass(
     return report
 
 
-def _by_hour(records: Iterator[dict[str, Any]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def _by_hour(
+    records: Iterator[dict[str, Any]],
+) -> Generator[tuple[str, list[dict[str, Any]]], None, None]:
     """Records (oldest first, an index hour at a time) grouped by hour of log time, which is
     the index hour a ``logged`` line is in."""
-    hour, group = "", []
+    hour, group = "", list[dict[str, Any]]()
     try:
         for rec in records:
             h = hour_of(_created_ns(rec))
