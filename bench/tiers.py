@@ -260,6 +260,8 @@ def run(quick: bool) -> dict[str, Any]:
 
 
 def _gb(n: float) -> str:
+    if n < 1e9:
+        return f"{n / 1e6:,.1f} MB"
     return f"{n / 1e9:,.1f} GB" if n < 1e12 else f"{n / 1e12:,.2f} TB"
 
 

@@ -209,6 +209,9 @@ def test_settings_and_steps_refuse_mistakes(
         ladders_of([Tier(after="1d", delete=True), Tier(after="7d", thin="10s")])
     with pytest.raises(TypeError):
         ladders_of(["1d"])
+    for share in (0, 1.5, -1, "half", True):
+        with pytest.raises(imagelog.InvalidSetting, match="tier_cpu"):
+            imagelog.open(tmp_path / "b", tiers=LADDER, tier_cpu=share)
     url = str(tmp_path / "run")
     make_run(url, n=2)
     capsys.readouterr()

@@ -193,7 +193,8 @@ class Pipeline:
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
             poll=None if self.ring is None else self.poll_triggers,
             tiers=None if settings.tiers is None else TierWorker(
-                store, settings.tiers, keep=settings.keep, report=self.report, clock=clock),
+                store, settings.tiers, keep=settings.keep, report=self.report, clock=clock,
+                share=settings.tier_cpu),
         )  # fmt: skip
         if self.ring_dir is not None:
             self._adopt()

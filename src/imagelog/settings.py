@@ -170,6 +170,8 @@ class Settings:
     tiers: Any = None
     """Retention tiers (``imagelog.tiers.Ladders``, from a list of ``imagelog.Tier`` or
     ``{source: [Tier, ...]}``), or None."""
+    tier_cpu: float = 0.5
+    """The share of one core the writer's tier thread may use while it has work (0 < x <= 1)."""
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Settings:
@@ -245,6 +247,9 @@ class Settings:
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
                 f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
+        cpu = self.tier_cpu
+        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu <= 1:
+            raise InvalidSetting(f"tier_cpu must be a share of one core, 0 < x <= 1, got {cpu!r}")
         for name in ("verify", "check_encoding"):
             v = getattr(self, name)
             ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)
