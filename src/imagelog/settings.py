@@ -247,7 +247,7 @@ class Settings:
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
                 f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
-        cpu = self.tier_cpu
+        cpu: object = self.tier_cpu  # a careless caller passes anything
         if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu <= 1:
             raise InvalidSetting(f"tier_cpu must be a share of one core, 0 < x <= 1, got {cpu!r}")
         for name in ("verify", "check_encoding"):
