@@ -438,3 +438,31 @@ def test_a_year_on_an_hour_with_no_frame_left_is_removed_whole(tmp_path: Path) -
     ]
     assert len(whole) == 1 and whole[0]["event"]["reason"] == "tier"
     check_readable_once(url)
+
+
+def test_one_pass_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A live pass's lease turns another pass away (it changes nothing); a lease whose process
+    is gone, or which expired, does not."""
+    from imagelog.record import HOSTNAME
+    from imagelog.tiers import LOCK_KEY
+
+    url = str(tmp_path / "run")
+    make_run(url, n=3)
+    lock = Path(url, LOCK_KEY)
+    live = {"owner": "other", "host": HOSTNAME, "pid": os.getpid(), "expires": time.time() + 60}
+    lock.write_text(json.dumps(live))
+    rep = run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 2 * DAY)
+    assert rep.busy and rep.tiered == 0
+    capsys.readouterr()
+    steps = [a for s in STEPS for a in ("--step", s)]
+    assert main(["tier", url, *steps, "--as-of", as_of(2)]) == 1
+    err = capsys.readouterr().err
+    assert "another tier pass" in err and len(err.strip().splitlines()) == 1
+    assert {r["image"]["format"] for r in current(url)} == {"jxl"}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({**live, "pid": dead.pid}))
+    assert run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 2 * DAY).tiered == 3
+    assert not lock.exists()  # released
+    lock.write_text(json.dumps({**live, "expires": time.time() - 1}))
+    assert not run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 2 * DAY).busy

@@ -80,6 +80,10 @@ def cmd_tier(args: argparse.Namespace) -> int:
 
     with _progress("tiering" if not args.dry_run else "planning", args.json) as update:
         report = run_pass(store, ladders, now_ns=now, dry_run=args.dry_run, progress=update)
+    if report.busy:
+        print(f"imagelog tier: another tier pass is running on {args.run} (it holds tiers.lock); "
+              "try again later", file=sys.stderr)  # fmt: skip
+        return 1
     out = {
         "as_of": report.as_of,
         "dry_run": report.dry_run,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
@@ -77,6 +78,13 @@ _TIER_SUFFIX = re.compile(r"\.t\d+$")
 #: Writer ids of tier passes start with this (``tier<hex>-<pid>``): their segments hold the
 #: tombstones, so a dropped hour loses them last.
 TIER_WRITER_PREFIX = "tier"
+#: The lease one pass holds on a run (``tiers.lock``) and how long it lasts unrenewed; a lease
+#: of a dead process on this host is stale at once.
+LOCK_KEY = "tiers.lock"
+LEASE_S = 600.0
+#: How long a pass on an object store waits after writing its lease before reading it back
+#: (two passes that wrote at once: the last one written wins, the other backs off).
+LEASE_SETTLE_S = 0.5
 #: Frames re-encoded between two index appends (each batch: files, then lines, then removals).
 BATCH = 32
 #: A writer's tier thread: CPU seconds per pass, the share of one core it may use while it has
@@ -311,6 +319,8 @@ class TierReport:
     cpu_s: float = 0.0
     done: bool = True
     dry_run: bool = False
+    busy: bool = False
+    """Another pass held the run: this one did nothing."""
     by_step: dict[str, int] = dataclasses.field(default_factory=dict)
     errors: list[str] = dataclasses.field(default_factory=list)
 
@@ -324,9 +334,9 @@ class TierReport:
 class _Events:
     """Index lines of one pass, appended to the frame's hour (one writer id per pass)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, writer: str = "") -> None:
         self.store = store
-        self.writer = TIER_WRITER_PREFIX + new_writer_id()
+        self.writer = writer or TIER_WRITER_PREFIX + new_writer_id()
         self._segments: dict[str, Segment] = {}
 
     def append(self, hour: str, recs: Sequence[Mapping[str, Any]]) -> None:
@@ -531,7 +541,38 @@ def run_pass(
         seen: hour -> when it was last settled; updated, so the next pass skips hours no frame of
             which crossed a step since (a writer's maintenance keeps it between passes).
         stop: an event; once set, the pass ends after the frame in hand (``done`` False).
+
+    One pass at a time per run: a pass holds ``tiers.lock`` (a lease, ``LEASE_S``); while
+    another live pass holds it, this one does nothing and says so (``report.busy``).
     """
+    if dry_run or not ladders:
+        return _run_pass(store, ladders, now_ns=now_ns, dry_run=dry_run, budget_s=budget_s,
+                         keep=keep, seen=seen, progress=progress, stop=stop)  # fmt: skip
+    owner = TIER_WRITER_PREFIX + new_writer_id()
+    if not _acquire(store, owner):
+        now = time.time_ns() if now_ns is None else now_ns
+        return TierReport(as_of=iso_utc(now), busy=True)
+    try:
+        return _run_pass(store, ladders, now_ns=now_ns, dry_run=dry_run, budget_s=budget_s,
+                         keep=keep, seen=seen, progress=progress, stop=stop, owner=owner)  # fmt: skip
+    finally:
+        _release(store, owner)
+
+
+def _run_pass(
+    store: Store,
+    ladders: Ladders,
+    *,
+    now_ns: int | None = None,
+    dry_run: bool = False,
+    budget_s: float | None = None,
+    keep: Callable[[Mapping[str, Any]], bool] | None = None,
+    seen: dict[str, int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    stop: Any = None,
+    owner: str = "",
+) -> TierReport:
+    """The pass itself (``run_pass`` holds the lease)."""
     from .index.recover import repair
     from .records import iter_records, list_files
     from .run import Run
@@ -555,9 +596,10 @@ def run_pass(
         due.add(hour_of(uuid7_time_ns(rid)))
     hours = sorted(h for h in due if h in set(files.hours))
     run = Run(store)
-    events = None if dry_run else _Events(store)
+    events = None if dry_run else _Events(store, owner)
     # one read of the due hours (the engine's tombstones and tier events are read once)
     groups = _by_hour(iter_records(store, hours=hours))
+    leased = time.time()
     try:
         ahead = next(groups, None)
         for n, hour in enumerate(hours):
@@ -569,6 +611,9 @@ def run_pass(
             finished = _pass_hour(run, store, hour, recs, ladders, now, promoted, keep, events,
                                   report, budget_s, cpu0, stop)  # fmt: skip
             report.hours += 1
+            if owner and time.time() - leased > LEASE_S / 2:
+                _renew(store, owner)
+                leased = time.time()
             if not finished:
                 report.done = False
                 break
@@ -582,6 +627,73 @@ def run_pass(
             events.close()
         report.cpu_s = time.thread_time() - cpu0
     return report
+
+
+def _lease(owner: str) -> bytes:
+    from .record import HOSTNAME
+
+    data = {"owner": owner, "host": HOSTNAME, "pid": os.getpid(), "expires": time.time() + LEASE_S}
+    return (dumps(data) + "\n").encode("utf-8")
+
+
+def _holder(store: Store) -> dict[str, Any] | None:
+    """The live lease on the run, or None (absent, unreadable, expired, or its process gone)."""
+    import json
+
+    from .index.recover import pid_alive
+    from .record import HOSTNAME
+
+    try:
+        cur = json.loads(store.get(LOCK_KEY))
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(cur, dict) or float(cur.get("expires") or 0) < time.time():
+        return None
+    pid = cur.get("pid")
+    if cur.get("host") == HOSTNAME and isinstance(pid, int) and not pid_alive(pid):
+        return None
+    return cur
+
+
+def _acquire(store: Store, owner: str) -> bool:
+    """Take the run's lease; False if another live pass holds it."""
+    held = _holder(store)
+    if held is not None and held.get("owner") != owner:
+        return False
+    root = store.local_root
+    if root is not None:  # a local folder: create it exclusively, replacing a stale one
+        path = root / LOCK_KEY
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                if _holder(store) is not None:
+                    return False
+                path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(_lease(owner))
+            return True
+        return False
+    store.put(LOCK_KEY, _lease(owner))
+    time.sleep(LEASE_SETTLE_S)
+    held = _holder(store)
+    return held is not None and held.get("owner") == owner
+
+
+def _renew(store: Store, owner: str) -> None:
+    held = _holder(store)
+    if held is not None and held.get("owner") == owner:
+        store.put(LOCK_KEY, _lease(owner))
+
+
+def _release(store: Store, owner: str) -> None:
+    try:
+        held = _holder(store)
+        if held is not None and held.get("owner") == owner:
+            store.delete([LOCK_KEY])
+    except OSError:
+        pass  # it expires
 
 
 def _by_hour(
