@@ -608,6 +608,7 @@ def _run_pass(
             recs: list[dict[str, Any]] = []
             if ahead is not None and ahead[0] == hour:
                 recs, ahead = ahead[1], next(groups, None)
+            failed = report.failed
             finished = _pass_hour(run, store, hour, recs, ladders, now, promoted, keep, events,
                                   report, budget_s, cpu0, stop)  # fmt: skip
             report.hours += 1
@@ -617,7 +618,7 @@ def _run_pass(
             if not finished:
                 report.done = False
                 break
-            if not dry_run:
+            if not dry_run and report.failed == failed:  # else: tried again next pass
                 seen[hour] = now
         if progress is not None:
             progress(len(hours), len(hours))
