@@ -466,3 +466,18 @@ def test_one_pass_at_a_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert not lock.exists()  # released
     lock.write_text(json.dumps({**live, "expires": time.time() - 1}))
     assert not run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 2 * DAY).busy
+
+
+def test_a_frame_that_does_not_decode_stays_and_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = str(tmp_path / "run")
+    ids = make_run(url, n=3)
+    bad = current(url)[1]["file"]["path"]
+    Path(url, bad).write_bytes(b"not an image")
+    capsys.readouterr()
+    assert main(["tier", url, "--step", "1d:format=preview", "--as-of", as_of(2)]) == 1
+    captured = capsys.readouterr()
+    assert bad in captured.err and "Traceback" not in captured.err
+    formats = {r["image"]["id"]: r["image"]["format"] for r in current(url)}
+    assert formats == {ids[0]: "jpeg", ids[1]: "jxl", ids[2]: "jpeg"}

@@ -150,10 +150,9 @@ class Tier:
                 raise TypeError(
                     f"Tier format must be a string such as 'preview', not {self.format!r}"
                 )
-            codecs.parse_spec(self.format)
-            name = codecs.parse_spec(self.format)[0]
-            if name.lower() not in codecs.PRESETS:
-                codecs.get(name)  # UnknownFormat names the formats
+            name, params = codecs.parse_spec(self.format)
+            if name.lower() not in codecs.PRESETS:  # UnknownFormat names the formats, and
+                codecs.get(name).params(params)  # FormatMismatch a parameter it lacks
         object.__setattr__(self, "after_s", after)
         object.__setattr__(self, "thin_s", thin)
         object.__setattr__(self, "cap", cap)
