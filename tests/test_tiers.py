@@ -198,8 +198,11 @@ def test_settings_and_steps_refuse_mistakes(
     for bad in ({"after": "1d"}, {"after": "1d", "thin": "10s", "delete": True},
                 {"after": "-1d", "format": "preview"}, {"after": "1d", "thumbnail": 0},
                 {"after": "1d", "thin": "0s"}, {"after": "1d", "format": "nosuch"},
-                {"after": "soon", "format": "preview"}):  # fmt: skip
-        with pytest.raises((imagelog.InvalidSetting, imagelog.UnknownFormat, TypeError)):
+                {"after": "soon", "format": "preview"},
+                {"after": "1d", "format": "jpeg:qualty=5"}):  # fmt: skip
+        with pytest.raises(
+            (imagelog.InvalidSetting, imagelog.UnknownFormat, imagelog.FormatMismatch, TypeError)
+        ):
             Tier(**bad)  # type: ignore[arg-type]
     with pytest.raises(imagelog.InvalidSetting, match="order of age"):
         imagelog.open(
