@@ -167,14 +167,21 @@ def connect(
     return con
 
 
-def current(con: Any, rows: str) -> str:
+def current(con: Any, rows: str, rules: tuple[bool, bool] | None = None) -> str:
     """``rows`` as readers see them: purged and thinned images left out, tiered ones superseded
-    (the one place these rules are applied; ``connect`` made the tables)."""
-    if _has_purged(con):
+    (the one place these rules are applied; ``connect`` made the tables). ``rules``: whether
+    each table has rows, if the caller asked ``rules_of`` already."""
+    purged, tiered = rules_of(con) if rules is None else rules
+    if purged:
         rows = without_purged(rows)
-    if _has_tiered(con):
+    if tiered:
         rows = superseded(rows)
     return rows
+
+
+def rules_of(con: Any) -> tuple[bool, bool]:
+    """Whether the run has tombstones, and ``tiered`` events: the rules ``current`` applies."""
+    return _has_purged(con), _has_tiered(con)
 
 
 def check_where(where: str | None) -> None:
@@ -271,7 +278,7 @@ def _hour_rows(
     parquet: list[str],
     cond: str,
     params: list[Any],
-    purged: bool,
+    rules: tuple[bool, bool],
     desc: bool,
     limit: int | None,
     seen: set[tuple[str, int]] = _WARNED,
@@ -284,8 +291,8 @@ def _hour_rows(
     cursors = []
 
     def stream(rows: str, sort: bool) -> Iterator[_Row]:
-        if purged:
-            rows = current(con, rows)
+        if any(rules):
+            rows = current(con, rows, rules)
         sql = (
             "SELECT coalesce(id, ''), coalesce(seq, 0), CAST(record AS VARCHAR) "
             f"FROM ({rows}) h WHERE {cond}"
@@ -299,8 +306,8 @@ def _hour_rows(
         cur.execute(sql, params or None)
         yield from _fetch(cur)
 
-    # (a join against purged ids may reorder rows: then each file is sorted too)
-    streams = [stream(parquet_sql([local.path(k)]), sort=desc or purged) for k in parquet]
+    # (a join against tombstones or tier events may reorder rows: then each file is sorted too)
+    streams = [stream(parquet_sql([local.path(k)]), sort=desc or any(rules)) for k in parquet]
     if jsonl:
         streams.append(stream(jsonl_sql([local.path(k) for k in jsonl]), sort=True))
     try:
@@ -361,7 +368,7 @@ def iter_records(
             if attempt == _RETRIES - 1:
                 raise
     try:
-        purged = _has_purged(con) or _has_tiered(con)  # a join: each stream is sorted
+        rules = rules_of(con)
         left = limit
         only = None if hours is None else set(hours)
         chosen = [h for h in files.hours if only is None or h in only]
@@ -370,7 +377,7 @@ def iter_records(
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])
                 want = None if left is None else left + done
-                merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
+                merged = _hour_rows(con, local, jsonl, parquet, cond, params, rules,
                                     newest_first, want)  # fmt: skip
                 try:
                     for i, (_, _, text) in enumerate(merged):
