@@ -8,7 +8,8 @@ labelled ``keep`` (or kept by ``open(keep=)``) are exempt from every step.
 
 A pass (``run_pass``), for each index hour whose frames crossed a step since it was last seen:
 
-1. ``delete``: a ``purged`` event (reason ``tier``) listing the ids, then the files go.
+1. ``delete``: a ``purged`` event (reason ``tier``) listing the ids, then the files go; an hour
+   with no frame left is then removed whole (its index files too).
 2. ``thin``: per source and interval, the frame labelled ``keep``, else one saved by a trigger,
    else the first stays; a ``thinned`` summary lists the others (ids and ``image.seq`` ranges),
    then their files go.
@@ -20,7 +21,8 @@ A pass (``run_pass``), for each index hour whose frames crossed a step since it 
 Events go into the frame's own hour (a segment of a writer id new to each pass), so a whole-hour
 purge takes them with the frame. A ``kill -9`` anywhere leaves each frame readable once: a new
 file with no event is an orphan the next pass removes; an old file whose event was written, or
-whose id a tombstone lists, is removed by the next pass.
+whose id a tombstone lists, is removed by the next pass. One pass runs at a time per run (a
+lease, ``tiers.lock``).
 """
 
 from __future__ import annotations
