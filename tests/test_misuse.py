@@ -57,6 +57,7 @@ NEEDS: dict[str, list[str]] = {
     "--older-than", "7d"], "verify": [], "reindex": [], "compact": [],
     "query": ["select count(*) from records"], "export": ["OUT", "--to", "parquet"], "tail": [],
     "trigger": ["--reason", "test"], "select": ["--policy", "changed"],
+    "tier": ["--dry-run", "--step", "1d:format=preview"],
 }  # fmt: skip
 #: Verbs whose run argument is checked here: ``trigger`` on a missing path belongs to the
 #: writers' side (it leaves a trigger for writers that may not have created the folder yet).
@@ -77,6 +78,8 @@ NUMBERS: dict[str, list[tuple[str, list[str]]]] = {
     "trigger": [("--before", ["xyz"]), ("--after", ["xyz"])],
     "select": [("--within", ["-1", "abc"]), ("--limit", ["-5", "99999999999999999999"]),
                ("--policy", ["bogus", "changed(2)", "budget(-1/hour)", ""])],
+    "tier": [("--as-of", ["yesterday", "2026-13-45"]),
+             ("--step", ["1d", "-1d:delete", "1d:format=bogus", "1d:thumbnail=-5", "x:delete"])],
 }  # fmt: skip
 #: SQL a user may get wrong, per verb that takes SQL (``tail --where``: the records engine's).
 SQL: dict[str, tuple[str, ...]] = {
@@ -89,7 +92,7 @@ BAD_SQL = ["bogus =", "no_such_column = 1", "source = 'unterminated", "1 +"]
 TYPOS = {"ls": "--jsno", "stats": "--jsn", "show": "--opne", "view": "--prot", "purge": "--dryrun",
          "verify": "--sampel", "reindex": "--froce", "compact": "--gracee", "query": "--cvs",
          "export": "--wehre", "tail": "--folow", "bench": "--fsp", "trigger": "--reasn",
-         "select": "--polcy"}  # fmt: skip
+         "select": "--polcy", "tier": "--dryrun"}  # fmt: skip
 
 
 #: The subprocesses import the imagelog this test imports (whatever the working folder).

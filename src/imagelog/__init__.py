@@ -39,6 +39,7 @@ from .run import Run as Run
 from .run import read as read
 from .settings import Fsync as Fsync
 from .settings import OnFull as OnFull
+from .tiers import Tier as Tier
 
 __version__ = _version("imagelog")
 
@@ -60,6 +61,7 @@ __all__ = [
     "Run",
     "RunNotFound",
     "StoreError",
+    "Tier",
     "UnknownFormat",
     "UnsupportedInput",
     "UnsupportedRun",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from .index.segment import IndexWriter
 from .layout import hour_of
 from .retention import Retention
+from .tiers import TierWorker
 
 __all__ = ["CHECK_EVERY", "MIN_PASS_EVERY", "POLL_EVERY", "RESCAN_EVERY", "Maintenance"]
 
@@ -43,6 +44,7 @@ class Maintenance:
         rescan_every: float = RESCAN_EVERY,
         poll: Callable[[], None] | None = None,
         poll_every: float = POLL_EVERY,
+        tiers: TierWorker | None = None,
     ) -> None:
         self.retention = retention if retention is not None and retention.enabled else None
         self.index = index
@@ -53,6 +55,7 @@ class Maintenance:
         self.rescan_every = rescan_every
         self.poll = poll
         self.poll_every = poll_every
+        self.tiers = tiers  # retention tiers: a thread of their own, started and stopped here
         self._cond = threading.Condition()
         self._requested = 0
         self._completed = 0
@@ -68,6 +71,7 @@ class Maintenance:
             or self.index is not None
             or self.repair is not None
             or self.poll is not None
+            or self.tiers is not None
         )
 
     def start(self) -> None:
@@ -79,6 +83,8 @@ class Maintenance:
                 target=self._run, name="imagelog-maintenance", daemon=True
             )
             self._thread.start()
+            if self.tiers is not None:
+                self.tiers.start()
 
     def wake(self) -> None:
         """Ask for a retention pass now."""
@@ -101,6 +107,8 @@ class Maintenance:
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+        if self.tiers is not None:
+            self.tiers.stop(timeout)
         thread = self._thread
         if thread is not None:
             thread.join(timeout)

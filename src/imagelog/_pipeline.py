@@ -43,6 +43,7 @@ from .record import (
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
 from .stores.base import Store
+from .tiers import TierWorker
 
 __all__ = ["Pipeline"]
 
@@ -111,6 +112,9 @@ class Pipeline:
             retention=self.retention, index=self.index if syncing else None,
             sync_every=SYNC_EVERY, writer=writer, repair=repair, report=self.report,
             poll=None if ring is None else self._poll_triggers,
+            tiers=None if settings.tiers is None else TierWorker(
+                store, settings.tiers, keep=settings.keep, report=self.report, clock=clock,
+                share=settings.tier_cpu),
         )  # fmt: skip
         if ring is not None:
             self.ring = RingKeeper(self, ring)

@@ -382,6 +382,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UsageError("give RUN ID, or an image FILE")
     run = read(args.target)
     rec = run.get(args.id)
+    if args.history:
+        from ._cli_tier import print_history
+
+        return print_history(run, str((rec.get("image") or {}).get("id") or args.id))
     out = None
     if args.open is not None:
         out = Path(args.open)
@@ -456,6 +460,8 @@ def build_parser() -> _Parser:
     sh.add_argument("--open", metavar="PATH",
                     help="write the image to PATH (a folder, or a file: .png, .tif and .jpg "
                          "convert)")  # fmt: skip
+    sh.add_argument("--history", action="store_true",
+                    help="every index line naming the id: logged, tiered, thinned, purged")  # fmt: skip
     sh.set_defaults(func=cmd_show)
 
     vw = sub.add_parser("view", help="browse the run in a web page (timeline, grid, frames; live)")
@@ -474,6 +480,7 @@ def build_parser() -> _Parser:
     from ._cli_ring import add_ring_commands
     from ._cli_select import add_select_commands
     from ._cli_storage import add_storage_commands
+    from ._cli_tier import add_tier_commands
     from .codec_bench import add_parser as add_bench
 
     add_storage_commands(sub)  # purge, verify, reindex
@@ -481,6 +488,7 @@ def build_parser() -> _Parser:
     add_bench(sub)  # imagelog bench: codec speeds on this machine
     add_ring_commands(sub)  # trigger
     add_select_commands(sub)  # select (replay a policy)
+    add_tier_commands(sub)  # tier
     return p
 
 

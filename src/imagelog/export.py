@@ -552,6 +552,8 @@ def export(
             image = rec.get("image") or {}
             rid = str(image.get("id") or event.get("id") or "")
             action = event.get("action")
+            if action == "tiered":  # not a gap: the frame's record reads with its new file
+                continue
             if action != "logged":
                 drain(0)  # gaps.jsonl in record order too
                 _gap(gaps, seen_gaps, report, str(action), rid, rec)

@@ -564,9 +564,10 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
     ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
-    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
+    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``),
     ``ring_dir`` (see ``ImageLog.trigger``), ``select`` (which frames to store: ``"changed"``, a
-    policy of ``imagelog.select``, or ``{source: policy}``).
+    policy of ``imagelog.select``, or ``{source: policy}``) and ``tiers`` (a list of
+    ``imagelog.Tier``, or ``{source: [...]}``: retention tiers, ``imagelog.tiers``).
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).

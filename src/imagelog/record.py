@@ -3,8 +3,9 @@
 Kinds (``event.action``): ``logged`` (an image), ``dropped`` (a frame the queue let go),
 ``failed`` (a frame the write path could not store), ``purged`` (a retention event),
 ``encoding_warning`` (a stored frame that the encoding checks found suspect), ``triggered`` (a
-ring trigger), ``expired`` (frames that left the ring untriggered, summed up) and ``not_selected``
-(frames that ``select=`` did not store, summed up).
+ring trigger), ``expired`` (frames that left the ring untriggered, summed up), ``not_selected``
+(frames that ``select=`` did not store, summed up), ``tiered`` (a retention tier replaced a
+frame's file) and ``thinned`` (frames a tier removed, summed up).
 A ``logged`` record is built in two halves: the caller's thread builds everything it knows
 (``base_record``: ids, times, source, caller metadata); the background fills in what the encoder
 and the store learn (``file.*``, ``image.format``, ``image.encoder``; ``stored_file``). docs/record.md
@@ -55,6 +56,8 @@ __all__ = [
     "purged_record",
     "seq_ranges",
     "stored_file",
+    "thinned_record",
+    "tiered_record",
     "trigger_spec",
     "triggered_record",
 ]
@@ -374,12 +377,14 @@ def purged_record(
     records: int,
     kept: int,
     ids: list[str],
+    message: str | None = None,
 ) -> dict[str, Any]:
-    """The ``purged`` event retention writes for each purge: ``imagelog.purge`` says what
-    (``partition``: the hour; ``whole``; ``files``, ``bytes``, ``records``, ``kept``; ``ids``,
-    the purged record ids of a partial purge, a tombstone)."""
-    what = "hour" if whole else "oldest files of hour"
-    message = f"purged {what} {hour}: {files} image(s), {nbytes} bytes ({reason})"
+    """The ``purged`` event retention (and a tier's delete step) writes for each purge:
+    ``imagelog.purge`` says what (``partition``: the hour; ``whole``; ``files``, ``bytes``,
+    ``records``, ``kept``; ``ids``, the purged record ids of a partial purge, a tombstone)."""
+    if message is None:
+        what = "hour" if whole else "oldest files of hour"
+        message = f"purged {what} {hour}: {files} image(s), {nbytes} bytes ({reason})"
     rec = _event(now_ns=now_ns, at_ns=now_ns, rid=rid, action="purged", reason=reason,
                  message=message, writer=writer)  # fmt: skip
     purge: dict[str, Any] = {"partition": hour, "whole": whole, "files": files, "bytes": nbytes,
@@ -624,3 +629,91 @@ def encoding_record(
             "check": check,
         },
     }
+
+
+def tiered_record(
+    logged: Mapping[str, Any],
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    kind: str,
+    step: int,
+    after: str,
+    file: Mapping[str, Any],
+    image: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The ``tiered`` event of a frame a retention tier re-encoded or shrank: from then on its
+    ``logged`` record reads with ``file`` and ``image`` as given here (the records engine applies
+    it). ``imagelog.tiered``: ``image_id``, ``step`` (1-based, in the ladder), ``after`` (the
+    step's age), ``file`` and ``image`` (the new ones, whole) and ``from`` (the file replaced).
+
+    Args:
+        logged: the frame's record as it reads now.
+        kind: ``event.reason``: ``format`` (re-encoded) or ``thumbnail``.
+    """
+    old_file = logged.get("file") or {}
+    old_image = logged.get("image") or {}
+    ts = str(logged.get("@timestamp") or iso_utc(now_ns))
+    rec = _event(
+        now_ns=now_ns, at_ns=now_ns, rid=rid, action="tiered", reason=kind, writer=writer,
+        message=f"tier {step} ({kind}, after {after}): {old_file.get('path')} -> {file.get('path')}",
+    )  # fmt: skip
+    rec["@timestamp"] = ts
+    rec["imagelog"]["tiered"] = {
+        "image_id": old_image.get("id"),
+        "step": step,
+        "after": after,
+        "file": dict(file),
+        "image": dict(image),
+        "from": {
+            "path": old_file.get("path"),
+            "size": old_file.get("size"),
+            "format": old_image.get("format"),
+            "width": old_image.get("width"),
+            "height": old_image.get("height"),
+        },
+    }
+    return rec
+
+
+def thinned_record(
+    *,
+    now_ns: int,
+    rid: str,
+    writer: str,
+    step: int,
+    after: str,
+    interval: float,
+    frames_writer: str,
+    ids: list[str],
+    nbytes: int,
+    first_ns: int,
+    last_ns: int,
+    seqs: list[list[int]],
+    by_source: Mapping[str, int],
+) -> dict[str, Any]:
+    """The ``thinned`` summary of frames a retention tier removed (at most one frame kept per
+    ``interval``). ``imagelog.thinned``: ``step``, ``after``, ``interval`` (seconds),
+    ``frames``, ``bytes``, ``from``/``to`` (capture times), ``writer`` (whose frames), ``seqs``
+    (their ``image.seq`` values as inclusive ranges, as ``expired`` does), ``by_source`` and
+    ``ids`` (the records engine leaves these records out, as it does purged ones).
+    ``event.reason``: ``thin``."""
+    rec = _event(
+        now_ns=now_ns, at_ns=first_ns, rid=rid, action="thinned", reason="thin", writer=writer,
+        message=f"tier {step}: {len(ids)} frame(s) thinned to one per {interval:g} s",
+    )  # fmt: skip
+    rec["imagelog"]["thinned"] = {
+        "step": step,
+        "after": after,
+        "interval": interval,
+        "frames": len(ids),
+        "bytes": nbytes,
+        "from": iso_utc(first_ns),
+        "to": iso_utc(last_ns),
+        "writer": frames_writer,
+        "seqs": seqs,
+        "by_source": dict(by_source),
+        "ids": ids,
+    }
+    return rec

@@ -174,6 +174,11 @@ class Settings:
     ring_dir: str | None = None
     select: Select | Mapping[str, Select] | None = None
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tiers: Any = None
+    """Retention tiers (``imagelog.tiers.Ladders``, from a list of ``imagelog.Tier`` or
+    ``{source: [Tier, ...]}``), or None."""
+    tier_cpu: float = 0.5
+    """The share of one core the writer's tier thread may use while it has work (0 < x <= 1)."""
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> Settings:
@@ -218,6 +223,10 @@ class Settings:
             from .select import as_select_map  # select.py reads durations with this module
 
             kw["select"] = as_select_map(kw["select"])
+        if kw.get("tiers") is not None:
+            from .tiers import ladders_of
+
+            kw["tiers"] = ladders_of(kw["tiers"]) or None
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
         kw["fsync"] = _enum(Fsync, kw.get("fsync", Fsync.NONE), "fsync")
         return cls(**kw)
@@ -249,6 +258,9 @@ class Settings:
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
                 f"the ring's memory counts against that bound; got {self.ring_bytes}"
             )
+        cpu: object = self.tier_cpu  # a careless caller passes anything
+        if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu <= 1:
+            raise InvalidSetting(f"tier_cpu must be a share of one core, 0 < x <= 1, got {cpu!r}")
         for name in ("verify", "check_encoding"):
             v = getattr(self, name)
             ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)

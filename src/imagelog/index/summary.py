@@ -4,7 +4,7 @@ count (``stats``) take O(hours) instead of O(lines).
 A writer that closes an hour's segment (the hour rolls over, or the log closes) leaves
 ``layout.summary_key(hour, writer)`` beside it: the segment's size in bytes when it was closed,
 and per (source, action, reason, format) the rows, bytes, time span and expired frames, plus the
-ids its ``purged`` events list and the range of its record ids. A reader uses a summary only while the segment (or the union of
+ids its ``purged`` events and ``thinned`` summaries list and the range of its record ids. A reader uses a summary only while the segment (or the union of
 its parts on object stores) still has exactly that size: a late line, a repair, a rewrite by
 reindex or a run from elsewhere makes it stale, and the segment is read instead.
 """
@@ -75,8 +75,9 @@ class HourSummary:
             if action == "expired":
                 frames = (extra.get("expired") or {}).get("frames")
                 row[4] += frames if isinstance(frames, int) else 0
-            elif action == "purged":
-                self.purged.extend(str(i) for i in (extra.get("purge") or {}).get("ids") or ())
+            elif action in ("purged", "thinned"):  # tombstones (records.columns.purged_sql)
+                ids = (extra.get("purge" if action == "purged" else "thinned") or {}).get("ids")
+                self.purged.extend(str(i) for i in ids or ())
         self.size += nbytes
 
     def dumps(self) -> bytes:

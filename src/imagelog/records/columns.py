@@ -14,9 +14,12 @@ __all__ = [
     "COLUMNS",
     "MAX_LINE_BYTES",
     "ORDER",
+    "SUPERSEDED",
+    "current_record_sql",
     "empty_sql",
     "json_reader_sql",
     "jsonl_sql",
+    "latest_tiered_sql",
     "lines_records_sql",
     "lines_sql",
     "parquet_sql",
@@ -24,6 +27,9 @@ __all__ = [
     "records_sql",
     "sql_list",
     "sql_str",
+    "superseded",
+    "tiered_events_sql",
+    "tiered_sql",
     "without_purged",
 ]
 
@@ -242,28 +248,118 @@ def records_sql(
     return " UNION ALL ".join(parts) if parts else empty_sql()
 
 
-_PURGE_IDS = "unnest(from_json(j->'$.imagelog.purge.ids', '[\"VARCHAR\"]'))"
+#: The ids a tombstone lists: ``purged`` events (``imagelog.purge.ids``) and ``thinned``
+#: summaries of retention tiers (``imagelog.thinned.ids``).
+_PURGE_IDS = (
+    "unnest(from_json(coalesce(j->'$.imagelog.purge.ids', j->'$.imagelog.thinned.ids'), "
+    "'[\"VARCHAR\"]'))"
+)
+_TOMBSTONES = "('purged', 'thinned')"
 
 
 def purged_sql(
     jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | None = None, big: bool = False
 ) -> str:
-    """The ids that ``purged`` events list (tombstones of partial purges): a text search first,
-    so other lines are not parsed. ``lines``: any SQL source of a VARCHAR ``line`` instead."""
+    """The ids that ``purged`` events and ``thinned`` summaries list (tombstones): a text search
+    first, so other lines are not parsed. ``lines``: any SQL source of a VARCHAR ``line`` instead."""
     parts = []
     if jsonl or lines is not None:
         source = f"({lines})" if lines is not None else lines_sql(jsonl, big=big)
         parts.append(
             f"SELECT {_PURGE_IDS} AS id FROM (SELECT TRY_CAST(line AS JSON) AS j FROM {source} "
-            "WHERE contains(line, '\"purged\"') "
-            "AND json_valid(line)) WHERE j->>'$.event.action' = 'purged'"
+            "WHERE (contains(line, '\"purged\"') OR contains(line, '\"thinned\"')) "
+            f"AND json_valid(line)) WHERE j->>'$.event.action' IN {_TOMBSTONES}"
         )
     if parquet:
         parts.append(
             f"SELECT {_PURGE_IDS} AS id FROM (SELECT CAST(record AS JSON) AS j FROM "
-            f"read_parquet({sql_list(parquet)}, hive_partitioning=false) WHERE action = 'purged')"
+            f"read_parquet({sql_list(parquet)}, hive_partitioning=false) "
+            f"WHERE action IN {_TOMBSTONES})"
         )
     return " UNION ALL ".join(parts) if parts else "SELECT CAST(NULL AS VARCHAR) AS id WHERE false"
+
+
+#: The columns a ``tiered`` event supersedes, and where its ``imagelog.tiered`` holds them.
+SUPERSEDED: dict[str, str] = {
+    "path": "$.file.path",
+    "bytes": "$.file.size",
+    "width": "$.image.width",
+    "height": "$.image.height",
+    "channels": "$.image.channels",
+    "dtype": "$.image.dtype",
+    "format": "$.image.format",
+}
+
+
+def tiered_events_sql(
+    jsonl: Sequence[str], parquet: Sequence[str], *, lines: str | None = None
+) -> str:
+    """Every ``tiered`` event (retention tiers, ``imagelog.tiers``): ``id`` (the image's),
+    ``created``, ``eid`` (the event's), the superseded columns, and ``patch``, the JSON merge
+    patch that makes the image's ``logged`` record describe its file then (``file``, ``image``,
+    ``imagelog.tier``). A text search first, so other lines are not parsed. ``lines``: any SQL
+    source of a VARCHAR ``line`` instead of files."""
+    parts = []
+    if jsonl or lines is not None:
+        source = f"({lines})" if lines is not None else lines_sql(jsonl)
+        parts.append(
+            f"SELECT TRY_CAST(line AS JSON) AS j FROM {source} "
+            "WHERE contains(line, '\"tiered\"') AND json_valid(line)"
+        )
+    if parquet:
+        parts.append(
+            "SELECT CAST(record AS JSON) AS j FROM "
+            f"read_parquet({sql_list(parquet)}, hive_partitioning=false) WHERE action = 'tiered'"
+        )
+    if not parts:
+        parts.append("SELECT CAST(NULL AS JSON) AS j WHERE false")
+    cols = ", ".join(f"TRY_CAST(t->>'{p}' AS {COLUMNS[c]}) AS {c}" for c, p in SUPERSEDED.items())
+    patch = (
+        "json_object('file', t->'$.file', 'image', t->'$.image', 'imagelog', json_object('tier', "
+        "json_object('step', t->'$.step', 'after', t->'$.after', 'event', eid)))"
+    )
+    return (
+        f"SELECT id, created, eid, {cols}, CAST({patch} AS JSON) AS patch FROM ("
+        "SELECT j->>'$.imagelog.tiered.image_id' AS id, j->>'$.event.created' AS created, "
+        "j->>'$.event.id' AS eid, j->'$.imagelog.tiered' AS t "
+        f"FROM ({' UNION ALL '.join(parts)}) WHERE j->>'$.event.action' = 'tiered') "
+        "WHERE id IS NOT NULL"
+    )
+
+
+def latest_tiered_sql(events: str) -> str:
+    """The latest of ``tiered_events_sql`` rows for each id: the one that holds."""
+    return f"SELECT DISTINCT ON (id) * FROM ({events}) ORDER BY id, created DESC, eid DESC"
+
+
+def tiered_sql(jsonl: Sequence[str], parquet: Sequence[str]) -> str:
+    """The latest ``tiered`` event of each image id in these files (``latest_tiered_sql``)."""
+    return latest_tiered_sql(tiered_events_sql(jsonl, parquet))
+
+
+def current_record_sql(record: str, patch: str) -> str:
+    """A ``logged`` record made current by a ``tiered`` event's ``patch``: its ``file`` and
+    ``image`` replaced whole, ``imagelog.tier`` added."""
+    return f'CAST(json_merge_patch({record}, \'{{"file":null,"image":null}}\', {patch}) AS JSON)'
+
+
+def superseded(rows: str, tiered: str = "_tiered") -> str:
+    """Rows whose ``logged`` records a ``tiered`` event superseded, made current: the file, the
+    image fields and ``record`` as the latest event says (a hash join against the table of
+    latest events, ``tiered_sql``, streaming the rows)."""
+    cols = []
+    for name in COLUMNS:
+        if name in SUPERSEDED:
+            cols.append(f"coalesce(t.{name}, h.{name}) AS {name}")
+        elif name == "record":
+            current = current_record_sql("h.record", "t.patch")
+            cols.append(f"CASE WHEN t.id IS NULL THEN h.record ELSE {current} END AS record")
+        else:
+            cols.append(f"h.{name}")
+    return (
+        f"SELECT {', '.join(cols)} FROM ({rows}) h LEFT JOIN {tiered} t "
+        "ON h.id = t.id AND h.action = 'logged'"
+    )
 
 
 def without_purged(rows: str, purged: str = "_purged") -> str:

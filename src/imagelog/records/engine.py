@@ -2,7 +2,9 @@
 and streaming reads of records in order, one hour at a time.
 
 ``records`` holds every line, events included (``action``), without the images that a
-``purged`` event lists (their ``logged`` rows are left out; the ``purged`` rows stay). Rows come
+``purged`` event or a ``thinned`` summary lists (their ``logged`` rows are left out; the event
+rows stay), and with each image as it is now: where retention tiers re-encoded it, the latest
+``tiered`` event supersedes its ``logged`` row's file and image fields (``current``). Rows come
 out through ``fetchmany`` (no Arrow), so the plain install reads runs.
 """
 
@@ -25,6 +27,8 @@ from .columns import (
     purged_sql,
     records_sql,
     sql_str,
+    superseded,
+    tiered_sql,
     without_purged,
 )
 from .files import LocalFiles, RunFiles, list_files
@@ -174,7 +178,8 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``records`` view over a run's index (or some of its hours).
 
-    ``_all`` is the same without the purge rule, ``_purged`` the purged ids. ``local`` gives the
+    ``_all`` is the same without the purge and tier rules, ``_purged`` the purged ids,
+    ``_tiered`` the latest ``tiered`` event of each id. ``local`` gives the
     local copies of a remote run's files (keep it while the connection is in use).
     ``summaries``: the purged ids of the segments they describe come from them, so those
     segments are not scanned for tombstones.
@@ -214,8 +219,12 @@ def connect(
     if known:
         con.execute("INSERT INTO _purged SELECT unnest(?::VARCHAR[])", [known])
     rows = records_sql([path_of[k] for k in chosen_j], [path_of[k] for k in chosen_p], big=big)
+    # tier passes write their events in segments of their own (never summarised); a summary
+    # that counts one is scanned as well
+    tiered_in = scan + [path_of[k] for k in jsonl_keys if _has_tier_events(summaries, k)]
+    con.execute(f"CREATE TABLE _tiered AS {tiered_sql(tiered_in, all_p)}")
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
-    view = without_purged("SELECT * FROM _all") if _has_purged(con) else "SELECT * FROM _all"
+    view = current(con, "SELECT * FROM _all")
     con.execute(f"CREATE TEMP VIEW records AS {view}")
     return con
 
@@ -227,6 +236,23 @@ def connect_view(store: Store, *, local: LocalFiles) -> duckdb.DuckDBPyConnectio
         return connect(store, local=local, memory_limit=QUERY_MEMORY_LIMIT)
     except LongLines:
         return connect(store, local=local, memory_limit=BIG_MEMORY_LIMIT)
+
+
+def current(con: Any, rows: str, rules: tuple[bool, bool] | None = None) -> str:
+    """``rows`` as readers see them: purged and thinned images left out, tiered ones superseded
+    (the one place these rules are applied; ``connect`` made the tables). ``rules``: whether
+    each table has rows, if the caller asked ``rules_of`` already."""
+    purged, tiered = rules_of(con) if rules is None else rules
+    if purged:
+        rows = without_purged(rows)
+    if tiered:
+        rows = superseded(rows)
+    return rows
+
+
+def rules_of(con: Any) -> tuple[bool, bool]:
+    """Whether the run has tombstones, and ``tiered`` events: the rules ``current`` applies."""
+    return _has_purged(con), _has_tiered(con)
 
 
 def check_where(where: str | None) -> None:
@@ -246,12 +272,23 @@ def check_where(where: str | None) -> None:
         con.close()
 
 
+def _has_tier_events(summaries: Summaries, key: str) -> bool:
+    """Whether the summary of this segment (if any) counts ``tiered`` events."""
+    summary = summaries.get((str(hour_of_key(key)), writer_of(key)))
+    return summary is not None and any(k[1] == "tiered" for k in summary.rows)
+
+
 def _has_purged(con: Any) -> bool:
     return bool(con.execute("SELECT count(*) FROM _purged").fetchall()[0][0])
 
 
+def _has_tiered(con: Any) -> bool:
+    return bool(con.execute("SELECT count(*) FROM _tiered").fetchall()[0][0])
+
+
 def purged_ids(store: Store) -> set[str]:
-    """The ids that the run's ``purged`` events list (the one reader of tombstones)."""
+    """The ids that the run's ``purged`` events and ``thinned`` summaries list (the one reader
+    of tombstones)."""
     return set(with_retry(store, lambda con: [
         i for (i,) in con.execute("SELECT DISTINCT id FROM _purged").fetchall() if i is not None
     ]))  # fmt: skip
@@ -353,7 +390,7 @@ def _hour_rows(
     parquet: list[str],
     cond: str,
     params: list[Any],
-    purged: bool,
+    rules: tuple[bool, bool],
     desc: bool,
     limit: int | None,
     big: bool,
@@ -366,8 +403,8 @@ def _hour_rows(
     cursors = []
 
     def stream(rows: str, sort: bool) -> Iterator[_Row]:
-        if purged:
-            rows = without_purged(rows)
+        if any(rules):
+            rows = current(con, rows, rules)
         sql = (
             "SELECT coalesce(id, ''), coalesce(seq, 0), CAST(record AS VARCHAR) "
             f"FROM ({rows}) h WHERE {cond}"
@@ -381,8 +418,8 @@ def _hour_rows(
         cur.execute(sql, params or None)
         yield from _fetch(cur)
 
-    # (a join against purged ids may reorder rows: then each file is sorted too)
-    streams = [stream(parquet_sql([local.path(k)]), sort=desc or purged) for k in parquet]
+    # (a join against tombstones or tier events may reorder rows: then each file is sorted too)
+    streams = [stream(parquet_sql([local.path(k)]), sort=desc or any(rules)) for k in parquet]
     if jsonl:
         streams.append(stream(jsonl_sql([local.path(k) for k in jsonl], big=big), sort=True))
     try:
@@ -408,11 +445,13 @@ def iter_records(
     limit: int | None = None,
     local: LocalFiles | None = None,
     filters: Filters | None = None,
+    hours: Iterable[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records as stored, oldest (or newest) first, one hour at a time: memory holds one hour's
     matching rows at most (DuckDB spills a larger sort to disk), never the run.
 
-    ``filters`` replaces the keyword filters when given."""
+    ``filters`` replaces the keyword filters when given; ``hours`` reads only these index hours
+    (``YYYY-MM-DDTHH``, log time)."""
     duckdb = _duckdb()
     if filters is None:
         filters = Filters(
@@ -442,15 +481,16 @@ def iter_records(
             if attempt == _RETRIES - 1:
                 raise
     try:
-        purged = _has_purged(con)
+        rules = rules_of(con)
         left = limit
-        hours = files.hours[::-1] if newest_first else files.hours
-        for hour in hours:
+        only = None if hours is None else set(hours)
+        chosen = [h for h in files.hours if only is None or h in only]
+        for hour in chosen[::-1] if newest_first else chosen:
             done = 0  # rows of this hour already yielded
             for attempt in range(_RETRIES):
                 jsonl, parquet = files.keys([hour])
                 want = None if left is None else left + done
-                merged = _hour_rows(con, local, jsonl, parquet, cond, params, purged,
+                merged = _hour_rows(con, local, jsonl, parquet, cond, params, rules,
                                     newest_first, want, big)  # fmt: skip
                 try:
                     for i, (_, _, text) in enumerate(merged):

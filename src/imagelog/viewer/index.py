@@ -25,7 +25,15 @@ import numpy as np
 from ..layout import hour_of_key, writer_of
 from ..records import COLUMNS as ENGINE_COLUMNS
 from ..records import Filters, LocalFiles, SegmentCursor, parse_time, records_sql
-from ..records.columns import json_reader_sql, lines_records_sql, purged_sql
+from ..records.columns import (
+    SUPERSEDED,
+    current_record_sql,
+    json_reader_sql,
+    latest_tiered_sql,
+    lines_records_sql,
+    purged_sql,
+    tiered_events_sql,
+)
 from ..run import Run
 
 __all__ = ["COLUMNS", "Filters", "LiveIndex"]
@@ -46,7 +54,7 @@ _KEPT: set[str] = set()
 _KEPT_LOCK = threading.Lock()
 
 #: The version of the saved session (``_state``): another one is rebuilt, not taken up.
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 2: the tiered table
 
 #: Columns of the viewer's ``frames`` table (besides ``n``, ``seg``, ``off``, ``len``): the
 #: engine's (without ``record``, which stays in the run) and ``encoder``.
@@ -156,10 +164,12 @@ class LiveIndex:
     def _create(con: duckdb.DuckDBPyConnection) -> None:
         types = {**ENGINE_COLUMNS, **dict.fromkeys(_EXTRA, "VARCHAR")}
         cols = ", ".join(f'"{n}" {types[n]}' for n in COLUMNS)
-        for table in ("frames", "purged", "_state"):
+        for table in ("frames", "purged", "tiered", "_state"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
         con.execute(f"CREATE TABLE frames (n BIGINT, seg INTEGER, off BIGINT, len INTEGER, {cols})")
         con.execute("CREATE TABLE purged (id VARCHAR)")
+        empty = "SELECT CAST(NULL AS VARCHAR) AS line WHERE false"  # retention tiers' events
+        con.execute(f"CREATE TABLE tiered AS {tiered_events_sql((), (), lines=empty)}")
         con.execute("CREATE TABLE _state (v VARCHAR)")
 
     def _resume(self, con: duckdb.DuckDBPyConnection) -> bool:
@@ -271,6 +281,8 @@ class LiveIndex:
                 NULL, {_select_cols(parsed=False)} FROM ({records_sql([], [path])})"""
         )
         con.execute(f"INSERT INTO purged {purged_sql([], [path])}")
+        con.execute(f"INSERT INTO tiered {tiered_events_sql([], [path])}")
+        self._apply_tiers()
         n = int(con.execute("SELECT count(*) FROM frames WHERE seg = ?", [seg]).fetchall()[0][0])
         self._rows += n
         self._parquet.add(key)
@@ -318,6 +330,7 @@ class LiveIndex:
         than 16 MB) is parsed line by line from text, which skips only what is bad."""
         con = self._con
         con.execute("DROP TABLE IF EXISTS _parsed")
+        con.execute("DROP TABLE IF EXISTS _purge")  # left by a try that ran out of memory
         chunk = self._chunk_file()
         chunk.write_bytes(data)
         try:
@@ -332,15 +345,11 @@ class LiveIndex:
             whole = False
         finally:
             chunk.unlink(missing_ok=True)
-        if not whole:
-            con.execute("DROP TABLE IF EXISTS _parsed")
+        source = "SELECT unnest(range(?)) AS i, rtrim(unnest(?::VARCHAR[]), chr(10)) AS line"
+        lines: list[str | None] | None = None  # None: a line that is not UTF-8
+        tiers = b'"tiered"' in data or b'"thinned"' in data  # retention tiers' events
+        if not whole or tiers:  # tombstones (thinned frames' too) from the lines
             lines = [_utf8(data[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
-            source = "SELECT unnest(range(?)) AS i, rtrim(unnest(?::VARCHAR[]), chr(10)) AS line"
-            rows = lines_records_sql(source, keep=("i",), extra=_EXTRA)
-            con.execute(
-                f"CREATE TEMP TABLE _parsed AS SELECT *, NULL::VARCHAR[] AS purge_ids FROM ({rows})",
-                [len(lines), lines],
-            )
             con.execute(
                 f"CREATE TEMP TABLE _purge AS {purged_sql((), (), lines=source)}",
                 [len(lines), lines],
@@ -350,6 +359,14 @@ class LiveIndex:
                 "CREATE TEMP TABLE _purge AS SELECT unnest(purge_ids) AS id FROM _parsed "
                 "WHERE action = 'purged' AND purge_ids IS NOT NULL"
             )
+        if not whole:
+            assert lines is not None
+            con.execute("DROP TABLE IF EXISTS _parsed")
+            rows = lines_records_sql(source, keep=("i",), extra=_EXTRA)
+            con.execute(
+                f"CREATE TEMP TABLE _parsed AS SELECT *, NULL::VARCHAR[] AS purge_ids FROM ({rows})",
+                [len(lines), lines],
+            )
         try:
             before = self._rows
             con.execute("BEGIN")
@@ -357,6 +374,10 @@ class LiveIndex:
                 con.execute(f"INSERT INTO frames SELECT {before} + w.i, {seg}, w.off, w.len, "
                             f"{_select_cols(parsed=True)} FROM _parsed p JOIN _where w USING (i)")  # fmt: skip
                 con.execute("INSERT INTO purged SELECT id FROM _purge")
+                if lines is not None and tiers:
+                    con.execute(f"INSERT INTO tiered {tiered_events_sql((), (), lines=source)}",
+                                [len(lines), lines])  # fmt: skip
+                    self._apply_tiers()
                 self._rows = before + len(starts)
                 self._save()
                 con.execute("COMMIT")
@@ -369,6 +390,20 @@ class LiveIndex:
 
     def _chunk_file(self) -> Path:
         return self._folder / f"chunk-{threading.get_ident()}.jsonl"
+
+    def _apply_tiers(self) -> None:
+        """Frames a ``tiered`` event superseded show their current file (the engine's rule)."""
+        con = self._con
+        if not con.execute("SELECT count(*) FROM tiered").fetchall()[0][0]:
+            return
+        sets = ", ".join(f'"{c}" = t."{c}"' for c in SUPERSEDED)
+        con.execute(
+            f"""UPDATE frames SET {sets},
+                encoder = json_extract_string(t.patch, '$.image.encoder.name')
+                FROM ({latest_tiered_sql("SELECT * FROM tiered")}) t
+                WHERE frames.id = t.id AND frames.action = 'logged'
+                  AND frames.path IS DISTINCT FROM t.path"""
+        )
 
     # -- queries ---------------------------------------------------------------------------
     @contextmanager
@@ -506,13 +541,23 @@ class LiveIndex:
         return bool(self._fetch("SELECT 1 FROM frames WHERE path = ? LIMIT 1", [path]))
 
     def line(self, row: dict[str, Any]) -> bytes:
-        """The index line a row came from, as stored (a compacted hour: its ``record``)."""
+        """The index line a row came from (a compacted hour: its ``record``), made current when
+        retention tiers superseded its file."""
         key = next(k for k, v in self._seg_ids.items() if v == row["seg"])
         if row["off"] is None:  # Parquet: the engine keeps the whole record
             rows = records_sql([], [self._files.path(key)])
             sql = f"SELECT CAST(record AS VARCHAR) FROM ({rows}) WHERE id = ?"
-            return str(self._fetch(sql, [row["id"]])[0][0]).encode()
-        return self._segments.line(key, int(row["off"]), int(row["len"]))
+            line = str(self._fetch(sql, [row["id"]])[0][0]).encode()
+        else:
+            line = self._segments.line(key, int(row["off"]), int(row["len"]))
+        if row.get("action") != "logged" or not self._fetch(
+            "SELECT 1 FROM tiered WHERE id = ? LIMIT 1", [row["id"]]
+        ):
+            return line
+        patched = current_record_sql("CAST(? AS JSON)", "t.patch")  # its current file
+        sql = f"""SELECT CAST({patched} AS VARCHAR) FROM
+                  ({latest_tiered_sql("SELECT * FROM tiered WHERE id = ?")}) t"""
+        return str(self._fetch(sql, [line.decode("utf-8", "replace"), row["id"]])[0][0]).encode()
 
     @property
     def rows(self) -> int:
