@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt "pip==26.3"
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[s3,query,view,fast-jxl,color]" --group test --group typing --group lint
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[s3,query,view,fast-jxl,color,ray]" --group test --group typing --group lint
 	touch $(STAMP)
 
 demo: $(STAMP)

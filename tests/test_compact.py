@@ -308,3 +308,45 @@ def test_compaction_in_the_writing_process_leaves_its_open_hour(run_dir: Path) -
         for i in range(5):
             log.log(frame, i=5 + i)
     assert sum(1 for _ in imagelog.read(run_dir).records()) == 10
+
+
+def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> None:
+    """Each compacted file gives every image's absolute URI after the view's columns (NULL on
+    events and for paths that leave the run); the records view keeps its columns."""
+    import duckdb
+
+    from imagelog.records import COLUMNS
+
+    clock = hours_run(run_dir, tiny)
+    run = imagelog.read(run_dir)
+    first = next(run.records())
+    (segment,) = (run_dir / "index").glob("2024-01-01T00_*.jsonl")
+    outside = json.loads(json.dumps(first))
+    outside["image"]["id"] = first["image"]["id"][:-4] + "ffff"
+    outside["file"]["path"] = "../elsewhere/x.png"
+    with segment.open("a") as fh:
+        fh.write(json.dumps(outside) + "\n")
+    view_before = [d[0] for d in run.query("select * from records").description]
+    compact(make_store(run_dir), now_ns=clock() + 60 * 10**9)
+    con = duckdb.connect()
+    rows = con.execute(
+        "select path, uri, action, format, bytes, width, height, ts from read_parquet(?)",
+        [str(run_dir / "index" / "**" / "*.parquet")],
+    ).fetchall()
+    cols = [d[0] for d in con.description]
+    assert cols[:2] == ["path", "uri"]
+    names = [
+        d[0]
+        for d in con.execute(
+            "select * from read_parquet(?, hive_partitioning=false) limit 0",
+            [str(run_dir / "index" / "**" / "*.parquet")],
+        ).description
+    ]
+    assert names == [*COLUMNS, "uri"]
+    by_path = {p: u for p, u, *_ in rows}
+    assert by_path.pop("../elsewhere/x.png") is None
+    assert by_path and all(u == f"{run_dir.absolute()}/{p}" for p, u in by_path.items())
+    assert all(Path(u).is_file() for u in by_path.values())
+    assert [d[0] for d in imagelog.read(run_dir).query("select * from records").description] == (
+        view_before
+    )

