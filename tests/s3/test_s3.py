@@ -93,6 +93,27 @@ class TestRoundTrip:
         finally:
             log.close()
 
+    def test_ranged_reads_and_the_cursor(self, s3_url: str, opts: dict[str, Any]) -> None:
+        """The store's ranged reads and sizes, and the records engine's cursor over index parts,
+        against a real server; a summary is left when the log closes."""
+        from imagelog.records import SegmentCursor
+
+        log = imagelog.open(s3_url, storage_options=opts)
+        for i, frame in enumerate(_frames(3)):
+            log.log(frame, i=i)
+        log.close()
+        run = imagelog.read(s3_url, storage_options=opts)
+        (key,) = run.segments()
+        whole = run.store.get(key)
+        assert run.store.size(key) == len(whole)
+        assert run.store.read(key, 5, 25) == whole[5:25]
+        assert run.store.read(key, len(whole) - 3, len(whole) + 100) == whole[-3:]
+        cursor = SegmentCursor(run.store)
+        got = [json.loads(line)["meta"]["i"] for line in cursor.lines()]
+        assert sorted(got) == [0, 1, 2] and list(cursor.lines()) == []  # lines as stored
+        assert any(o.key.endswith(".summary.json") for o in run.store.list("index/"))
+        assert cli.summarise(run)["images"] == 3
+
     def test_large_image_goes_up_in_parts(self, s3_url: str, opts: dict[str, Any]) -> None:
         """A 1080p 16-bit frame bigger than the multipart chunk is stored whole and exact."""
         cam = CameraSimulator(1920, 1080, seed=3)
