@@ -61,6 +61,8 @@ class FileFields(TypedDict, total=False):
     size: int
     mime_type: str
     extension: str
+    offset: int
+    member: str
     hash: dict[str, str]
 
 
@@ -254,9 +256,23 @@ def ordered(record: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:
-    """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``."""
+def stored_file(
+    file: Mapping[str, Any],
+    key: str,
+    data: bytes,
+    *,
+    sha256: bool,
+    offset: int | None = None,
+    member: str | None = None,
+) -> dict[str, Any]:
+    """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``.
+
+    A shard member (``imagelog._shards``) also has ``offset`` (where its bytes start in the
+    shard ``path``; ``size`` of them) and ``member`` (its name in the tar)."""
     out = {**file, "path": key, "size": len(data)}
+    if offset is not None:
+        out["offset"] = offset
+        out["member"] = member
     if sha256:
         out["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
     return out

@@ -26,6 +26,12 @@ __all__ = [
 DEFAULT_MAX_QUEUE_BYTES = 256 * 2**20
 DEFAULT_FORMAT = "lossless"
 DEFAULT_CLOSE_TIMEOUT = 30.0
+#: Encoded images smaller than this go into shards (``imagelog._shards``); 0 turns shards off.
+DEFAULT_SHARD_UNDER = 0
+#: A shard rolls at this size or age (and at the hour).
+DEFAULT_SHARD_BYTES = 64 * 2**20
+DEFAULT_SHARD_AGE = 60.0
+MAX_SHARD_UNDER = 16 * 2**20
 
 
 class OnFull(enum.StrEnum):
@@ -141,6 +147,9 @@ class Settings:
 
     Sizes accept ints or strings (``"512 MiB"``), durations seconds or strings (``"7d"``).
 
+    ``shard_under`` (bytes; 0 or None: off) packs images whose encoded size is under it into
+    per-writer tar shards, rolled at ``shard_bytes`` or ``shard_age`` (docs/record.md).
+
     ``ring`` (seconds per source, or ``{source: duration}`` to hold only those sources, each for
     its own duration) and/or ``ring_bytes`` turn the ring on (see ``ImageLog.trigger``):
     ``ring_bytes`` is part of ``max_queue_bytes`` (default: half of it), the queue keeps the rest.
@@ -166,6 +175,9 @@ class Settings:
     ring: float | Mapping[str, float] | None = None
     ring_bytes: int | None = None
     ring_dir: str | None = None
+    shard_under: int = DEFAULT_SHARD_UNDER
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    shard_age: float = DEFAULT_SHARD_AGE
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
@@ -205,6 +217,12 @@ class Settings:
             kw["ring_bytes"] = kw["max_queue_bytes"] // 2
         if kw.get("ring_dir") is not None:
             kw["ring_dir"] = os.fspath(kw["ring_dir"])
+        under = kw.get("shard_under", DEFAULT_SHARD_UNDER)
+        kw["shard_under"] = 0 if under in (None, False) else parse_bytes(under, name="shard_under")
+        if "shard_bytes" in kw:
+            kw["shard_bytes"] = parse_bytes(kw["shard_bytes"], name="shard_bytes")
+        if "shard_age" in kw:
+            kw["shard_age"] = parse_duration(kw["shard_age"], name="shard_age")
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
         kw["on_full"] = _enum(OnFull, kw.get("on_full", OnFull.BLOCK), "on_full")
@@ -237,6 +255,16 @@ class Settings:
             raise InvalidSetting(
                 f"ring_bytes must be positive and below max_queue_bytes ({self.max_queue_bytes}): "
                 f"the ring's memory counts against that bound; got {self.ring_bytes}"
+            )
+        if not 0 <= self.shard_under <= MAX_SHARD_UNDER:
+            raise InvalidSetting(
+                f"shard_under must be 0 (off) up to {MAX_SHARD_UNDER // 2**20} MiB, "
+                f"got {self.shard_under}"
+            )
+        if self.shard_bytes <= 0 or self.shard_age <= 0:
+            raise InvalidSetting(
+                f"shard_bytes and shard_age must be positive, got {self.shard_bytes} and "
+                f"{self.shard_age}"
             )
         for name in ("verify", "check_encoding"):
             v = getattr(self, name)
