@@ -190,6 +190,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         "removed_segments": report.removed,
         "unrecoverable": report.unrecoverable,
         "lone_sidecars_quarantined": report.lone_sidecars,
+        "shards_cut": report.cut,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if args.json:
@@ -200,6 +201,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
               f"{report.removed} removed")  # fmt: skip
         for key in report.unrecoverable:
             print(f"  no embedded record: {key}")
+        for key in report.cut:
+            print(f"  torn tail cut back to the last whole member: {key}")
     return 1 if report.unrecoverable else 0
 
 

@@ -27,7 +27,16 @@ from typing import Any
 from .layout import hour_of, shard_key
 from .stores.base import Store
 
-__all__ = ["BLOCK", "TRAILER", "Member", "ShardWriter", "read_file", "scan", "tar_member"]
+__all__ = [
+    "BLOCK",
+    "TRAILER",
+    "Member",
+    "ShardWriter",
+    "member_name",
+    "read_file",
+    "scan",
+    "tar_member",
+]
 
 #: The tar block size.
 BLOCK = 512
@@ -111,9 +120,19 @@ def read_file(store: Store, file: Mapping[str, Any]) -> bytes:
         return store.get(path)
     start, size = int(offset), int(file.get("size") or 0)
     data = store.read(path, start, start + size)
-    if len(data) != size:
-        raise ValueError(f"{path}: the member at byte {start} is cut short ({len(data)} of {size})")
+    if len(data) != size:  # the shard was cut short: the member's bytes are gone
+        raise FileNotFoundError(
+            f"{path}: the member at byte {start} is cut short ({len(data)} of {size} bytes)"
+        )
     return data
+
+
+def member_name(store: Store, path: str, offset: int) -> str | None:
+    """The tar name of the member whose bytes start at ``offset`` of shard ``path``, or None."""
+    if offset < BLOCK:
+        return None
+    head = _parse(store.read(path, offset - BLOCK, offset))
+    return None if head is None else head[0]
 
 
 @dataclasses.dataclass

@@ -9,6 +9,11 @@ Reindex. Every image carries its own record (PNG iTXt, XMP, a TIFF tag, or a ``.
 so the index can be rebuilt from the images alone: ``file.path``, ``file.size`` and ``file.hash``
 are recomputed from the file; event lines (drops, purges) that are still readable in the old
 index are kept; a sidecar whose image was never written goes to ``quarantine/``.
+
+Shards (``imagelog._shards``) are read member by member: verify checks each record's member
+against the shard, lists members without a line as orphans and a torn tail (a writer killed
+mid-write) as an orphan too; reindex indexes every whole member and cuts a torn tail back to
+the last one (and closes the tar), so no line ever points past it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from ._shards import TRAILER, read_file, scan
 from .codecs import embedded_record
 from .index.reader import iter_segment_lines, parquet_records, segment_keys
 from .layout import (
@@ -27,6 +33,7 @@ from .layout import (
     INDEX_PREFIX,
     QUARANTINE_PREFIX,
     is_compacted,
+    is_shard,
     segment_key,
     writer_of,
 )
@@ -166,6 +173,7 @@ def verify(
     listing = {o.key: o.size for o in store.list(IMAGES_PREFIX)}
     report.files = sum(1 for k in listing if not k.endswith(".json"))
     indexed: set[str] = set()
+    members: dict[str, set[int]] = {}  # shard -> the offsets of its indexed members
     for i, rec in enumerate(logged):
         if progress is not None:
             progress(i, len(logged))
@@ -179,15 +187,24 @@ def verify(
         if path not in listing:
             report.findings.append(Finding("missing", path, f"record {rid}"))
             continue
-        if "size" in file and listing[path] != file["size"]:
+        if "offset" in file:  # a shard member: it must lie whole inside the shard
+            end = int(file["offset"]) + int(file.get("size") or 0)
+            members.setdefault(path, set()).add(int(file["offset"]))
+            if end > listing[path]:
+                detail = (
+                    f"record {rid}: its member ends at byte {end}, the shard has {listing[path]}"
+                )
+                report.findings.append(Finding("size", path, detail))
+                continue
+        elif "size" in file and listing[path] != file["size"]:
             detail = f"record {rid}: {listing[path]} bytes, the index says {file['size']}"
             report.findings.append(Finding("size", path, detail))
             continue
         want = (file.get("hash") or {}).get("sha256")
         if hashes and want:
             try:
-                data = store.get(path)
-            except FileNotFoundError:
+                data = read_file(store, file)
+            except (FileNotFoundError, ValueError):
                 report.findings.append(Finding("missing", path, f"record {rid}"))
                 continue
             report.hashed += 1
@@ -211,6 +228,9 @@ def verify(
     if progress is not None:
         progress(len(logged), len(logged))
     for key in listing:
+        if is_shard(key):
+            report.findings.extend(_shard_orphans(store, key, members.get(key, set())))
+            continue
         if key in indexed:
             continue
         if not key.endswith(".json"):
@@ -219,6 +239,25 @@ def verify(
             detail = "a sidecar without its image (a crash before the image was written)"
             report.findings.append(Finding("orphan", key, detail))
     return report
+
+
+def _shard_orphans(store: Store, key: str, indexed: set[int]) -> list[Finding]:
+    """A shard's members without an index line, and its torn tail, as ``orphan`` findings."""
+    try:
+        found, end, torn = scan(store.get(key))
+    except FileNotFoundError:
+        return []
+    out = [
+        Finding(
+            "orphan", key, f"member {m.name} at byte {m.offset}: no index line (reindex adopts it)"
+        )
+        for m in found
+        if m.offset not in indexed
+    ]
+    if torn:
+        detail = f"a torn tail after byte {end} (a writer killed mid-write; reindex cuts it)"
+        out.append(Finding("orphan", key, detail))
+    return out
 
 
 # -- reindex ------------------------------------------------------------------------------------
@@ -234,6 +273,41 @@ class ReindexReport:
     unrecoverable: list[str] = dataclasses.field(default_factory=list)
     lone_sidecars: list[str] = dataclasses.field(default_factory=list)
     """Sidecars whose image was never written (a crash in between): moved to quarantine/."""
+    cut: list[str] = dataclasses.field(default_factory=list)
+    """Shards whose torn tail was cut back to their last whole member."""
+
+
+def _reindex_shard(
+    store: Store, key: str, report: ReindexReport, lines: dict[str, list[tuple[str, str]]]
+) -> None:
+    """Index a shard's whole members; cut a torn tail back to the last one (closing the tar)."""
+    try:
+        data = store.get(key)
+    except FileNotFoundError:
+        return
+    found, end, torn = scan(data)
+    if torn:
+        store.put(key, data[:end] + TRAILER)
+        report.cut.append(key)
+    for m in found:
+        report.images += 1
+        body = data[m.offset : m.offset + m.size]
+        try:
+            rec = embedded_record(body)
+        except ValueError:
+            rec = None
+        created = str(((rec or {}).get("event") or {}).get("created", ""))
+        if rec is None or len(created) < 13:
+            report.unrecoverable.append(f"{key}:{m.name}")
+            continue
+        rec["file"] = stored_file(
+            rec.get("file") or {}, key, body, sha256=True, offset=m.offset, member=m.name
+        )
+        meta = rec.setdefault("imagelog", {})
+        writer = str(meta.get("writer") or "reindex")
+        rid = str((rec.get("image") or {}).get("id", ""))
+        lines.setdefault(segment_key(created[:13], writer), []).append((rid, dumps(rec)))
+        report.records += 1
 
 
 def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
@@ -249,6 +323,9 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
     for i, key in enumerate(images):
         if progress is not None:
             progress(i, len(images))
+        if is_shard(key):
+            _reindex_shard(store, key, report, lines)
+            continue
         report.images += 1
         try:
             data = store.get(key)

@@ -15,7 +15,8 @@ Purging:
   older is left: a ``purged`` index event that lists the record ids (a tombstone) is written
   first, then the files are deleted; ``Run.records()`` leaves out tombstoned records. Their
   index lines stay until the hour is closed and purged whole, so a quota smaller than one
-  hour's index cannot be met.
+  hour's index cannot be met. Shard members (``imagelog._shards``) are not purged in part:
+  a shard belongs to its hour and goes with it (kept records keep their whole shard).
 - Every purge writes a ``purged`` event (what, when, why, how many files and bytes) to the
   purging writer's index segment; ``Run.records(include_events=True)`` shows them.
 
@@ -419,8 +420,10 @@ class Retention:
         for _raw, rec in self._records(segments):
             if (rec.get("event") or {}).get("action") != "logged":
                 continue
-            path = str((rec.get("file") or {}).get("path", ""))
-            if path in sizes and not self._keeps(rec):
+            file = rec.get("file") or {}
+            path = str(file.get("path", ""))
+            # a shard member goes with its shard's hour, never alone
+            if path in sizes and "offset" not in file and not self._keeps(rec):
                 created = str((rec.get("event") or {}).get("created", ""))
                 candidates.append((created, str((rec.get("image") or {}).get("id", "")), path))
         candidates.sort()

@@ -33,10 +33,14 @@ CHUNK_BYTES = 16 * 2**20
 FIRST_CHUNK_BYTES = 2**20
 
 #: The viewer's own column besides the engine's: the encoder that wrote the image (for decoding).
-_EXTRA = {"encoder": ("VARCHAR", "json_extract_string(record, '$.image.encoder.name')")}
+_EXTRA = {
+    "encoder": ("VARCHAR", "json_extract_string(record, '$.image.encoder.name')"),
+    # a shard member's place in its shard (imagelog._shards)
+    "offset": ("BIGINT", "TRY_CAST(json_extract_string(record, '$.file.offset') AS BIGINT)"),
+}
 
 #: Columns of the viewer's ``frames`` table (besides ``n``, ``seg``, ``off``, ``len``): the
-#: engine's (without ``record``, which stays in the run) and ``encoder``.
+#: engine's (without ``record``, which stays in the run), ``encoder`` and ``offset``.
 COLUMNS = [name for name in ENGINE_COLUMNS if name != "record"] + list(_EXTRA)
 
 
@@ -342,6 +346,12 @@ class LiveIndex:
     def owns(self, path: str) -> bool:
         """Whether a stored image of this run has this ``file.path``."""
         return bool(self._fetch("SELECT 1 FROM frames WHERE path = ? LIMIT 1", [path]))
+
+    def member(self, path: str, offset: int) -> dict[str, Any] | None:
+        """The row of the shard member at ``offset`` in ``path``, if a stored image is it."""
+        sql = 'SELECT id, bytes, format FROM frames WHERE path = ? AND "offset" = ? LIMIT 1'
+        found = self._fetch(sql, [path, offset])
+        return None if not found else dict(zip(("id", "bytes", "format"), found[0], strict=True))
 
     def line(self, row: dict[str, Any]) -> bytes:
         """The index line a row came from, as stored (a compacted hour: its ``record``)."""

@@ -36,6 +36,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import exif as exif_mod
+from .._shards import member_name, read_file
 from ..run import Run, read
 from .index import Filters, LiveIndex
 from .thumbs import (
@@ -291,7 +292,8 @@ class Viewer:
             "record": record,
             "exif": exif,
             "neighbours": self.index.neighbours(row["id"]),
-            "file": f"/run/{row['path']}",
+            "file": f"/run/{row['path']}"
+            + ("" if row.get("offset") is None else f"?offset={row['offset']}"),
             "display": f"/display/{row['id']}",
             "window": None,
         }
@@ -309,6 +311,8 @@ class Viewer:
 
     def _read(self, row: dict[str, Any]) -> bytes:
         path = self._owned_path(str(row["path"]))
+        if row.get("offset") is not None:  # a shard member: one ranged read
+            return read_file(self.run.store, _as_record(row)["file"])
         if path is not None:
             return path.read_bytes()
         return self.run.store.get(str(row["path"]))
@@ -333,7 +337,8 @@ class Viewer:
             row = await asyncio.to_thread(self._row, request.path_params["id"])
         except _NotFound:
             return PlainTextResponse("404: no such record", 404)
-        target = self.thumbs.key(self.run.url, str(row["path"]), int(row["bytes"] or 0))
+        at = "" if row.get("offset") is None else f"@{row['offset']}"  # members share a path
+        target = self.thumbs.key(self.run.url, f"{row['path']}{at}", int(row["bytes"] or 0))
         try:
             path = await asyncio.wrap_future(self.thumbs.get(target, lambda: self._make_thumb(row)))
         except _Refused:
@@ -352,7 +357,8 @@ class Viewer:
         q = request.query_params
         lo = float(q["lo"]) if q.get("lo") else None
         hi = float(q["hi"]) if q.get("hi") else None
-        if row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None:
+        whole = row.get("offset") is None  # not a shard member: the file is the image
+        if row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None and whole:
             path = self._owned_path(str(row["path"]))
             if path is not None:
                 return FileResponse(path, media_type=f"image/{row['format']}")
@@ -385,6 +391,8 @@ class Viewer:
         except _Refused:
             return PlainTextResponse("404: not a file of this run", 404)
         name = rel.rsplit("/", 1)[-1]
+        if request.query_params.get("offset"):  # a member of a shard: only one the index names
+            return self._member(rel, request.query_params["offset"])
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if path is not None:
             return FileResponse(path, media_type=media, filename=name)
@@ -392,6 +400,18 @@ class Viewer:
             return PlainTextResponse("404: not a file of this run", 404)
         data = self.run.store.get(rel)
         disp = f'attachment; filename="{name}"'
+        return Response(data, media_type=media, headers={"Content-Disposition": disp})
+
+    def _member(self, rel: str, offset: str) -> Response:
+        """``/run/<shard>?offset=N``: the image stored at byte N of a shard, as its own file."""
+        found = self.index.member(rel, int(offset)) if offset.isdigit() else None
+        if found is None:
+            return PlainTextResponse("404: not a file of this run", 404)
+        file = {"path": rel, "offset": int(offset), "size": found["bytes"]}
+        name = member_name(self.run.store, rel, int(offset)) or f"{found['id']}.{found['format']}"
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        disp = f'attachment; filename="{name}"'
+        data = read_file(self.run.store, file)
         return Response(data, media_type=media, headers={"Content-Disposition": disp})
 
 
@@ -414,7 +434,9 @@ async def _refused(request: Request, exc: Exception) -> Response:
 def _as_record(row: dict[str, Any]) -> dict[str, Any]:
     """The parts of a record ``Run.load`` reads, from an index row."""
     return {
-        "file": {"path": row["path"]},
+        "file": {"path": row["path"]}
+        if row.get("offset") is None
+        else {"path": row["path"], "offset": row["offset"], "size": row["bytes"]},
         "image": {
             "id": row["id"],
             "format": row["format"],
