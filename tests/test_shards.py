@@ -392,3 +392,70 @@ def test_viewer_serves_members(sharded: Path, tmp_path: Path) -> None:
         for bad in (f["offset"] + 1, 0, "x", -512):
             status, _, _ = raw_get(v, f"/run/{f['path']}?offset={bad}")
             assert status == 404
+
+
+def test_deleted_run_folder_starts_a_new_shard(run_dir: Path, cam: CameraSimulator) -> None:
+    """The run folder deleted while a shard is open: later frames go into a new shard that
+    exists, not into the deleted file."""
+    import shutil
+
+    log = imagelog.open(run_dir, format="png", shard_under="64KiB", strict=False)
+    for _ in range(3):
+        log.log(cam.frame())
+    assert log.flush(PATIENCE)
+    shutil.rmtree(run_dir)
+    for i in range(5):
+        log.log(cam.frame(), after=i)
+    log.close()
+    run = imagelog.read(run_dir)
+    assert [r["meta"]["after"] for r in run.records()] == list(range(5))
+    assert not verify(run, sample=1.0).damaged
+
+
+def _writer(tmp_path: Path) -> tuple[ShardWriter, list[str]]:
+    lines: list[str] = []
+    w = ShardWriter(make_store(tmp_path), "w-1", append_line=lambda line, _: lines.append(line),
+                    max_bytes=2**20, max_age=60.0, sync=False, report=lambda k, e: None)  # fmt: skip
+    return w, lines
+
+
+def test_a_failed_write_leaves_no_part_of_its_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member write that fails half way (a full disk) is cut off again; the shard goes on."""
+    import errno
+
+    import imagelog._shards as shards_mod
+
+    w, _ = _writer(tmp_path)
+    a = w.add(START_NS, "a.png", b"a" * 700)
+    real = shards_mod._write_all
+
+    def half(fd: int, data: bytes) -> None:
+        real(fd, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards_mod, "_write_all", half)
+    with pytest.raises(OSError):
+        w.add(START_NS, "b.png", b"b" * 700)
+    monkeypatch.setattr(shards_mod, "_write_all", real)
+    c = w.add(START_NS, "c.png", b"c" * 700)
+    assert c["path"] == a["path"]
+    data = (tmp_path / a["path"]).read_bytes()
+    found, _, torn = scan(data)
+    assert [m.name for m in found] == ["a.png", "c.png"] and not torn
+    w.close()
+
+
+def test_a_member_whose_line_failed_is_taken_back(tmp_path: Path) -> None:
+    """undo() after a failed index line removes the member if it is still the last one."""
+    w, _ = _writer(tmp_path)
+    a = w.add(START_NS, "a.png", b"a" * 100)
+    b = w.add(START_NS, "b.png", b"b" * 100)
+    w.undo(a)  # not the last one: stays (an orphan that reindex adopts)
+    w.undo(b)
+    c = w.add(START_NS, "c.png", b"c" * 100)
+    assert c["offset"] == b["offset"]
+    w.close()
+    found, _, torn = scan((tmp_path / a["path"]).read_bytes())
+    assert [m.name for m in found] == ["a.png", "c.png"] and not torn

@@ -818,7 +818,11 @@ class Pipeline:
             at = self.shards.add(job.created_ns, key.rsplit("/", 1)[1], data)
             rec["file"] = stored_file(unstored, at["path"], data, sha256=self.settings.hash,
                                       offset=at["offset"], member=at["member"])  # fmt: skip
-            self.shards.commit(rec["file"], _line(body, unstored, rec), job.created_ns)
+            try:
+                self.shards.commit(rec["file"], _line(body, unstored, rec), job.created_ns)
+            except BaseException:  # no index line: take the member back too
+                self.shards.undo(rec["file"])
+                raise
         else:
             if not embedded:
                 sidecar = key + ".json"

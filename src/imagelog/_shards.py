@@ -193,7 +193,9 @@ class ShardWriter:
             shard = self._open.get(hour)
             now = self.clock()
             if shard is not None and (
-                shard.size + len(member) > self.max_bytes or now - shard.opened >= self.max_age
+                shard.size + len(member) > self.max_bytes
+                or now - shard.opened >= self.max_age
+                or (shard.fd >= 0 and os.fstat(shard.fd).st_nlink == 0)  # deleted under us
             ):
                 done.append(self._detach(hour))
                 shard = None
@@ -206,10 +208,13 @@ class ShardWriter:
                     _write_all(shard.fd, member)
                     if self.sync:
                         os.fsync(shard.fd)
-                except BaseException:  # maybe part written: the next member starts a new shard
-                    self._detach(hour)
-                    os.close(shard.fd)
-                    shard.fd = -1
+                except BaseException:  # maybe part written (a full disk): cut it off again
+                    try:
+                        os.ftruncate(shard.fd, shard.size)
+                    except OSError:  # cannot: the next member starts a new shard
+                        self._detach(hour)
+                        os.close(shard.fd)
+                        shard.fd = -1
                     raise
             else:
                 shard.buf.append(member)
@@ -229,6 +234,21 @@ class ShardWriter:
                         shard.lines.append((line, created_ns))
                         return
         self.append_line(line, created_ns)
+
+    def undo(self, file: Mapping[str, Any]) -> None:
+        """Take back the member ``add`` just stored (its index line failed), if it is still the
+        last of its open shard: a failed frame leaves nothing (else it stays, an orphan)."""
+        start = int(file["offset"]) - BLOCK
+        end = int(file["offset"]) + int(file["size"]) + (-int(file["size"]) % BLOCK)
+        with self._lock:
+            for shard in self._open.values():
+                if shard.key != file["path"] or shard.size != end:
+                    continue
+                if shard.fd >= 0:
+                    os.ftruncate(shard.fd, start)
+                else:
+                    shard.buf.pop()
+                shard.size = start
 
     def _create(self, hour: str, now: float) -> _Shard:
         while True:

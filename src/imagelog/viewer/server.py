@@ -357,10 +357,9 @@ class Viewer:
         q = request.query_params
         lo = float(q["lo"]) if q.get("lo") else None
         hi = float(q["hi"]) if q.get("hi") else None
-        whole = row.get("offset") is None  # not a shard member: the file is the image
-        if row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None and whole:
+        if row["format"] in BROWSER_FORMATS and row["dtype"] == "uint8" and lo is None:
             path = self._owned_path(str(row["path"]))
-            if path is not None:
+            if path is not None and row.get("offset") is None:  # a shard member: decoded below
                 return FileResponse(path, media_type=f"image/{row['format']}")
 
         def render() -> bytes:
