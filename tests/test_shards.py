@@ -436,7 +436,7 @@ def test_a_failed_write_leaves_no_part_of_its_member(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(shards_mod, "_write_all", half)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left"):
         w.add(START_NS, "b.png", b"b" * 700)
     monkeypatch.setattr(shards_mod, "_write_all", real)
     c = w.add(START_NS, "c.png", b"c" * 700)
