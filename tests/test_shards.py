@@ -459,3 +459,24 @@ def test_a_member_whose_line_failed_is_taken_back(tmp_path: Path) -> None:
     w.close()
     found, _, torn = scan((tmp_path / a["path"]).read_bytes())
     assert [m.name for m in found] == ["a.png", "c.png"] and not torn
+
+
+def test_show_open_writes_the_member_under_its_own_name(
+    sharded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rec = next(r for r in imagelog.read(sharded).records() if "member" in r["file"])
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli.main(["show", str(sharded), rec["image"]["id"], "--open", str(out)]) == 0
+    capsys.readouterr()
+    assert [p.name for p in out.iterdir()] == [rec["file"]["member"]]
+    assert (out / rec["file"]["member"]).read_bytes() == imagelog.read(sharded).read_bytes(rec)
+
+
+@pytest.mark.parametrize("name", ["shard_under", "shard_bytes", "max_bytes"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_sizes_that_are_no_number_are_refused_by_name(
+    run_dir: Path, name: str, value: float
+) -> None:
+    with pytest.raises(InvalidSetting, match=f"{name} must be a finite number of bytes"):
+        imagelog.open(run_dir, **{name: value})

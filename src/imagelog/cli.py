@@ -222,7 +222,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = run.read_bytes(rec)
         out = Path(args.open)
         if out.is_dir():
-            out = out / Path(rec["file"]["path"]).name
+            out = out / Path(rec["file"].get("member") or rec["file"]["path"]).name  # a shard's
         out.write_bytes(data)
         print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -75,6 +76,8 @@ def parse_bytes(value: int | float | str, *, name: str = "size") -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a string such as '512 MiB', not a bool")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidSetting(f"{name} must be a finite number of bytes, got {value!r}")
         if value < 0:
             raise InvalidSetting(f"{name} must not be negative, got {value!r}")
         return int(value)
