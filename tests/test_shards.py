@@ -480,3 +480,44 @@ def test_sizes_that_are_no_number_are_refused_by_name(
 ) -> None:
     with pytest.raises(InvalidSetting, match=f"{name} must be a finite number of bytes"):
         imagelog.open(run_dir, **{name: value})
+
+
+def test_a_shard_that_cannot_be_put_is_reported_not_raised() -> None:
+    """Object stores: a shard whose put fails at a roll does not fail the frame that rolled it;
+    the loss is reported, with how many frames it held, and none of their lines is written."""
+
+    class Refusing(MemoryStore):
+        def put(self, key: str, data: bytes, *, sync: bool = False) -> None:
+            raise OSError("the spool is full")
+
+    reports: list[str] = []
+    lines: list[str] = []
+    now = [0.0]
+    w = ShardWriter(Refusing(), "w-1", append_line=lambda line, _: lines.append(line),
+                    max_bytes=2**20, max_age=10.0, sync=False,
+                    report=lambda k, e: reports.append(str(e)), clock=lambda: now[0])  # fmt: skip
+    for name in ("a", "b"):
+        w.commit(w.add(START_NS, f"{name}.png", b"x" * 100), name, START_NS)
+    now[0] = 11.0
+    c = w.add(START_NS, "c.png", b"y" * 100)  # rolls the first shard: its put fails
+    assert c["offset"] == BLOCK and w.lost == 2 and lines == []
+    assert len(reports) == 1 and "2 frame(s) in it lost" in reports[0]
+    w.close()
+
+
+def test_retention_counts_what_a_member_takes(run_dir: Path, cam: CameraSimulator) -> None:
+    """The running total retention keeps equals a listing of the run: a member counts with its
+    tar header and padding."""
+    from imagelog.retention import Retention
+
+    with imagelog.open(run_dir, format="png", shard_under="64KiB") as log:
+        for i in range(10):
+            log.log(cam.frame(), i=i)
+    store = make_store(run_dir)
+    counted = Retention(store, max_bytes=2**40)
+    for rec in imagelog.read(run_dir).records():
+        counted.add(rec)
+    listed = Retention(store, max_bytes=2**40)
+    listed.scan()
+    assert len(shards_of(run_dir)) == 1
+    assert counted.total + len(TRAILER) == listed.total  # the one shard is closed: its trailer

@@ -32,6 +32,7 @@ __all__ = [
     "TRAILER",
     "Member",
     "ShardWriter",
+    "member_bytes",
     "member_name",
     "read_file",
     "scan",
@@ -62,6 +63,11 @@ def tar_header(name: str, size: int, mtime: int) -> bytes:
     b[257:265] = b"ustar\x0000"
     b[148:156] = b"%06o\0 " % sum(b)
     return bytes(b)
+
+
+def member_bytes(size: int) -> int:
+    """The bytes an image of ``size`` bytes takes in a shard: header, data and padding."""
+    return BLOCK + size + (-size % BLOCK)
 
 
 def tar_member(name: str, data: bytes, mtime: int) -> bytes:
@@ -176,6 +182,8 @@ class ShardWriter:
         self.clock = clock
         self.local = store.local_root
         self.puts = 0
+        #: frames whose shard could not be stored after they were counted written
+        self.lost = 0
         self._lock = threading.Lock()
         self._open: dict[str, _Shard] = {}
         self._next: dict[str, int] = {}
@@ -220,8 +228,8 @@ class ShardWriter:
                 shard.buf.append(member)
                 self._start_timer()
             shard.size += len(member)
-        for old in done:
-            self._finish(old)
+        for old in done:  # the frame just stored is not the one a failed close loses
+            self._close(old)
         return {"path": shard.key, "offset": offset, "size": len(data), "member": name}
 
     def commit(self, file: Mapping[str, Any], line: str, created_ns: int) -> None:
@@ -239,7 +247,7 @@ class ShardWriter:
         """Take back the member ``add`` just stored (its index line failed), if it is still the
         last of its open shard: a failed frame leaves nothing (else it stays, an orphan)."""
         start = int(file["offset"]) - BLOCK
-        end = int(file["offset"]) + int(file["size"]) + (-int(file["size"]) % BLOCK)
+        end = start + member_bytes(int(file["size"]))
         with self._lock:
             for shard in self._open.values():
                 if shard.key != file["path"] or shard.size != end:
@@ -304,10 +312,16 @@ class ShardWriter:
             ]
             done = [self._detach(h) for h in hours]
         for shard in done:
-            try:
-                self._finish(shard)
-            except Exception as exc:
-                self.report("shard", exc)
+            self._close(shard)
+
+    def _close(self, shard: _Shard) -> None:
+        """``_finish``, its error reported (with the members it lost), never raised."""
+        lost = len(shard.lines)
+        try:
+            self._finish(shard)
+        except Exception as exc:
+            self.lost += lost
+            self.report("shard", OSError(f"{shard.key}: {exc}; {lost} frame(s) in it lost"))
 
     def close(self) -> None:
         """Close every open shard and stop the timer."""

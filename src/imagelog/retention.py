@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._shards import member_bytes
 from .ids import uuid7
 from .index.reader import iter_segment_lines, parquet_records
 from .index.segment import IndexWriter
@@ -220,7 +221,10 @@ class Retention:
                 return False
             line = len(dumps(rec).encode("utf-8")) + 1
             sidecar = line if (rec.get("imagelog") or {}).get("sidecar") else 0
-            self._add(hour, int(file.get("size", 0)) + line + sidecar)
+            size = int(file.get("size", 0))
+            if "offset" in file:  # a shard member: its tar header and padding too
+                size = member_bytes(size)
+            self._add(hour, size + line + sidecar)
         except Exception as exc:  # a hook must never fail the frame it counts
             self._warn("retention", exc)
             return False
