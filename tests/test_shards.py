@@ -521,3 +521,25 @@ def test_retention_counts_what_a_member_takes(run_dir: Path, cam: CameraSimulato
     listed.scan()
     assert len(shards_of(run_dir)) == 1
     assert counted.total + len(TRAILER) == listed.total  # the one shard is closed: its trailer
+
+
+@pytest.mark.parametrize("offset", [-1, 0, "512", 1.5, True])
+def test_a_hand_made_offset_names_no_member(sharded: Path, tmp_path: Path, offset: Any) -> None:
+    """An index line whose file.offset is not a byte count past a header: read as missing, by
+    every reader (load, verify, export), never a crash or bytes from elsewhere in the shard."""
+    run = imagelog.read(sharded)
+    rec = next(r for r in run.records() if "offset" in r["file"])
+    bad = {
+        **rec,
+        "file": {**rec["file"], "offset": offset},
+        "image": {**rec["image"], "id": "bad-1"},
+    }
+    with pytest.raises(FileNotFoundError, match="name no member"):
+        run.load(bad)
+    seg = next((sharded / "index").glob("*.jsonl"))
+    with open(seg, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(bad) + "\n")
+    report = verify(imagelog.read(sharded), sample=1.0)
+    assert [(f.kind, f.detail[:13]) for f in report.findings] == [("missing", "record bad-1:")]
+    out = export(imagelog.read(sharded), tmp_path / "out", to="imagefolder")
+    assert out.samples == 31 and out.gaps == {"missing": 1}

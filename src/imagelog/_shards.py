@@ -34,6 +34,7 @@ __all__ = [
     "ShardWriter",
     "member_bytes",
     "member_name",
+    "member_range",
     "read_file",
     "scan",
     "tar_member",
@@ -117,14 +118,27 @@ def scan(data: bytes) -> tuple[list[Member], int, bool]:
     return members, pos, pos < n
 
 
+def member_range(file: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A member's (offset, size) from its ``file.*``, or None if they are not byte counts (a
+    damaged or hand-made index line): at least one header block in, not negative."""
+    offset, size = file.get("offset"), file.get("size")
+    if type(offset) is not int or type(size) is not int or offset < BLOCK or size < 0:
+        return None
+    return offset, size
+
+
 def read_file(store: Store, file: Mapping[str, Any]) -> bytes:
     """The stored bytes of a record's ``file.*``: a whole file, or a shard member (one ranged
     read of ``file.offset`` and ``file.size``). Every reader of image bytes calls this."""
     path = str(file.get("path") or "")
-    offset = file.get("offset")
-    if offset is None:
+    if file.get("offset") is None:
         return store.get(path)
-    start, size = int(offset), int(file.get("size") or 0)
+    where = member_range(file)
+    if where is None:
+        raise FileNotFoundError(
+            f"{path}: offset {file.get('offset')!r} and size {file.get('size')!r} name no member"
+        )
+    start, size = where
     data = store.read(path, start, start + size)
     if len(data) != size:  # the shard was cut short: the member's bytes are gone
         raise FileNotFoundError(

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ._shards import TRAILER, read_file, scan
+from ._shards import TRAILER, member_range, read_file, scan
 from .codecs import embedded_record
 from .index.reader import iter_segment_lines, parquet_records, segment_keys
 from .layout import (
@@ -188,8 +188,13 @@ def verify(
             report.findings.append(Finding("missing", path, f"record {rid}"))
             continue
         if "offset" in file:  # a shard member: it must lie whole inside the shard
-            end = int(file["offset"]) + int(file.get("size") or 0)
-            members.setdefault(path, set()).add(int(file["offset"]))
+            where = member_range(file)
+            if where is None:
+                detail = f"record {rid}: offset {file['offset']!r} names no member"
+                report.findings.append(Finding("missing", path, detail))
+                continue
+            end = where[0] + where[1]
+            members.setdefault(path, set()).add(where[0])
             if end > listing[path]:
                 detail = (
                     f"record {rid}: its member ends at byte {end}, the shard has {listing[path]}"
