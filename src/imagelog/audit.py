@@ -188,13 +188,13 @@ def verify(
             report.findings.append(Finding("missing", path, f"record {rid}"))
             continue
         if "offset" in file:  # a shard member: it must lie whole inside the shard
-            where = member_range(file)
-            if where is None:
+            span = member_range(file)
+            if span is None:
                 detail = f"record {rid}: offset {file['offset']!r} names no member"
                 report.findings.append(Finding("missing", path, detail))
                 continue
-            end = where[0] + where[1]
-            members.setdefault(path, set()).add(where[0])
+            end = span[0] + span[1]
+            members.setdefault(path, set()).add(span[0])
             if end > listing[path]:
                 detail = (
                     f"record {rid}: its member ends at byte {end}, the shard has {listing[path]}"
