@@ -543,3 +543,24 @@ def test_a_hand_made_offset_names_no_member(sharded: Path, tmp_path: Path, offse
     assert [(f.kind, f.detail[:13]) for f in report.findings] == [("missing", "record bad-1:")]
     out = export(imagelog.read(sharded), tmp_path / "out", to="imagefolder")
     assert out.samples == 31 and out.gaps == {"missing": 1}
+
+
+def test_frames_a_trigger_saves_from_the_ring_go_into_shards(
+    run_dir: Path, cam: CameraSimulator
+) -> None:
+    """Ring frames are held encoded without their record; the trigger embeds it and the member
+    holds it, as a lone file would."""
+    frames = [cam.frame() for _ in range(40)]
+    with imagelog.open(run_dir, ring="60s", format="png", shard_under="64KiB") as log:
+        for i, f in enumerate(frames):
+            log.log(f, i=i, captured_at=1_700_000_000 + i / 10)
+        log.trigger("defect", before="1s", after="0s", at=1_700_000_000 + 3.0)
+        assert log.flush(PATIENCE)
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    assert [r["meta"]["i"] for r in recs] == list(range(20, 31))
+    for r in recs:
+        assert "member" in r["file"] and np.array_equal(run.load(r), frames[r["meta"]["i"]])
+        inside = imagelog.codecs.embedded_record(run.read_bytes(r))
+        assert inside["labels"]["trigger"] == r["labels"]["trigger"]
+    assert not verify(run, sample=1.0).damaged
