@@ -564,3 +564,20 @@ def test_frames_a_trigger_saves_from_the_ring_go_into_shards(
         inside = imagelog.codecs.embedded_record(run.read_bytes(r))
         assert inside["labels"]["trigger"] == r["labels"]["trigger"]
     assert not verify(run, sample=1.0).damaged
+
+
+def test_every_cut_of_a_shard_keeps_whole_members_only() -> None:
+    """A shard cut at any byte: scan returns the members that are whole, in order, and says
+    torn exactly when the cut is not at a member's end."""
+    parts = [tar_member(f"{i}.png", bytes([i]) * n, 0) for i, n in enumerate((1, 511, 512, 1300))]
+    data = b"".join(parts)
+    ends = [sum(len(p) for p in parts[: i + 1]) for i in range(len(parts))]
+    full, _, _ = scan(data)
+    for cut in range(len(data) + 1):
+        found, end, torn = scan(data[:cut])
+        whole = sum(1 for e in ends if e <= cut)
+        assert found == full[:whole]
+        assert end == (ends[whole - 1] if whole else 0)
+        assert torn == (cut != end)
+        for m in found:
+            assert data[m.offset : m.offset + m.size] == bytes([int(m.name[0])]) * m.size
