@@ -6,8 +6,9 @@ appended to its writer's open shard of its hour (``layout.shard_key``) as one ta
 ``write()``. The member is named like the file it replaces (``<HHMMSS>_<usec>_<seq>_<writer>.<ext>``),
 so ``tar x`` and WebDataset read a shard as they read any tar; the record's ``file.path`` names
 the shard and ``file.offset``/``file.size`` the image's bytes in it (``read_file``: one ranged
-read). A shard rolls when it reaches ``shard_bytes``, when it is ``shard_age`` seconds old and at
-the hour (a shard never spans hours); rolling appends the tar trailer.
+read). A shard rolls when it reaches ``shard_bytes`` or is ``shard_age`` seconds old; each hour
+has its own (a shard never spans hours), the last hour's kept open for late frames until it is
+``shard_age`` old; rolling appends the tar trailer.
 
 Local runs append to the file, and the member's index line is written only after its bytes (and
 their fsync under ``fsync="all"``), so after ``kill -9`` every line names a whole member; a torn
@@ -45,6 +46,23 @@ BLOCK = 512
 #: The end-of-archive marker: two zero blocks.
 TRAILER = bytes(2 * BLOCK)
 _ZERO = bytes(BLOCK)
+_HOUR_NS = 3600 * 10**9
+
+
+def _template() -> bytes:
+    b = bytearray(BLOCK)
+    b[100:108] = b"0000644\0"
+    b[108:116] = b"0000000\0"
+    b[116:124] = b"0000000\0"
+    b[148:156] = b" " * 8  # the checksum counts its own field as spaces
+    b[156] = ord("0")
+    b[257:265] = b"ustar\x0000"
+    return bytes(b)
+
+
+_TEMPLATE = _template()
+_TEMPLATE_SUM = sum(_TEMPLATE)
+_ZERO_NAME = bytes(100)
 
 
 def tar_header(name: str, size: int, mtime: int) -> bytes:
@@ -52,18 +70,10 @@ def tar_header(name: str, size: int, mtime: int) -> bytes:
     raw = name.encode("ascii")
     if len(raw) > 100:
         raise ValueError(f"tar member name longer than 100 bytes: {name!r}")
-    b = bytearray(BLOCK)
-    b[0 : len(raw)] = raw
-    b[100:108] = b"0000644\0"
-    b[108:116] = b"0000000\0"
-    b[116:124] = b"0000000\0"
-    b[124:136] = b"%011o\0" % size
-    b[136:148] = b"%011o\0" % max(0, mtime)
-    b[148:156] = b" " * 8
-    b[156] = ord("0")
-    b[257:265] = b"ustar\x0000"
-    b[148:156] = b"%06o\0 " % sum(b)
-    return bytes(b)
+    size_f, mtime_f = b"%011o\0" % size, b"%011o\0" % max(0, mtime)
+    check = _TEMPLATE_SUM + sum(raw) + sum(size_f) + sum(mtime_f)
+    return b"".join((raw, _ZERO_NAME[len(raw) :], _TEMPLATE[100:124], size_f, mtime_f,
+                     b"%06o\0 " % check, _TEMPLATE[156:]))  # fmt: skip
 
 
 def member_bytes(size: int) -> int:
@@ -221,8 +231,14 @@ class ShardWriter:
             ):
                 done.append(self._detach(hour))
                 shard = None
-            if shard is None:
-                done += [self._detach(h) for h in list(self._open) if h < hour]
+            if shard is None:  # close older hours' shards, but keep the last hour's open a
+                # while for frames that another worker still has in hand
+                last = hour_of(created_ns - _HOUR_NS)
+                done += [
+                    self._detach(h)
+                    for h, s in list(self._open.items())
+                    if h < last or (h < hour and now - s.opened >= self.max_age)
+                ]
                 shard = self._create(hour, now)
             offset = shard.size + BLOCK
             if shard.fd >= 0:
