@@ -132,25 +132,45 @@ def one(contender: str, frames: int, size: int) -> dict[str, Any]:
     }
 
 
-def run(quick: bool) -> dict[str, Any]:
-    """Every contender that is installed, each in a fresh process, one after the other."""
+def run(quick: bool, rounds: int | None = None) -> dict[str, Any]:
+    """Every contender, each in a fresh process, one after the other, ``rounds`` times over
+    (interleaved, so a busy moment of a shared machine hits them alike); the median of each
+    figure is reported."""
     frames = 1000 if quick else 3000
-    results = []
+    rounds = rounds or (1 if quick else 3)
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c, _ in CONTENDERS}
+    errors: dict[str, str] = {}
+    for r in range(rounds):
+        for contender, _ in CONTENDERS:
+            if contender in errors:
+                continue
+            print(f"  peers: {contender} ({frames} frames, round {r + 1} of {rounds})",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            cmd = [sys.executable, "-m", "bench.peers", "--one", contender, "--frames", str(frames)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode != 0:
+                errors[contender] = (out.stderr.strip().splitlines() or ["failed"])[-1]
+                continue
+            runs[contender].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results: list[dict[str, Any]] = []
     for contender, _ in CONTENDERS:
-        print(f"  peers: {contender} ({frames} frames)", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "bench.peers", "--one", contender, "--frames", str(frames)]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            results.append({"contender": contender, "error": out.stderr.strip().splitlines()[-1]})
+        if contender in errors:
+            results.append({"contender": contender, "error": errors[contender]})
             continue
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return {"frames": frames, "cores": os.cpu_count(), "results": results}
+        got = runs[contender]
+        median = {k: float(np.median([g[k] for g in got])) for k in _FIGURES}
+        results.append({**got[0], **median, "rounds": len(got)})
+    return {"frames": frames, "rounds": rounds, "cores": os.cpu_count(), "results": results}
+
+
+_FIGURES = ("fps", "cpu_us_per_frame", "p50_us", "p99_us", "bytes_per_frame")
 
 
 def table(res: dict[str, Any]) -> str:
     """Markdown: the peers beside imagelog, and the ratios the issue asks for."""
     rows = [
-        f"## Peers: 128x128 x {res['frames']}, one run, {res['cores']} cores\n",
+        f"## Peers: 128x128 x {res['frames']}, {res['cores']} cores, median of "
+        f"{res.get('rounds', 1)} interleaved round(s)\n",
         "| contender | frames/s to durable | CPU per frame | log() p50 / p99 | bytes/frame |",
         "|---|---:|---:|---|---:|",
     ]
@@ -175,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=3000)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--rounds", type=int, default=0, help="rounds over every contender (0: 3)")
     a = p.parse_args(argv)
     if a.one:
         print(json.dumps(one(a.one, a.frames, a.size)))
         return 0
-    print(table(run(a.quick)))
+    print(table(run(a.quick, a.rounds or None)))
     return 0
 
 
