@@ -431,8 +431,9 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
     ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
     ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
-    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``) and
-    ``ring_dir`` (see ``ImageLog.trigger``).
+    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``),
+    ``ring_dir`` (see ``ImageLog.trigger``), ``shard_under`` (e.g. "64KiB": smaller images go
+    into tar shards), ``shard_bytes`` and ``shard_age``.
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).
