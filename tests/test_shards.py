@@ -581,3 +581,11 @@ def test_every_cut_of_a_shard_keeps_whole_members_only() -> None:
         assert torn == (cut != end)
         for m in found:
             assert data[m.offset : m.offset + m.size] == bytes([int(m.name[0])]) * m.size
+
+
+def test_show_of_a_shard_file_says_what_it_is(
+    sharded: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["show", str(shards_of(sharded)[0])]) == 1
+    err = capsys.readouterr().err
+    assert "a shard of small images" in err and len(err.strip().splitlines()) == 1

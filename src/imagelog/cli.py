@@ -9,6 +9,7 @@ import argparse
 import datetime
 import json
 import sys
+import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -208,7 +209,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.id is None and target.is_file():
         rec = file_record(target)
         if rec is None:
-            print(f"imagelog: {target} carries no imagelog record", file=sys.stderr)
+            shard = " (a shard of small images: `tar xf` it, or show RUN ID)" * tarfile.is_tarfile(
+                target
+            )
+            print(f"imagelog: {target} carries no imagelog record{shard}", file=sys.stderr)
             return 1
         print(json.dumps(rec, indent=2))
         return 0
