@@ -209,9 +209,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.id is None and target.is_file():
         rec = file_record(target)
         if rec is None:
-            shard = " (a shard of small images: `tar xf` it, or show RUN ID)" * tarfile.is_tarfile(
-                target
-            )
+            tar = tarfile.is_tarfile(target)
+            shard = " (a shard of small images: `tar xf` it, or show RUN ID)" if tar else ""
             print(f"imagelog: {target} carries no imagelog record{shard}", file=sys.stderr)
             return 1
         print(json.dumps(rec, indent=2))
