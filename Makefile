@@ -28,6 +28,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt --group bench
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # the README's screenshots of `imagelog view`, made by the browser tests (needs chromium)

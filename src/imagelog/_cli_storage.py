@@ -212,6 +212,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         "damaged": report.damaged,
         "missing": report.missing,
         "lone_sidecars_quarantined": report.lone_sidecars,
+        "shards_cut": report.cut,
         "seconds": round(time.perf_counter() - t0, 3),
     }
     if args.json:
@@ -226,6 +227,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
             print(f"  bytes differ from the record (kept as recorded): {key}")
         for rid in report.missing:
             print(f"  image missing (record kept): {rid}")
+        for key in report.cut:
+            print(f"  torn tail cut back to the last whole member: {key}")
     return 1 if report.unrecoverable or report.damaged or report.missing else 0
 
 

@@ -19,6 +19,7 @@ from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring_dir import RingDir
 from ._ring_keeper import RingKeeper, make_ring
+from ._shards import ShardWriter
 from ._verify import EncodingChecks, Verifier
 from .codecs.base import Codec
 from .codecs.passthrough import encoded_lossless, extension_of
@@ -77,6 +78,15 @@ class Pipeline:
         self.stats.counts["logged"] = 0
         syncing = settings.fsync is not Fsync.NONE
         self.index = IndexWriter(store, writer, sync=syncing)
+        self.shards = (
+            None
+            if not settings.shard_under
+            else ShardWriter(
+                store, writer, append_line=self.index.append_line,
+                max_bytes=settings.shard_bytes, max_age=settings.shard_age,
+                sync=settings.fsync is Fsync.ALL, report=self.report,
+            )
+        )  # fmt: skip
         self._threads: list[threading.Thread] = []
         self._idents: frozenset[int | None] = frozenset()
         self._start_lock = threading.Lock()
@@ -144,6 +154,8 @@ class Pipeline:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             ok = self.maintenance.settle(left)
         if ok:
+            if self.shards is not None and self.shards.local is None:
+                self.shards.roll()  # object stores: put the open shards, then their lines
             if self.ring is not None:
                 self.ring.write_summary(force=True)
             self.write_held()
@@ -260,6 +272,8 @@ class Pipeline:
             events += self.ring.close()
         for e in events:
             self.hold(e.record, e.created_ns)
+        if self.shards is not None:
+            self.shards.close()
         try:
             self.write_held()
             self.index.close()
@@ -486,28 +500,35 @@ class Pipeline:
                     )
         t1 = time.perf_counter()
         sync = self.settings.fsync is Fsync.ALL
-        if not embedded:
-            sidecar = key + ".json"
-            self.store.put(sidecar, (body or dumps(ordered(rec))).encode("utf-8"), sync=sync)
-            mark_sidecar(rec, sidecar)
-            body = None  # the index line names the sidecar: serialised again below
-        self.store.put(key, data, sync=sync)
         unstored = rec["file"]
-        rec["file"] = stored_file(unstored, key, data, sha256=self.settings.hash)
-        if body is not None:  # the same bytes but file.*: splice the stored file.* in
-            line = body.replace(f'"file":{dumps(unstored)}', f'"file":{dumps(rec["file"])}', 1)
-        else:
-            line = dumps(ordered(rec))
-        try:
-            self.index.append_line(line, job.created_ns)
-        except (
-            BaseException
-        ):  # no index line: take the file away too, so a failed frame leaves nothing
+        if embedded and self.shards is not None and len(data) < self.settings.shard_under:
+            # a member of the writer's shard: its line goes in once its bytes are (_shards.py)
+            at = self.shards.add(job.created_ns, key.rsplit("/", 1)[1], data)
+            rec["file"] = stored_file(unstored, at["path"], data, sha256=self.settings.hash,
+                                      offset=at["offset"], member=at["member"])  # fmt: skip
             try:
-                self.store.delete([key, *([key + ".json"] if not embedded else [])])
-            except Exception:
-                pass
-            raise
+                self.shards.commit(rec["file"], _line(body, unstored, rec), job.created_ns)
+            except BaseException:  # no index line: take the member back too
+                self.shards.undo(rec["file"])
+                raise
+        else:
+            if not embedded:
+                sidecar = key + ".json"
+                self.store.put(sidecar, (body or dumps(ordered(rec))).encode("utf-8"), sync=sync)
+                mark_sidecar(rec, sidecar)
+                body = None  # the index line names the sidecar: serialised again below
+            self.store.put(key, data, sync=sync)
+            rec["file"] = stored_file(unstored, key, data, sha256=self.settings.hash)
+            try:
+                self.index.append_line(_line(body, unstored, rec), job.created_ns)
+            except (
+                BaseException
+            ):  # no index line: take the file away too, so a failed frame leaves nothing
+                try:
+                    self.store.delete([key, *([key + ".json"] if not embedded else [])])
+                except Exception:
+                    pass
+                raise
         t2 = time.perf_counter()
         n = len(data)
         with self.stats.lock:
@@ -581,6 +602,14 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
+
+
+def _line(body: str | None, unstored: dict[str, Any], rec: dict[str, Any]) -> str:
+    """The index line of a stored frame: ``body`` (the record as embedded) with the stored
+    ``file.*`` spliced in, or the record serialised when there is no body (a sidecar)."""
+    if body is not None:
+        return body.replace(f'"file":{dumps(unstored)}', f'"file":{dumps(rec["file"])}', 1)
+    return dumps(ordered(rec))
 
 
 def _lower_priority(nice: int) -> None:

@@ -18,6 +18,12 @@ hides no damage:
   orphan to adopt) for as long as it is there;
 - event lines (drops, purges) still readable in the old index are kept; a sidecar whose image was
   never written goes to ``quarantine/``.
+
+Shards (``imagelog._shards``) are read member by member under the same rules: verify checks each
+record's member against the shard, lists members without a line as orphans and a torn tail (a
+writer killed mid-write) as an orphan too; reindex keeps the records of members the old index
+knows, adopts the others (or names them in a ``damaged`` event), and cuts a torn tail back to
+the last whole member (closing the tar), so no line ever points past it.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from . import codecs
+from ._shards import TRAILER, member_range, read_file, scan
 from .codecs import embedded_record
 from .errors import UnknownFormat
 from .ids import uuid7
@@ -43,6 +50,7 @@ from .layout import (
     hour_end_ns,
     hour_of_key,
     is_compacted,
+    is_shard,
     segment_key,
     writer_of,
 )
@@ -188,6 +196,7 @@ def verify(
     listing = {o.key: o.size for o in store.list(IMAGES_PREFIX)}
     report.files = sum(1 for k in listing if not k.endswith(".json"))
     indexed: set[str] = set()
+    members: dict[str, set[int]] = {}  # shard -> the offsets of its indexed members
     for i, rec in enumerate(logged):
         if progress is not None:
             progress(i, len(logged))
@@ -201,15 +210,29 @@ def verify(
         if path not in listing:
             report.findings.append(Finding("missing", path, f"record {rid}"))
             continue
-        if "size" in file and listing[path] != file["size"]:
+        if "offset" in file:  # a shard member: it must lie whole inside the shard
+            span = member_range(file)
+            if span is None:
+                detail = f"record {rid}: offset {file['offset']!r} names no member"
+                report.findings.append(Finding("missing", path, detail))
+                continue
+            end = span[0] + span[1]
+            members.setdefault(path, set()).add(span[0])
+            if end > listing[path]:
+                detail = (
+                    f"record {rid}: its member ends at byte {end}, the shard has {listing[path]}"
+                )
+                report.findings.append(Finding("size", path, detail))
+                continue
+        elif "size" in file and listing[path] != file["size"]:
             detail = f"record {rid}: {listing[path]} bytes, the index says {file['size']}"
             report.findings.append(Finding("size", path, detail))
             continue
         want = (file.get("hash") or {}).get("sha256")
         if hashes and want:
             try:
-                data = store.get(path)
-            except FileNotFoundError:
+                data = read_file(store, file)
+            except (FileNotFoundError, ValueError):
                 report.findings.append(Finding("missing", path, f"record {rid}"))
                 continue
             report.hashed += 1
@@ -233,6 +256,9 @@ def verify(
     if progress is not None:
         progress(len(logged), len(logged))
     for key in listing:
+        if is_shard(key):
+            report.findings.extend(_shard_orphans(store, key, members.get(key, set())))
+            continue
         if key in indexed:
             continue
         if not key.endswith(".json"):
@@ -278,6 +304,25 @@ def adoptable(
     return rec, None
 
 
+def _shard_orphans(store: Store, key: str, indexed: set[int]) -> list[Finding]:
+    """A shard's members without an index line, and its torn tail, as ``orphan`` findings."""
+    try:
+        found, end, torn = scan(store.get(key))
+    except FileNotFoundError:
+        return []
+    out = [
+        Finding(
+            "orphan", key, f"member {m.name} at byte {m.offset}: no index line (reindex adopts it)"
+        )
+        for m in found
+        if m.offset not in indexed
+    ]
+    if torn:
+        detail = f"a torn tail after byte {end} (a writer killed mid-write; reindex cuts it)"
+        out.append(Finding("orphan", key, detail))
+    return out
+
+
 # -- reindex ------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class ReindexReport:
@@ -296,6 +341,56 @@ class ReindexReport:
     """Ids of records whose image is gone (kept: ``verify`` reports them missing)."""
     lone_sidecars: list[str] = dataclasses.field(default_factory=list)
     """Sidecars whose image was never written (a crash in between): moved to quarantine/."""
+    cut: list[str] = dataclasses.field(default_factory=list)
+    """Shards whose torn tail was cut back to their last whole member."""
+
+
+def _reindex_shard(
+    store: Store,
+    key: str,
+    report: ReindexReport,
+    known: dict[tuple[str, int], tuple[str, dict[str, Any]]],
+    keep: Callable[[str, dict[str, Any]], None],
+    add: Callable[[str, str, str], None],
+) -> None:
+    """A shard, member by member, under reindex's rules: a member the old index knows keeps its
+    record (``damaged`` when its bytes changed), another is adopted or named in a ``damaged``
+    event; a torn tail is cut back to the last whole member (closing the tar)."""
+    try:
+        data = store.get(key)
+    except FileNotFoundError:
+        return
+    found, end, torn = scan(data)
+    if torn:
+        store.put(key, data[:end] + TRAILER)
+        report.cut.append(key)
+    for m in found:
+        report.images += 1
+        body = data[m.offset : m.offset + m.size]
+        old = known.pop((key, m.offset), None)
+        if old is not None:
+            seg, rec = old
+            keep(seg, rec)
+            report.records += 1
+            file = rec.get("file") or {}
+            want = (file.get("hash") or {}).get("sha256")
+            if file.get("size") != len(body) or (want and hashlib.sha256(body).hexdigest() != want):
+                report.damaged.append(f"{key}:{m.name}")
+            continue
+        adopted, why = adoptable(store, key, body, sidecar=False)
+        if adopted is None:
+            report.unrecoverable.append(f"{key}:{m.name}")
+            event = _damaged_event(f"{key}:{m.name}", why or "unreadable")
+            add(segment_key(_hour(key), "reindex"), event["event"]["id"], dumps(event))
+            continue
+        adopted["file"] = stored_file(
+            adopted.get("file") or {}, key, body, sha256=True, offset=m.offset, member=m.name
+        )
+        created = str((adopted.get("event") or {}).get("created", ""))
+        writer = str(adopted.setdefault("imagelog", {}).get("writer") or "reindex")
+        add(segment_key(created[:13], writer), str((adopted.get("image") or {}).get("id", "")),
+            dumps(adopted))  # fmt: skip
+        report.records += 1
 
 
 def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
@@ -313,6 +408,7 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
 
     compacted = list_files(store).keys()[1]  # rebuilt as JSON Lines, then removed
     known: dict[str, tuple[str, dict[str, Any]]] = {}  # image key -> (its segment, its record)
+    members: dict[tuple[str, int], tuple[str, dict[str, Any]]] = {}  # (shard, offset) -> ...
     lines: dict[str, list[tuple[str, str]]] = {}
     old_lines: list[tuple[str, dict[str, Any]]] = []
     for key in old + compacted:
@@ -344,7 +440,10 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
             continue
         path = str((rec.get("file") or {}).get("path", ""))
         rid = str((rec.get("image") or {}).get("id", ""))
-        if path in listing:
+        offset = (rec.get("file") or {}).get("offset")
+        if path in listing and is_shard(path) and isinstance(offset, int):
+            members[(path, offset)] = (key, rec)
+        elif path in listing and not is_shard(path):
             known[path] = (key, rec)
         elif rid not in gone:
             keep(key, rec)  # its image is gone: the record stays, and verify says so
@@ -371,6 +470,15 @@ def reindex(store: Store, *, progress: Progress | None = None) -> ReindexReport:
         adopted["file"] = stored_file(adopted.get("file") or {}, key, data, sha256=True)
         return "adopt", adopted
 
+    def add(segment: str, rid: str, line: str) -> None:
+        lines.setdefault(segment, []).append((rid, line))
+
+    for key in [k for k in images if is_shard(k)]:
+        _reindex_shard(store, key, report, members, keep, add)
+    for seg, rec in members.values():  # past a cut tail, or in a shard that is gone
+        keep(seg, rec)
+        report.missing.append(str((rec.get("image") or {}).get("id", "")))
+    images = [k for k in images if not is_shard(k)]
     workers = max(1, os.cpu_count() or 1)  # the codecs and hashlib release the GIL
     with ThreadPoolExecutor(workers, thread_name_prefix="imagelog-reindex") as pool:
         for start in range(0, len(images), 64 * workers):  # bounded: results of one batch

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import sys
+import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -375,7 +376,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.id is None and target.is_file():
         rec = file_record(target)
         if rec is None:
-            raise ValueError(f"{target} carries no imagelog record")
+            shard = ""
+            if tarfile.is_tarfile(target):
+                shard = " (a shard of small images: tar xf it, or show RUN ID)"
+            raise ValueError(f"{target} carries no imagelog record{shard}")
         print(json.dumps(rec, indent=2))
         return 0
     if args.id is None:
@@ -390,7 +394,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.open is not None:
         out = Path(args.open)
         if out.is_dir():
-            out = out / Path(rec["file"]["path"]).name
+            out = out / Path(rec["file"].get("member") or rec["file"]["path"]).name  # a shard's
         data = image_as(run, rec, out.suffix)  # checked before anything is printed
     print(json.dumps(rec, indent=2))
     if out is not None:
@@ -405,7 +409,8 @@ def image_as(run: Run, rec: dict[str, Any], suffix: str) -> bytes:
     """
     from .export import encode_as
 
-    stored = Path(str((rec.get("file") or {}).get("path", ""))).suffix.lower()
+    file = rec.get("file") or {}
+    stored = Path(str(file.get("member") or file.get("path", ""))).suffix.lower()  # a shard's
     want = suffix.lower()
     fmt = str((rec.get("image") or {}).get("format", "?"))
     if not want or want == stored:

@@ -10,6 +10,7 @@ or parses a key asks it. A run looks like::
     index/<YYYY-MM-DDTHH>_<writer>.summary.json           a closed segment's counts (records.summary)
     index/date=<YYYY-MM-DD>/hour=<HH>/<writer>.parquet    a compacted hour (imagelog.compact)
     images/<YYYY>/<MM>/<DD>/<HH>/<source>/<HHMMSS>_<usec>_<seq>_<writer>.<ext>
+    images/<YYYY>/<MM>/<DD>/<HH>/_shards/<writer>.<n>.tar  small images packed (imagelog._shards)
     quarantine/<segment name>.<n>.torn                    torn lines moved out of a segment
     triggers/<trigger id>.json                            a ring trigger from outside the process
     select/<source>-<hash>/<per>/<window>/<n>             a budget claim of ``select=`` (one per frame)
@@ -46,6 +47,7 @@ __all__ = [
     "images_prefix",
     "is_compacted",
     "is_segment",
+    "is_shard",
     "is_summary",
     "part_key",
     "quarantine_key",
@@ -53,6 +55,7 @@ __all__ = [
     "segment_name",
     "select_claim_key",
     "select_window_prefix",
+    "shard_key",
     "source_dir",
     "summary_key",
     "trigger_key",
@@ -85,6 +88,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SEGMENT_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/]+)\.jsonl$")
 _IMAGE_RE = re.compile(r"^images/(\d{4})/(\d\d)/(\d\d)/(\d\d)/")
 _SUMMARY_RE = re.compile(r"^index/(\d{4}-\d\d-\d\dT\d\d)_([^/.]+)\.summary\.json$")
+_SHARD_RE = re.compile(r"^images/\d{4}/\d\d/\d\d/\d\d/_shards/[^/]+\.tar$")
 _COMPACTED_RE = re.compile(r"^index/date=(\d{4}-\d\d-\d\d)/hour=(\d\d)/([^/]+)\.parquet$")
 
 
@@ -150,6 +154,22 @@ def _second_parts(sec: int) -> tuple[str, str]:
         f"images/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}/",
         f"{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}",
     )
+
+
+def shard_key(hour: str, writer: str, n: int) -> str:
+    """A writer's ``n``-th shard of an hour: ``images/YYYY/MM/DD/HH/_shards/<writer>.<n>.tar``.
+
+    Source folders never start with ``_`` (``source_dir``), so ``_shards`` is no source's.
+
+    >>> shard_key("2026-11-24T19", "ab12cd34-77", 3)
+    'images/2026/11/24/19/_shards/ab12cd34-77.000003.tar'
+    """
+    return f"{images_prefix(hour)}_shards/{writer}.{n:06d}.tar"
+
+
+def is_shard(key: str) -> bool:
+    """Whether a key is a shard of small images (a tar file under an hour's ``_shards/``)."""
+    return _SHARD_RE.match(key) is not None
 
 
 def images_prefix(hour: str) -> str:

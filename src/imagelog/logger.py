@@ -566,8 +566,10 @@ def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
     ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
     (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``),
     ``ring_dir`` (see ``ImageLog.trigger``), ``select`` (which frames to store: ``"changed"``, a
-    policy of ``imagelog.select``, or ``{source: policy}``) and ``tiers`` (a list of
-    ``imagelog.Tier``, or ``{source: [...]}``: retention tiers, ``imagelog.tiers``).
+    policy of ``imagelog.select``, or ``{source: policy}``), ``tiers`` (a list of
+    ``imagelog.Tier``, or ``{source: [...]}``: retention tiers, ``imagelog.tiers``),
+    ``shard_under`` (e.g. "64KiB": smaller images go into tar shards), ``shard_bytes`` and
+    ``shard_age``.
 
     Raises:
         imagelog.StoreError: the path cannot be created or written (an ``OSError``).

@@ -76,6 +76,8 @@ class FileFields(TypedDict, total=False):
     size: int
     mime_type: str
     extension: str
+    offset: int
+    member: str
     hash: dict[str, str]
 
 
@@ -305,22 +307,48 @@ def mark_sidecar(rec: dict[str, Any], sidecar: str) -> None:
 
 
 def image_ref(
-    path: str, *, image_id: str, fmt: str, dtype: str, channels: int, encoder: str | None
+    path: str,
+    *,
+    image_id: str,
+    fmt: str,
+    dtype: str,
+    channels: int,
+    encoder: str | None,
+    offset: int | None = None,
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """The part of a record that ``Run.load`` reads: the image's key, and how it was encoded.
+    """The part of a record that ``Run.load`` reads: the image's key (a shard member's
+    ``offset`` and ``size`` in it too), and how it was encoded.
 
     For readers that hold a record's columns rather than the record (the viewer's index).
     """
+    file: dict[str, Any] = {"path": path}
+    if offset is not None:
+        file.update(offset=offset, size=size)
     return {
-        "file": {"path": path},
+        "file": file,
         "image": {"id": image_id, "format": fmt, "dtype": dtype, "channels": channels,
                   "encoder": {"name": encoder}},
     }  # fmt: skip
 
 
-def stored_file(file: Mapping[str, Any], key: str, data: bytes, *, sha256: bool) -> dict[str, Any]:
-    """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``."""
+def stored_file(
+    file: Mapping[str, Any],
+    key: str,
+    data: bytes,
+    *,
+    sha256: bool,
+    offset: int | None = None,
+    member: str | None = None,
+) -> dict[str, Any]:
+    """``file.*`` once the bytes are stored: ``path``, then ``size`` and (optionally) ``hash``.
+
+    A shard member (``imagelog._shards``) also has ``offset`` (where its bytes start in the
+    shard ``path``; ``size`` of them) and ``member`` (its name in the tar)."""
     out = {**file, "path": key, "size": len(data)}
+    if offset is not None:
+        out["offset"] = offset
+        out["member"] = member
     if sha256:
         out["hash"] = {"sha256": hashlib.sha256(data).hexdigest()}
     return out

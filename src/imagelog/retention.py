@@ -15,7 +15,8 @@ Purging:
   older is left: a ``purged`` index event that lists the record ids (a tombstone) is written
   first, then the files are deleted; ``Run.records()`` leaves out tombstoned records. Their
   index lines stay until the hour is closed and purged whole, so a quota smaller than one
-  hour's index cannot be met.
+  hour's index cannot be met. Shard members (``imagelog._shards``) are not purged in part:
+  a shard belongs to its hour and goes with it (kept records keep their whole shard).
 - Every purge writes a ``purged`` event (what, when, why, how many files and bytes) to the
   purging writer's index segment; ``Run.records(include_events=True)`` shows them.
 
@@ -36,6 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._shards import member_bytes
 from .ids import uuid7
 from .index.reader import iter_segment_lines, parquet_records
 from .index.segment import IndexWriter
@@ -220,7 +222,10 @@ class Retention:
                 return False
             line = len(dumps(rec).encode("utf-8")) + 1
             sidecar = line if (rec.get("imagelog") or {}).get("sidecar") else 0
-            self._add(hour, int(file.get("size", 0)) + line + sidecar)
+            size = int(file.get("size", 0))
+            if "offset" in file:  # a shard member: its tar header and padding too
+                size = member_bytes(size)
+            self._add(hour, size + line + sidecar)
         except Exception as exc:  # a hook must never fail the frame it counts
             self._warn("retention", exc)
             return False
@@ -423,8 +428,10 @@ class Retention:
         for _raw, rec in self._records(segments):
             if (rec.get("event") or {}).get("action") != "logged":
                 continue
-            path = str((rec.get("file") or {}).get("path", ""))
-            if path in sizes and not self._keeps(rec):
+            file = rec.get("file") or {}
+            path = str(file.get("path", ""))
+            # a shard member goes with its shard's hour, never alone
+            if path in sizes and "offset" not in file and not self._keeps(rec):
                 created = str((rec.get("event") or {}).get("created", ""))
                 candidates.append((created, str((rec.get("image") or {}).get("id", "")), path))
         candidates.sort()

@@ -147,17 +147,20 @@ class Run:
         return matches[-1]
 
     def read_bytes(self, rec: dict[str, Any]) -> bytes:
-        """The stored (encoded) bytes of a record's image."""
+        """The stored (encoded) bytes of a record's image (a shard member's: one ranged read)."""
         path = (rec.get("file") or {}).get("path")
         if not path:
             action = (rec.get("event") or {}).get("action")
             raise ValueError(
                 f"record {rec.get('image', {}).get('id')} has no image (event {action!r})"
             )
-        return self.store.get(path)
+        from ._shards import read_file
+
+        return read_file(self.store, rec["file"])
 
     def path(self, rec: dict[str, Any]) -> Path:
-        """The local file of a record's image (local runs only)."""
+        """The local file of a record's image (local runs only); for a shard member, the shard
+        (``file.offset`` and ``file.size`` say where in it)."""
         root = self.store.local_root
         if root is None:
             raise TypeError(f"{self.url} is not a local folder; use read_bytes()")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -29,6 +30,12 @@ __all__ = [
 DEFAULT_MAX_QUEUE_BYTES = 256 * 2**20
 DEFAULT_FORMAT = "lossless"
 DEFAULT_CLOSE_TIMEOUT = 30.0
+#: Encoded images smaller than this go into shards (``imagelog._shards``); 0 turns shards off.
+DEFAULT_SHARD_UNDER = 0
+#: A shard rolls at this size or age (and at the hour).
+DEFAULT_SHARD_BYTES = 64 * 2**20
+DEFAULT_SHARD_AGE = 60.0
+MAX_SHARD_UNDER = 16 * 2**20
 
 
 class OnFull(enum.StrEnum):
@@ -72,6 +79,8 @@ def parse_bytes(value: int | float | str, *, name: str = "size") -> int:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a string such as '512 MiB', not a bool")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidSetting(f"{name} must be a finite number of bytes, got {value!r}")
         if value < 0:
             raise InvalidSetting(f"{name} must not be negative, got {value!r}")
         return int(value)
@@ -144,6 +153,9 @@ class Settings:
 
     Sizes accept ints or strings (``"512 MiB"``), durations seconds or strings (``"7d"``).
 
+    ``shard_under`` (bytes; 0 or None: off) packs images whose encoded size is under it into
+    per-writer tar shards, rolled at ``shard_bytes`` or ``shard_age`` (docs/record.md).
+
     ``ring`` (seconds per source, or ``{source: duration}`` to hold only those sources, each for
     its own duration) and/or ``ring_bytes`` turn the ring on (see ``ImageLog.trigger``):
     ``ring_bytes`` is part of ``max_queue_bytes`` (default: half of it), the queue keeps the rest.
@@ -173,6 +185,9 @@ class Settings:
     ring_bytes: int | None = None
     ring_dir: str | None = None
     select: Select | Mapping[str, Select] | None = None
+    shard_under: int = DEFAULT_SHARD_UNDER
+    shard_bytes: int = DEFAULT_SHARD_BYTES
+    shard_age: float = DEFAULT_SHARD_AGE
     storage_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tiers: Any = None
     """Retention tiers (``imagelog.tiers.Ladders``, from a list of ``imagelog.Tier`` or
@@ -217,6 +232,12 @@ class Settings:
             kw["ring_bytes"] = kw["max_queue_bytes"] // 2
         if kw.get("ring_dir") is not None:
             kw["ring_dir"] = os.fspath(kw["ring_dir"])
+        under = kw.get("shard_under", DEFAULT_SHARD_UNDER)
+        kw["shard_under"] = 0 if under in (None, False) else parse_bytes(under, name="shard_under")
+        if "shard_bytes" in kw:
+            kw["shard_bytes"] = parse_bytes(kw["shard_bytes"], name="shard_bytes")
+        if "shard_age" in kw:
+            kw["shard_age"] = parse_duration(kw["shard_age"], name="shard_age")
         if "close_timeout" in kw:
             kw["close_timeout"] = parse_duration(kw["close_timeout"], name="close_timeout")
         if kw.get("select") is not None:
@@ -261,6 +282,16 @@ class Settings:
         cpu: object = self.tier_cpu  # a careless caller passes anything
         if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu <= 1:
             raise InvalidSetting(f"tier_cpu must be a share of one core, 0 < x <= 1, got {cpu!r}")
+        if not 0 <= self.shard_under <= MAX_SHARD_UNDER:
+            raise InvalidSetting(
+                f"shard_under must be 0 (off) up to {MAX_SHARD_UNDER // 2**20} MiB, "
+                f"got {self.shard_under}"
+            )
+        if self.shard_bytes <= 0 or self.shard_age <= 0:
+            raise InvalidSetting(
+                f"shard_bytes and shard_age must be positive, got {self.shard_bytes} and "
+                f"{self.shard_age}"
+            )
         for name in ("verify", "check_encoding"):
             v = getattr(self, name)
             ok = v in ("off", "all", "sample") or (isinstance(v, float) and 0.0 <= v <= 1.0)

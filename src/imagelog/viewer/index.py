@@ -44,7 +44,10 @@ CHUNK_BYTES = 16 * 2**20
 FIRST_CHUNK_BYTES = 2**20
 
 #: The viewer's own column besides the engine's: the encoder that wrote the image (for decoding).
-_EXTRA = {"encoder": "$.image.encoder.name"}
+#: More columns than the engine's, by JSON path: the encoder, and a shard member's place in its
+#: shard (``imagelog._shards``); their types (VARCHAR unless named here).
+_EXTRA = {"encoder": "$.image.encoder.name", "offset": "$.file.offset"}
+_EXTRA_TYPES = {"offset": "BIGINT"}
 
 _MEMORY = "256MB"
 _BIG_MEMORY = "4GB"
@@ -54,10 +57,10 @@ _KEPT: set[str] = set()
 _KEPT_LOCK = threading.Lock()
 
 #: The version of the saved session (``_state``): another one is rebuilt, not taken up.
-_STATE_VERSION = 2  # 2: the tiered table
+_STATE_VERSION = 3  # 2: the tiered table; 3: offset
 
 #: Columns of the viewer's ``frames`` table (besides ``n``, ``seg``, ``off``, ``len``): the
-#: engine's (without ``record``, which stays in the run) and ``encoder``.
+#: engine's (without ``record``, which stays in the run), ``encoder`` and ``offset``.
 COLUMNS = [name for name in ENGINE_COLUMNS if name != "record"] + list(_EXTRA)
 
 
@@ -65,8 +68,10 @@ def _select_cols(*, parsed: bool) -> str:
     """The ``frames`` columns from engine rows; ``parsed``: the extra columns are there already
     (``lines_records_sql(extra=_EXTRA)``), else they come from ``record``."""
     cols = [f'"{name}"' for name in ENGINE_COLUMNS if name != "record"]
-    cols += [f'"{name}"' if parsed else f"json_extract_string(record, '{path}') AS \"{name}\""
-             for name, path in _EXTRA.items()]  # fmt: skip
+    for name, path in _EXTRA.items():
+        value = f'"{name}"' if parsed else f"json_extract_string(record, '{path}')"
+        typ = _EXTRA_TYPES.get(name)
+        cols.append(f'{value if typ is None else f"TRY_CAST({value} AS {typ})"} AS "{name}"')
     return ", ".join(cols)
 
 
@@ -162,7 +167,7 @@ class LiveIndex:
 
     @staticmethod
     def _create(con: duckdb.DuckDBPyConnection) -> None:
-        types = {**ENGINE_COLUMNS, **dict.fromkeys(_EXTRA, "VARCHAR")}
+        types = {**ENGINE_COLUMNS, **dict.fromkeys(_EXTRA, "VARCHAR"), **_EXTRA_TYPES}
         cols = ", ".join(f'"{n}" {types[n]}' for n in COLUMNS)
         for table in ("frames", "purged", "tiered", "_state"):
             con.execute(f"DROP TABLE IF EXISTS {table}")
@@ -539,6 +544,12 @@ class LiveIndex:
     def owns(self, path: str) -> bool:
         """Whether a stored image of this run has this ``file.path``."""
         return bool(self._fetch("SELECT 1 FROM frames WHERE path = ? LIMIT 1", [path]))
+
+    def member(self, path: str, offset: int) -> dict[str, Any] | None:
+        """The row of the shard member at ``offset`` in ``path``, if a stored image is it."""
+        sql = 'SELECT id, bytes, format FROM frames WHERE path = ? AND "offset" = ? LIMIT 1'
+        found = self._fetch(sql, [path, offset])
+        return None if not found else dict(zip(("id", "bytes", "format"), found[0], strict=True))
 
     def line(self, row: dict[str, Any]) -> bytes:
         """The index line a row came from (a compacted hour: its ``record``), made current when

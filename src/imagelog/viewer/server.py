@@ -43,6 +43,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import exif as exif_mod
+from .._shards import member_name, read_file
 from ..errors import CodecError, KeyOutsideRun
 from ..record import image_ref
 from ..run import Run, read
@@ -338,12 +339,22 @@ class Viewer:
         check_key(row["path"])
         return row
 
+    @staticmethod
+    def _ref(row: dict[str, Any]) -> dict[str, Any]:
+        """What ``Run.load`` reads of a row's record: its file (a shard member's place too)."""
+        offset = row.get("offset")
+        return image_ref(str(row["path"]), image_id=str(row["id"]), fmt=str(row["format"]),
+                         dtype=str(row["dtype"]), channels=int(row["channels"] or 0),
+                         encoder=row["encoder"], offset=None if offset is None else int(offset),
+                         size=None if offset is None else int(row["bytes"] or 0))  # fmt: skip
+
+    def _bytes(self, row: dict[str, Any]) -> bytes:
+        """A row's stored bytes (``Run.read_bytes``: through the store; a member: one range)."""
+        return self.run.read_bytes(self._ref(row))
+
     def _load(self, row: dict[str, Any]) -> np.ndarray[Any, Any]:
         """Decode a row's image (``Run.load``, which reads through the store)."""
-        ref = image_ref(str(row["path"]), image_id=str(row["id"]), fmt=str(row["format"]),
-                        dtype=str(row["dtype"]), channels=int(row["channels"] or 0),
-                        encoder=row["encoder"])  # fmt: skip
-        return self.run.load(ref)
+        return self.run.load(self._ref(row))
 
     def _record(self, request: Request) -> Response:
         _params(request, ())
@@ -359,14 +370,16 @@ class Viewer:
             "record": record,
             "exif": record.get("exif") or {},
             "neighbours": self.index.neighbours(row["id"]),
-            "file": "/run/" + urllib.parse.quote(str(row["path"])),
+            "file": "/run/"
+            + urllib.parse.quote(str(row["path"]))
+            + ("" if row.get("offset") is None else f"?offset={int(row['offset'])}"),
             "display": "/display/" + urllib.parse.quote(str(row["id"]), safe=""),
             "window": None,
             "error": None,
         }
         try:
             if not out["exif"] and row["format"] in ("jpeg", "webp", "png"):
-                out["exif"] = exif_mod.read(self.run.store.get(row["path"]), str(row["format"]))
+                out["exif"] = exif_mod.read(self._bytes(row), str(row["format"]))
             if row["dtype"] not in ("uint8", "bool"):
                 arr = self._load(row)
                 lo, hi = value_range(arr)
@@ -387,7 +400,7 @@ class Viewer:
 
             from PIL import Image
 
-            with Image.open(io.BytesIO(self.run.store.get(row["path"]))) as im:
+            with Image.open(io.BytesIO(self._bytes(row))) as im:
                 im.draft("RGB", (THUMB_SIZE, THUMB_SIZE))
                 im.thumbnail((THUMB_SIZE, THUMB_SIZE))
                 out = io.BytesIO()
@@ -401,7 +414,8 @@ class Viewer:
             row = await asyncio.to_thread(self._row, request.path_params["id"])
         except (_NotFound, KeyOutsideRun) as exc:
             return PlainTextResponse(f"404: {exc}", 404)
-        target = self.thumbs.key(self.run.url, str(row["path"]), int(row["bytes"] or 0))
+        at = "" if row.get("offset") is None else f"@{row['offset']}"  # members share a path
+        target = self.thumbs.key(self.run.url, f"{row['path']}{at}", int(row["bytes"] or 0))
         try:
             path = await asyncio.wrap_future(self.thumbs.get(target, lambda: self._make_thumb(row)))
         except _UNSERVABLE as exc:
@@ -423,7 +437,7 @@ class Viewer:
 
         def render() -> bytes:
             if as_stored:
-                return self.run.store.get(row["path"])
+                return self._bytes(row)
             return encode_display(to_display(self._load(row), lo, hi))
 
         try:
@@ -436,12 +450,14 @@ class Viewer:
         return Response(data, media_type=media)
 
     def _file(self, request: Request) -> Response:
-        _params(request, ())
+        q = _params(request, ("offset",))
         rel = request.path_params["path"]
         try:
             check_key(rel)
             if not self.index.owns(rel):
                 raise _NotFound(f"no record of this run names {rel!r}")
+            if q.get("offset"):  # a member of a shard: only one the index names
+                return self._member(rel, q["offset"])
             data = self.run.store.get(rel)
         except _NotFound as exc:
             return _unservable(exc)
@@ -450,6 +466,18 @@ class Viewer:
         name = rel.rsplit("/", 1)[-1]
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         disp = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
+        return Response(data, media_type=media, headers={"Content-Disposition": disp})
+
+    def _member(self, rel: str, offset: str) -> Response:
+        """``/run/<shard>?offset=N``: the image stored at byte N of a shard, as its own file."""
+        found = self.index.member(rel, int(offset)) if offset.isdigit() else None
+        if found is None:
+            return PlainTextResponse("404: not a file of this run", 404)
+        file = {"path": rel, "offset": int(offset), "size": found["bytes"]}
+        name = member_name(self.run.store, rel, int(offset)) or f"{found['id']}.{found['format']}"
+        media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        disp = f"attachment; filename*=UTF-8''{urllib.parse.quote(name)}"
+        data = read_file(self.run.store, file)
         return Response(data, media_type=media, headers={"Content-Disposition": disp})
 
 
