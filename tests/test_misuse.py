@@ -59,9 +59,9 @@ NEEDS: dict[str, list[str]] = {
     "trigger": ["--reason", "test"], "select": ["--policy", "changed"],
     "tier": ["--dry-run", "--step", "1d:format=preview"],
 }  # fmt: skip
-#: Verbs whose run argument is checked here: ``trigger`` on a missing path belongs to the
-#: writers' side (it leaves a trigger for writers that may not have created the folder yet).
-RUN_VERBS = [v for v in NEEDS if v != "trigger"]
+#: Verbs whose run argument is checked here: all of them (``trigger`` on a mistyped path
+#: creates nothing).
+RUN_VERBS = list(NEEDS)
 #: (option, bad values) per verb: negative, zero, huge, unparsable, not a number.
 NUMBERS: dict[str, list[tuple[str, list[str]]]] = {
     "ls": [("--limit", ["-5", "99999999999999999999", "abc", "1.5"])],
@@ -75,7 +75,8 @@ NUMBERS: dict[str, list[tuple[str, list[str]]]] = {
                ("--until", ["tomorrow", "12:00 pm"])],
     "bench": [("--fps", ["0", "-1", "nan"]), ("--seconds", ["-1", "1e9"]),
               ("--size", ["0x0", "10x", "100000x100000", "abc"])],
-    "trigger": [("--before", ["xyz"]), ("--after", ["xyz"])],
+    "trigger": [("--before", ["xyz"]), ("--after", ["xyz"]), ("--at", ["yesterday"])],
+    "view": [("--port", ["99999", "-1", "abc"])],
     "select": [("--within", ["-1", "abc"]), ("--limit", ["-5", "99999999999999999999"]),
                ("--policy", ["bogus", "changed(2)", "budget(-1/hour)", ""])],
     "tier": [("--as-of", ["yesterday", "2026-13-45"]),
@@ -84,6 +85,7 @@ NUMBERS: dict[str, list[tuple[str, list[str]]]] = {
 #: SQL a user may get wrong, per verb that takes SQL (``tail --where``: the records engine's).
 SQL: dict[str, tuple[str, ...]] = {
     "ls": ("--where",),
+    "tail": ("--where",),
     "export": ("--where",),
     "query": (),
 }
@@ -307,6 +309,11 @@ def _calls(
          "grace_ns"),
         ("verify(sample=2)", lambda: verify(r, sample=2), ValueError, "sample"),
         ("verify(sample=nan)", lambda: verify(r, sample=math.nan), ValueError, "sample"),
+        ("open('')", lambda: imagelog.open(""), imagelog.StoreError, "empty"),
+        ("records(where=bad)", lambda: next(r.records(where="bogus =")), Exception, "bogus"),
+        ("records(since=bad)", lambda: next(r.records(since="yesterday")), ValueError, "since"),
+        ("query(bad)", lambda: r.query("select nothing from nowhere").fetchall(), Exception,
+         "nowhere"),
         ("load(event)", lambda: r.load({"event": {"action": "dropped"}, "image": {"id": rec["image"]["id"]}}),
          ValueError, "no image"),
     ]  # fmt: skip

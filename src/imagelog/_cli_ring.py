@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from ._trigger_files import announcements, leave_trigger
+from .cli import add_run
 from .errors import ImageLogError
 from .ids import uuid7
 from .inputs import parse_time_ns, text_of
@@ -146,7 +147,7 @@ def add_ring_commands(sub: Any) -> None:
         help="save what the run's live ring writers hold (polled by them every second); "
         "fails when no ring writer is live",
     )
-    tr.add_argument("run", help="the run folder or s3:// URL")
+    add_run(tr)
     tr.add_argument("--reason", required=True, help="why; the saved records' event.reason")
     tr.add_argument("--before", help="how far back, e.g. 10s (default: all the rings hold)")
     tr.add_argument("--after", default="0s", help="how long to keep recording after (0s)")
