@@ -26,7 +26,8 @@ WITH_EXAMPLES = {
     "imagelog", "imagelog._backoff", "imagelog._verify", "imagelog.codec_bench",
     "imagelog.checks", "imagelog.codecs", "imagelog.codecs.passthrough",
     "imagelog.frames", "imagelog.handler", "imagelog.ids", "imagelog.inputs",
-    "imagelog.layout", "imagelog.logger", "imagelog.pixfmt", "imagelog.record", "imagelog.run",
+    "imagelog.layout", "imagelog.logger", "imagelog.pixfmt", "imagelog._events",
+    "imagelog._record_json", "imagelog.run",
     "imagelog.samples", "imagelog.select", "imagelog.settings", "imagelog.stores.s3",
 }  # fmt: skip
 

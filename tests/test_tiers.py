@@ -253,8 +253,8 @@ def test_max_bytes_sends_the_oldest_on_early(tmp_path: Path) -> None:
 CHILD = """
 import sys
 from imagelog.cli import main
-import imagelog.tiers, imagelog.records, imagelog.codecs, duckdb
-imagelog.tiers.BATCH = 1  # one frame per index append: more points to be killed at
+import imagelog.tiers._pass, imagelog.records, imagelog.codecs, duckdb
+imagelog.tiers._pass.BATCH = 1  # one frame per index append: more points to be killed at
 print("ready", flush=True)
 sys.exit(main(["tier", sys.argv[1], "--as-of", sys.argv[2], "--json",
                "--step", "1d:format=preview", "--step", "7d:thin=10s",
