@@ -5,7 +5,7 @@ history."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -39,16 +39,6 @@ def tier_key(key: str, step: int, ext: str) -> str:
     """The key of a frame's file at a step: ``<name>.t<step>.<ext>`` beside the original."""
     base, _, _ = key.rpartition(".")
     return f"{_TIER_SUFFIX.sub('', base)}.t{step}.{ext}"
-
-
-def _seq_ranges(seqs: Iterable[int]) -> list[list[int]]:
-    out: list[list[int]] = []
-    for s in sorted(seqs):
-        if out and s == out[-1][1] + 1:
-            out[-1][1] = s
-        else:
-            out.append([s, s])
-    return out
 
 
 def _created_ns(rec: Mapping[str, Any]) -> int:

@@ -10,14 +10,20 @@ from typing import Any
 
 from ..ids import new_writer_id, uuid7
 from ..layout import hour_end_ns, hour_of
-from ..record import iso_utc, purged_record, stored_file, thinned_record, tiered_record
+from ..record import (
+    iso_utc,
+    purged_record,
+    seq_ranges,
+    stored_file,
+    thinned_record,
+    tiered_record,
+)
 from ..stores.base import Store
 from ._frame import (
     _created_ns,
     _current_after,
     _keep,
     _reencode,
-    _seq_ranges,
     _thumbnail_format,
     _triggered,
 )
@@ -371,7 +377,7 @@ def _pass_hour(
                     ids=[str(r["image"]["id"]) for r in rs],
                     nbytes=sum(int(r["file"].get("size") or 0) for r in rs),
                     first_ns=min(times), last_ns=max(times),
-                    seqs=_seq_ranges(int(r["image"].get("seq", 0)) for r in rs),
+                    seqs=seq_ranges([int(r["image"].get("seq", 0)) for r in rs]),
                     by_source=by_source,
                 ))  # fmt: skip
         if not dry:
