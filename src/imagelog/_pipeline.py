@@ -12,6 +12,7 @@ from typing import Any
 
 from . import exif, pixfmt
 from ._backoff import STORAGE_ERRNOS, Backoff, storage_reason
+from ._frame_bytes import put_frame
 from ._free_space import FreeSpaceGuard
 from ._jobs import EventJob, FrameJob, Stats
 from ._maintenance import Maintenance
@@ -35,11 +36,9 @@ from .record import (
     dumps,
     failed_record,
     frame_fields,
-    mark_sidecar,
     ordered,
     passthrough_fields,
     planned_file,
-    stored_file,
 )
 from .retention import Retention
 from .settings import Fsync, OnFull, Settings
@@ -499,36 +498,10 @@ class Pipeline:
                         "verify", CodecError(f"{codec.name} {job.params}: {key}: {problem}")
                     )
         t1 = time.perf_counter()
-        sync = self.settings.fsync is Fsync.ALL
-        unstored = rec["file"]
-        if embedded and self.shards is not None and len(data) < self.settings.shard_under:
-            # a member of the writer's shard: its line goes in once its bytes are (_shards.py)
-            at = self.shards.add(job.created_ns, key.rsplit("/", 1)[1], data)
-            rec["file"] = stored_file(unstored, at["path"], data, sha256=self.settings.hash,
-                                      offset=at["offset"], member=at["member"])  # fmt: skip
-            try:
-                self.shards.commit(rec["file"], _line(body, unstored, rec), job.created_ns)
-            except BaseException:  # no index line: take the member back too
-                self.shards.undo(rec["file"])
-                raise
-        else:
-            if not embedded:
-                sidecar = key + ".json"
-                self.store.put(sidecar, (body or dumps(ordered(rec))).encode("utf-8"), sync=sync)
-                mark_sidecar(rec, sidecar)
-                body = None  # the index line names the sidecar: serialised again below
-            self.store.put(key, data, sync=sync)
-            rec["file"] = stored_file(unstored, key, data, sha256=self.settings.hash)
-            try:
-                self.index.append_line(_line(body, unstored, rec), job.created_ns)
-            except (
-                BaseException
-            ):  # no index line: take the file away too, so a failed frame leaves nothing
-                try:
-                    self.store.delete([key, *([key + ".json"] if not embedded else [])])
-                except Exception:
-                    pass
-                raise
+        put_frame(
+            self.store, self.index, self.shards, self.settings, key, data, rec, body, embedded,
+            job.created_ns,
+        )  # fmt: skip
         t2 = time.perf_counter()
         n = len(data)
         with self.stats.lock:
@@ -602,14 +575,6 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
-
-
-def _line(body: str | None, unstored: dict[str, Any], rec: dict[str, Any]) -> str:
-    """The index line of a stored frame: ``body`` (the record as embedded) with the stored
-    ``file.*`` spliced in, or the record serialised when there is no body (a sidecar)."""
-    if body is not None:
-        return body.replace(f'"file":{dumps(unstored)}', f'"file":{dumps(rec["file"])}', 1)
-    return dumps(ordered(rec))
 
 
 def _lower_priority(nice: int) -> None:

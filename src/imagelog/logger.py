@@ -18,6 +18,7 @@ from ._jobs import FrameJob
 from ._lifecycle import LogState
 from ._pipeline import Pipeline
 from ._selector import Claims, NotSelected, Selector
+from ._toplevel import get_default, init, log, open, trigger
 from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
 from .frames import Frame, normalise
@@ -27,7 +28,7 @@ from .layout import LAYOUT, MANIFEST
 from .record import base_record, check_manifest, dumps, new_manifest, not_selected_record
 from .select import Select, as_select
 from .settings import Settings, parse_duration
-from .stores import Store, make_store
+from .stores import Store
 
 __all__ = ["ImageLog", "get_default", "init", "log", "open", "trigger"]
 
@@ -556,80 +557,5 @@ def _plausible(frame: object) -> TypeGuard[np.ndarray[Any, Any]]:
     )
 
 
-def open(path: str | os.PathLike[str], /, **settings: Any) -> ImageLog:
-    """Open (create or continue) a run at a folder path or URL and return its ``ImageLog``.
-
-    Settings (all keyword): ``format`` ("lossless", "preview", "compact", "archive", or a codec
-    spec such as "png:level=1"), ``formats`` (per source), ``codec_options``, ``on_full``
-    ("block", "drop_oldest", "drop_newest"), ``max_queue_bytes`` (e.g. "256 MiB"), ``workers``,
-    ``fsync`` ("none", "index", "all"), ``max_bytes``, ``max_age``, ``min_free_bytes``, ``keep``,
-    ``verify``, ``check_encoding``, ``close_timeout``, ``strict``, ``storage_options``, ``ring``
-    (seconds held per source, e.g. "30s"), ``ring_bytes`` (part of ``max_queue_bytes``),
-    ``ring_dir`` (see ``ImageLog.trigger``), ``select`` (which frames to store: ``"changed"``, a
-    policy of ``imagelog.select``, or ``{source: policy}``), ``tiers`` (a list of
-    ``imagelog.Tier``, or ``{source: [...]}``: retention tiers, ``imagelog.tiers``),
-    ``shard_under`` (e.g. "64KiB": smaller images go into tar shards), ``shard_bytes`` and
-    ``shard_age``.
-
-    Raises:
-        imagelog.StoreError: the path cannot be created or written (an ``OSError``).
-        imagelog.InvalidSetting: a setting is out of range (a ``ValueError``).
-        imagelog.UnsupportedRun: the run's ``imagelog.json`` names a newer record schema than
-            this version writes, or is not a manifest (a ``ValueError``).
-
-    Example:
-        >>> import imagelog, tempfile
-        >>> log = imagelog.open(tempfile.mkdtemp(), format="png:level=1", on_full="drop_oldest")
-        >>> log.close()
-    """
-    s = Settings.from_kwargs(**settings)
-    for spec in (s.format, *s.formats.values()):
-        name = codecs.parse_spec(spec)[0]
-        if name.lower() not in codecs.PRESETS:
-            codecs.get(name)
-    store = make_store(path, create=True, storage_options=s.storage_options)
-    try:
-        return ImageLog(store, s)
-    except BaseException:
-        store.close()
-        raise
-
-
 def _duration_ns(value: float | str | timedelta, name: str) -> int:
     return int(parse_duration(value, name=name) * 1e9)
-
-
-_default: ImageLog | None = None
-_default_lock = threading.Lock()
-
-
-def init(path: str | os.PathLike[str] | None = None, /, **settings: Any) -> ImageLog:
-    """Open the process-wide default log used by ``imagelog.log()`` (path: ``IMAGELOG_DIR``)."""
-    global _default
-    target = path if path is not None else os.environ.get("IMAGELOG_DIR")
-    if target is None:
-        raise InvalidSetting(
-            "imagelog.init() needs a path (or the IMAGELOG_DIR environment variable)"
-        )
-    with _default_lock:
-        if _default is not None and not _default.closed:
-            _default.close()
-        _default = open(target, **settings)
-        return _default
-
-
-def get_default() -> ImageLog:
-    """The log opened by ``imagelog.init()``."""
-    if _default is None or _default.closed:
-        raise RuntimeError("no default log: call imagelog.init(path) first")
-    return _default
-
-
-def log(frame: object, /, **kwargs: Any) -> str:
-    """``imagelog.init(path)`` once, then ``imagelog.log(frame, source=...)`` anywhere."""
-    return get_default().log(frame, **kwargs)
-
-
-def trigger(reason: str, **kwargs: Any) -> str:
-    """``ImageLog.trigger`` on the log opened by ``imagelog.init(path, ring=...)``."""
-    return get_default().trigger(reason, **kwargs)

@@ -10,19 +10,14 @@ cannot lead out of the run (``KeyOutsideRun``: a 404 here). docs/viewer.md lists
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import datetime as dt
 import ipaddress
 import json
-import math
 import mimetypes
 import secrets
-import socket
 import sys
 import threading
 import urllib.parse
 import webbrowser
-from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,7 +43,20 @@ from ..errors import CodecError, KeyOutsideRun
 from ..record import image_ref
 from ..run import Run, read
 from ..stores.base import check_key
-from .index import Filters, LiveIndex
+from ._params import (
+    FILTER_PARAMS as FILTER_PARAMS,
+)
+from ._params import (
+    MAX_ROWS,
+    _BadRequest,
+    _filters,
+    _listen,
+    _number,
+    _params,
+    _time,
+    _whole,
+)
+from .index import LiveIndex
 from .thumbs import (
     BROWSER_FORMATS,
     THUMB_SIZE,
@@ -484,17 +492,9 @@ class Viewer:
 #: What reading a record's file can raise when the file cannot be served: it is outside the
 #: run (``KeyOutsideRun``), gone, not a regular file, or not the image the record says.
 _UNSERVABLE: tuple[type[Exception], ...] = (OSError, CodecError, ValueError, TypeError)
-#: Largest offset or total a page asks for (DuckDB's BIGINT is the limit).
-MAX_ROWS = 2**62
-#: Query parameters every filtered route takes (besides the token).
-FILTER_PARAMS = ("source", "label", "meta", "level", "q", "since", "until")
 
 
 class _NotFound(LookupError):
-    pass
-
-
-class _BadRequest(ValueError):
     pass
 
 
@@ -512,79 +512,6 @@ def _unservable(exc: BaseException) -> Response:
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
     return PlainTextResponse(f"400: {exc}", 400)
-
-
-def _params(request: Request, names: Iterable[str]) -> Any:
-    """The query parameters, after refusing any the route does not take (a 400)."""
-    q = request.query_params
-    unknown = sorted(set(q.keys()) - {"token", *names})
-    if unknown:
-        raise _BadRequest(f"unknown parameter {unknown[0]!r} (this route takes: "
-                          f"{', '.join(sorted(names)) or 'none'})")  # fmt: skip
-    return q
-
-
-def _filters(request: Request, extra: Iterable[str]) -> Filters:
-    """The page's filters from the query string, times checked (a 400 for a bad one)."""
-    q = _params(request, (*FILTER_PARAMS, *extra))
-    f = Filters.from_query(q)
-    return dataclasses.replace(f, since=_time(q, "since"), until=_time(q, "until"))
-
-
-def _time(q: Any, name: str) -> str | None:
-    """A time parameter as ISO 8601 with its zone (one without a zone is UTC), or None."""
-    raw = (q.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise _BadRequest(
-            f"{name} must be a time such as 2026-11-30T01:43:00Z, got {raw[:60]!r}"
-        ) from None
-    return (t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)).isoformat()
-
-
-def _whole(q: Any, name: str, default: int | None, lo: int, hi: int) -> Any:
-    """A whole-number parameter within ``lo..hi`` (a 400 otherwise), or ``default``."""
-    raw = (q.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise _BadRequest(f"{name} must be a whole number, got {raw[:60]!r}") from None
-    if not lo <= value <= hi:
-        raise _BadRequest(f"{name} must be from {lo} to {hi}, got {value}")
-    return value
-
-
-def _number(q: Any, name: str) -> float | None:
-    """A finite number parameter (a 400 otherwise), or None."""
-    raw = (q.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise _BadRequest(f"{name} must be a finite number, got {raw[:60]!r}")
-    return value
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` (``OSError`` with a one-line reason)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
 
 
 def _is_loopback(host: str) -> bool:
