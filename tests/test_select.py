@@ -553,3 +553,26 @@ def test_threads_logging_at_once_keep_the_books(tmp_path: Path) -> None:
     assert s["logged"] == 200
     assert s["written"] == 2  # one per source: a still scene
     assert_books_balance(tmp_path / "run", s)
+
+
+def test_stats_counts_the_frames_not_selected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`imagelog stats` names the frames `select=` passed over, read from the open hour's lines
+    (after flush) and from the hour's summary (after close): the same number `stats()` counts."""
+    from imagelog.cli import main, summarise
+
+    frame = frames(1)[0]
+    run = tmp_path / "run"
+    log = imagelog.open(run, select="changed")
+    for _ in range(30):
+        log.log(frame.copy(), source="cam")
+    log.flush()
+    want = log.stats()["not_selected"]
+    assert want == 29
+    assert summarise(imagelog.read(run))["not_selected"] == want  # from the lines
+    log.close()
+    assert list((run / "index").glob("*.summary.json"))
+    assert summarise(imagelog.read(run))["not_selected"] == want  # from the summary
+    assert main(["stats", str(run)]) == 0
+    assert f"{want} not selected" in capsys.readouterr().out

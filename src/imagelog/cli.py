@@ -280,7 +280,7 @@ def summarise(run: Run) -> dict[str, Any]:
     failures: Counter[str] = Counter()
     warnings: Counter[str] = Counter()
     events: Counter[str] = Counter()
-    expired = 0
+    summed: Counter[str] = Counter()  # frames summary records stand for, by action
     first = last = None
     for src, action, reason, fmt, n, nbytes, lo, hi, frames in rows:
         if action in _PER_SOURCE:
@@ -298,15 +298,17 @@ def summarise(run: Run) -> dict[str, Any]:
             failures[reason] += n
         elif action == "encoding_warning":
             warnings[reason] += n
-        elif action == "expired":
-            expired += int(frames or 0)
+        if frames is not None:  # expired, not_selected, thinned (index.summary.SUMMED)
+            summed[action] += int(frames)
     return {
         "url": run.url,
         "images": sum(c["images"] for c in by_source.values()),
         "bytes": sum(c["bytes"] for c in by_source.values()),
         "dropped": sum(drops.values()),
         "failed": sum(failures.values()),
-        "expired": expired,
+        "expired": summed["expired"],
+        "not_selected": summed["not_selected"],
+        "thinned": summed["thinned"],
         "triggers": events.get("triggered", 0),
         "first": _iso(first),
         "last": _iso(last),
@@ -339,7 +341,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     con = stdout_console()
     con.print(f"[bold]{run_title(args.run)}[/bold]: {s['images']} images, {_human_bytes(s['bytes'])}, "
               f"{s['dropped']} dropped, {s['failed']} failed, {s['expired']} expired, "
-              f"{s['triggers']} trigger(s), {s['writers']} writer(s)")  # fmt: skip
+              + "".join(f"{s[k]} {k.replace('_', ' ')}, " for k in ("not_selected", "thinned")
+                        if s[k])
+              + f"{s['triggers']} trigger(s), {s['writers']} writer(s)")  # fmt: skip
     con.print(f"time span: {s['first']} .. {s['last']}")
     table = Table(title="by source")
     for col in ("source", "images", "bytes", "dropped", "failed"):

@@ -3,7 +3,8 @@ count (``stats``) take O(hours) instead of O(lines).
 
 A writer that closes an hour's segment (the hour rolls over, or the log closes) leaves
 ``layout.summary_key(hour, writer)`` beside it: the segment's size in bytes when it was closed,
-and per (source, action, reason, format) the rows, bytes, time span and expired frames, plus the
+and per (source, action, reason, format) the rows, bytes, time span and the frames summary
+records stand for (``expired``, ``not_selected``, ``thinned``: ``SUMMED``), plus the
 ids its ``purged`` events and ``thinned`` summaries list and the range of its record ids. A reader uses a summary only while the segment (or the union of
 its parts on object stores) still has exactly that size: a late line, a repair, a rewrite by
 reindex or a run from elsewhere makes it stale, and the segment is read instead.
@@ -20,9 +21,12 @@ import orjson
 
 from ..layout import hour_of_key, segment_key, writer_of
 
-__all__ = ["HourSummary"]
+__all__ = ["SUMMED", "HourSummary"]
 
-_VERSION = 1
+#: Actions whose record sums up frames (``imagelog.<action>.frames``): what ``stats`` counts.
+SUMMED = ("expired", "not_selected", "thinned")
+
+_VERSION = 2  # 2: frames of not_selected and thinned summaries too
 
 
 @dataclasses.dataclass
@@ -72,8 +76,8 @@ class HourSummary:
                 row[2] = ts if row[2] is None or ts < row[2] else row[2]
                 row[3] = ts if row[3] is None or ts > row[3] else row[3]
             extra = rec.get("imagelog") or {}
-            if action == "expired":
-                frames = (extra.get("expired") or {}).get("frames")
+            if action in SUMMED:  # a summary record: the frames it stands for
+                frames = (extra.get(action) or {}).get("frames")
                 row[4] += frames if isinstance(frames, int) else 0
             elif action in ("purged", "thinned"):  # tombstones (records.columns.purged_sql)
                 ids = (extra.get("purge" if action == "purged" else "thinned") or {}).get("ids")

@@ -6,7 +6,7 @@ import bisect
 import datetime as _dt
 from typing import Any
 
-from ..index.summary import HourSummary
+from ..index.summary import SUMMED, HourSummary
 from ..layout import hour_of_key, summary_key, writer_of
 from ..stores.base import Store
 from .files import LocalFiles, RunFiles
@@ -39,11 +39,12 @@ def load_summaries(store: Store, files: RunFiles) -> Summaries:
 
 
 #: What ``counts`` groups by, and what each group holds.
-COUNT_ROW = ("source", "action", "reason", "format", "rows", "bytes", "first", "last", "expired")
+COUNT_ROW = ("source", "action", "reason", "format", "rows", "bytes", "first", "last", "frames")
 
 
 def counts(store: Store) -> tuple[list[tuple[Any, ...]], RunFiles]:
-    """Rows, bytes, time span and expired frames per (source, action, reason, format) of the
+    """Rows, bytes, time span and summed-up frames (``SUMMED``) per (source, action, reason,
+    format) of the
     ``records`` view (``?`` for a missing field), and the files they came from: summaries where
     they hold, one aggregate query over the rest. An hour where a partial purge hid records is
     read from its lines (its summary counts them)."""
@@ -66,17 +67,18 @@ def counts(store: Store) -> tuple[list[tuple[Any, ...]], RunFiles]:
             "coalesce(format, '?'), count(*), coalesce(sum(bytes), 0), min(ts), max(ts), "
             f"NULL FROM ({rows}) GROUP BY ALL"
         ).fetchall()
-        # expired frames are in the record itself: read it for those rows only
-        expired = {(r[0], r[2], r[3]): r[4] for r in con.execute(
-            "SELECT coalesce(source, '?'), 'expired', coalesce(reason, '?'), coalesce(format, '?'), "
-            "sum(TRY_CAST(json_extract_string(record, '$.imagelog.expired.frames') AS BIGINT)) "
-            f"FROM ({rows}) WHERE action = 'expired' GROUP BY ALL"
+        # the frames a summary record stands for are in the record: read it for those rows only
+        cases = " ".join(f"WHEN '{a}' THEN '$.imagelog.{a}.frames'" for a in SUMMED)
+        summed = {(r[0], r[1], r[2], r[3]): r[4] for r in con.execute(
+            "SELECT coalesce(source, '?'), action, coalesce(reason, '?'), coalesce(format, '?'), "
+            f"sum(TRY_CAST(json_extract_string(record, CASE action {cases} END) AS BIGINT)) "
+            f"FROM ({rows}) WHERE action IN {tuple(SUMMED)} GROUP BY ALL"
         ).fetchall()}  # fmt: skip
-        out = [(*r[:8], expired.get((r[0], r[2], r[3]))) if r[1] == "expired" else r for r in out]
+        out = [(*r[:8], summed.get(r[:4])) if r[1] in SUMMED else r for r in out]
         for summary in usable.values():
-            for key, (n, nbytes, lo, hi, expired) in summary.rows.items():
+            for key, (n, nbytes, lo, hi, frames) in summary.rows.items():
                 out.append((*(("?" if k is None else k) for k in key), n, nbytes,
-                            _time(lo), _time(hi), expired))  # fmt: skip
+                            _time(lo), _time(hi), frames))  # fmt: skip
         return out, files
 
     from .engine import with_summaries
