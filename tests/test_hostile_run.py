@@ -183,3 +183,28 @@ def test_query_and_the_viewers_index_take_the_big_line(
         assert index.count(Filters()) >= 3 + len(_readable_ids())
     finally:
         index.close()
+
+
+def test_sql_reads_no_file_outside_the_run(tmp_path: Path) -> None:
+    """SQL a user passes (`Run.query`, `imagelog query`, `where=`) reads the run's files and
+    nothing else: a file beside the run stays unread, and `COPY` writes nowhere but `--csv`'s
+    folder."""
+    run = tmp_path / "run"
+    with imagelog.open(run, format="png") as log:
+        log.log(np.zeros((4, 4), np.uint8), source="cam")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a\n1\n")
+    r = imagelog.read(run)
+    assert r.query("select count(*) from records").fetchall() == [(1,)]
+    with pytest.raises(Exception, match="disabled"):
+        r.query(f"select * from read_csv('{secret}')").fetchall()
+    with pytest.raises(Exception, match="disabled"):
+        next(r.records(where=f"source in (select a::varchar from read_csv('{secret}'))"))
+    assert main(["query", str(run), f"select * from read_csv('{secret}')"]) == 1
+    out = tmp_path / "out.csv"
+    assert main(["query", str(run), "select count(*) from records", "--csv", str(out)]) == 0
+    assert out.read_text().splitlines() == ["count_star()", "1"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main(["query", str(run), f"copy (select 1) to '{elsewhere / 'x.csv'}'"]) == 1
+    assert not list(elsewhere.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -89,7 +90,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
         if path != "-":
             target = path
-            written = with_retry(run.store, write)
+            folder = os.path.dirname(os.path.abspath(path))
+            written = with_retry(run.store, write, writes=[folder])
             print(f"wrote {written} row(s) to {path}", file=sys.stderr)
             return 0
         import shutil
@@ -97,7 +99,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="imagelog-query-") as tmp:  # `--csv -`: stdout
             target = f"{tmp}/out.{fmt}"
-            with_retry(run.store, write)
+            with_retry(run.store, write, writes=[tmp])
             with open(target, "rb") as fh:
                 sys.stdout.flush()
                 shutil.copyfileobj(fh, sys.stdout.buffer)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator
+import os
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..layout import hour_of_key, writer_of
@@ -175,8 +176,12 @@ def connect(
     memory_limit: str = MEMORY_LIMIT,
     local: LocalFiles | None = None,
     summaries: Summaries | None = None,
+    writes: Sequence[str] = (),
 ) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the ``records`` view over a run's index (or some of its hours).
+
+    The connection reads only the run's files (``_confine``); ``writes``: folders it may also
+    write to (``imagelog query --csv FILE``).
 
     ``_all`` is the same without the purge and tier rules, ``_purged`` the purged ids,
     ``_tiered`` the latest ``tiered`` event of each id. ``local`` gives the
@@ -190,7 +195,8 @@ def connect(
         for attempt in range(_RETRIES):
             try:
                 return connect(store, files=list_files(store), hours=hours,
-                               memory_limit=memory_limit, local=local, summaries=summaries)  # fmt: skip
+                               memory_limit=memory_limit, local=local, summaries=summaries,
+                               writes=writes)  # fmt: skip
             except (duckdb.IOException, FileNotFoundError):
                 if attempt == _RETRIES - 1:
                     raise
@@ -226,7 +232,24 @@ def connect(
     con.execute(f"CREATE TEMP VIEW _all AS {rows}")
     view = current(con, "SELECT * FROM _all")
     con.execute(f"CREATE TEMP VIEW records AS {view}")
+    _confine(con, store, local, writes)
     return con
+
+
+def _confine(
+    con: duckdb.DuckDBPyConnection, store: Store, local: LocalFiles, writes: Sequence[str] = ()
+) -> None:
+    """From here on the connection reads only the run's files: its folder (local runs), the
+    pinned descriptors and the downloaded copies and spill folder of ``local`` (and ``writes``,
+    folders the caller writes results to). SQL a user passes (``imagelog query``, ``where=``)
+    cannot read or write other files."""
+    allowed = [os.path.realpath(local.spill_dir().parent), "/proc/self/fd/"]
+    allowed += [os.path.realpath(w) for w in writes]
+    root = store.local_root
+    if root is not None:
+        allowed.append(os.path.realpath(root))
+    con.execute("SET allowed_directories = ?", [allowed])
+    con.execute("SET enable_external_access = false")
 
 
 def connect_view(store: Store, *, local: LocalFiles) -> duckdb.DuckDBPyConnection:
@@ -333,15 +356,18 @@ def with_retry(
     fn: Callable[[duckdb.DuckDBPyConnection], T],
     *,
     local: LocalFiles | None = None,
+    writes: Sequence[str] = (),
 ) -> T:
     """``fn(connection)``, listed and run again if a compaction replaced segments meanwhile.
 
     A connection reads the files listed when it was made; a compaction that removes segments
     after that (their records are in Parquet by then) makes the read fail, never count twice.
+    ``writes``: folders ``fn`` may write to besides the run's (``connect``).
     """
 
     def body(files: LocalFiles, memory: str) -> T:
-        return _closing(connect(store, local=files, memory_limit=memory), files, fn, _big(memory))
+        con = connect(store, local=files, memory_limit=memory, writes=writes)
+        return _closing(con, files, fn, _big(memory))
 
     return _retrying(store, body, local)
 
