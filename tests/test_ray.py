@@ -301,3 +301,20 @@ def test_a_run_without_records_is_an_empty_dataset(ray_cluster: Any, tmp_path: P
         pass
     ds = imagelog.ray.read_run(str(tmp_path / "run"))
     assert ds.count() == 0 and ds.columns() == list(imagelog.ray.COLUMNS_OUT)
+
+
+def test_read_run_sees_the_current_file_of_a_tiered_frame(ray_cluster: Any, tmp_path: Path) -> None:
+    """Retention tiers: Ray reads each frame's current file (the records engine's rule), and
+    thinned frames are gone, as the local reader has them."""
+    from tests.test_tiers import DAY, LADDER, T0, make_run
+
+    import imagelog.ray
+    from imagelog.stores import make_store
+    from imagelog.tiers import ladders_of, run_pass
+
+    url = str(tmp_path / "run")
+    make_run(url, n=10)
+    run_pass(make_store(url), ladders_of(LADDER), now_ns=T0 + 8 * DAY)
+    run = imagelog.read(url)
+    got = check_same_as_local(run, imagelog.ray.read_run(url))
+    assert len(got) == 2 and {r["format"] for r in got.values()} == {"jxl", "jpeg"}

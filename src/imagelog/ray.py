@@ -27,8 +27,8 @@ from ._extras import require
 from .compact import MANIFEST_COLUMNS, uri_sql
 from .export import ExportReport
 from .records import COLUMNS, ORDER, Filters, LocalFiles, check_where, list_files
-from .records.columns import purged_sql, records_sql, without_purged
-from .records.engine import MEMORY_LIMIT, _new_connection, warn_skipped
+from .records.columns import purged_sql, records_sql, tiered_sql
+from .records.engine import MEMORY_LIMIT, _new_connection, current, warn_skipped
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -187,17 +187,19 @@ def _read_hour(
     cols: list[str],
 ) -> pa.Table:
     """One hour's matching records as an Arrow table, through the engine's SQL (``purged``:
-    a Ray reference to the run's tombstones)."""
+    a Ray reference to the run's tombstones; tier events are read from the hour itself)."""
     import ray
 
     ids: list[str] = ray.get(purged) if isinstance(purged, ray.ObjectRef) else purged
 
     def read(con: Any, jsonl: list[str], parquet: list[str]) -> pa.Table:
-        rows = records_sql(jsonl, parquet)
+        # the engine's rules (engine.current): the run's tombstones, and the tier events, which
+        # a tier pass writes into the frame's own hour
+        con.execute("CREATE OR REPLACE TABLE _purged (id VARCHAR)")
         if ids:
-            con.execute("CREATE OR REPLACE TABLE _purged (id VARCHAR)")
             con.execute("INSERT INTO _purged SELECT unnest(?::VARCHAR[])", [ids])
-            rows = without_purged(rows)
+        con.execute(f"CREATE OR REPLACE TABLE _tiered AS {tiered_sql(jsonl, parquet)}")
+        rows = current(con, records_sql(jsonl, parquet))
         return _arrow(con, _select(cols, root), f"({rows})", params, cond)
 
     table: pa.Table = _on_hour_files(root, opts, hour, keys, read)
