@@ -175,17 +175,7 @@ class LocalStore:
         path = f"{self._root}/{check_key(key)}"
         parent, _, name = path.rpartition("/")
         tmp = f"{parent}/.{name}{TMP_MARK}{os.getpid()}-{threading.get_ident()}"
-        for attempt in (0, 1):
-            self._ensure_dir(parent)
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                break
-            except FileNotFoundError:
-                # the folder was removed under us (retention, an operator): make it again once
-                with self._lock:
-                    self._dirs.discard(parent)
-                if attempt:
-                    raise
+        fd = self._create(parent, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
             _write_all(fd, data)
             if sync:
@@ -208,24 +198,29 @@ class LocalStore:
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Create the file with ``O_EXCL``; False if it exists (for small claims, not images)."""
         path = f"{self._root}/{check_key(key)}"
-        parent = path.rpartition("/")[0]
-        for attempt in (0, 1):
-            self._ensure_dir(parent)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                break
-            except FileExistsError:
-                return False
-            except FileNotFoundError:
-                with self._lock:
-                    self._dirs.discard(parent)
-                if attempt:
-                    raise
+        try:
+            fd = self._create(path.rpartition("/")[0], path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileExistsError:
+            return False
         try:
             _write_all(fd, data)
         finally:
             os.close(fd)
         return True
+
+    def _create(self, parent: str, path: str, flags: int) -> int:
+        """``os.open(path, flags)`` with its folder made; made again (once) if it was removed
+        under us (retention, an operator)."""
+        for attempt in (0, 1):
+            self._ensure_dir(parent)
+            try:
+                return os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                with self._lock:
+                    self._dirs.discard(parent)
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def get(self, key: str) -> bytes:
         """Read a whole regular file inside the run (``path_of``; a FIFO or folder is refused)."""
