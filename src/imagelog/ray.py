@@ -26,7 +26,7 @@ import numpy as np
 from ._extras import require
 from .compact import MANIFEST_COLUMNS, uri_sql
 from .export import ExportReport
-from .records import COLUMNS, ORDER, Filters, LocalFiles, check_where, list_files
+from .records import COLUMNS, ORDER, LocalFiles, check_where, filters_sql, list_files
 from .records.columns import purged_sql, records_sql, tiered_sql
 from .records.engine import MEMORY_LIMIT, _new_connection, current, warn_skipped
 
@@ -73,14 +73,8 @@ def read_run(
     require("ray.data", "ray", "imagelog.ray")
     import ray
 
-    filters = Filters(
-        sources=() if source is None else (source,),
-        since=since,
-        until=until,
-        where=where,
-        events=include_events,
-    )
-    cond, params = filters.sql()
+    cond, params = filters_sql(source=source, since=since, until=until,
+                               include_events=include_events, where=where)  # fmt: skip
     check_where(where)
     cols = list(COLUMNS_OUT if columns is None else columns)
     unknown = [c for c in cols if c not in COLUMNS_OUT]
@@ -352,10 +346,8 @@ def export(
     asked = {"run": root, "to": to, "where": where, "source": source, "since": since,
              "until": until, "image_format": image_format, "engine": "ray"}  # fmt: skip
     state_path = local.claim(folder, asked)
-    cond, params = Filters(
-        sources=() if source is None else (source,), since=since, until=until, where=where,
-        events=True,
-    ).sql()  # fmt: skip
+    cond, params = filters_sql(source=source, since=since, until=until, include_events=True,
+                               where=where)  # fmt: skip
     files = list_files(store)
     opts = dict(storage_options or {})
     kwargs = {"to": to, "where": where, "source": source, "since": since, "until": until,

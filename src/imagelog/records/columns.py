@@ -281,13 +281,7 @@ def purged_sql(
 
 #: The columns a ``tiered`` event supersedes, and where its ``imagelog.tiered`` holds them.
 SUPERSEDED: dict[str, str] = {
-    "path": "$.file.path",
-    "bytes": "$.file.size",
-    "width": "$.image.width",
-    "height": "$.image.height",
-    "channels": "$.image.channels",
-    "dtype": "$.image.dtype",
-    "format": "$.image.format",
+    c: PATHS[c] for c in ("path", "bytes", "width", "height", "channels", "dtype", "format")
 }
 
 
