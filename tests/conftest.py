@@ -24,6 +24,22 @@ settings.load_profile("imagelog")
 
 #: how long a test waits for a condition that should hold at once: only a hang reaches it.
 PATIENCE = 120.0
+#: The start of the clock tests drive by hand.
+START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+
+
+class FakeClock:
+    """Unix time in ns that moves only when a test ticks it."""
+
+    def __init__(self, start_ns: int = START_NS) -> None:
+        self.ns = start_ns
+
+    def __call__(self) -> int:
+        return self.ns
+
+    def tick(self, seconds: float) -> None:
+        """Move time forward."""
+        self.ns += int(seconds * 1e9)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = PATIENCE) -> None:

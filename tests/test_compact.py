@@ -23,23 +23,14 @@ from imagelog.samples import CameraSimulator
 from imagelog.settings import Settings
 from imagelog.stores import make_store
 
-START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
+from .conftest import START_NS, FakeClock
+
 HOUR = 3600 * 10**9
 
 
-class Clock:
-    """Unix ns that moves only when the test ticks it."""
-
-    def __init__(self) -> None:
-        self.ns = START_NS
-
-    def __call__(self) -> int:
-        return self.ns
-
-
-def hours_run(path: Path, tiny: CameraSimulator, hours: int = 3, per_hour: int = 4) -> Clock:
+def hours_run(path: Path, tiny: CameraSimulator, hours: int = 3, per_hour: int = 4) -> FakeClock:
     """A real run over ``hours`` hours of January 2024 (injected clock), meta keys varying."""
-    clock = Clock()
+    clock = FakeClock()
     with ImageLog(make_store(path), Settings.from_kwargs(format="png"), clock=clock) as log:
         for i in range(hours * per_hour):
             clock.ns = START_NS + i * HOUR // per_hour

@@ -25,18 +25,9 @@ from imagelog.samples import CameraSimulator
 from imagelog.settings import Settings
 from imagelog.stores import MemoryStore, make_store
 
-from .conftest import PATIENCE
+from .conftest import PATIENCE, START_NS, FakeClock
 
-START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
 HOUR = 3600 * 10**9
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.ns = START_NS
-
-    def __call__(self) -> int:
-        return self.ns
 
 
 def shards_of(run_dir: Path) -> list[Path]:
@@ -123,7 +114,7 @@ def test_webdataset_reads_a_shard(sharded: Path) -> None:
 
 def test_shards_roll_at_the_hour_and_never_span_it(run_dir: Path, cam: CameraSimulator) -> None:
     """Frames of two hours go into shards under their own hours' folders."""
-    clock = Clock()
+    clock = FakeClock()
     settings = Settings.from_kwargs(format="png", shard_under="64KiB")
     with ImageLog(make_store(run_dir), settings, clock=clock) as log:
         for i in range(6):
@@ -307,7 +298,7 @@ def test_retention_keeps_shards_whole_and_purges_their_hour(
 ) -> None:
     """max_age purges an old hour's shards with its index; a partial purge never deletes a
     shard (it holds other frames): a shard belongs to its hour."""
-    clock = Clock()
+    clock = FakeClock()
     settings = Settings.from_kwargs(format="png", shard_under="64KiB", max_age="2h")
     with ImageLog(make_store(run_dir), settings, clock=clock) as log:
         for i in range(30):
@@ -323,7 +314,7 @@ def test_retention_keeps_shards_whole_and_purges_their_hour(
 
     settings = Settings.from_kwargs(format="png", shard_under="64KiB", max_bytes=1)
     store = make_store(run_dir / "quota")
-    with ImageLog(store, settings, clock=Clock()) as log:
+    with ImageLog(store, settings, clock=FakeClock()) as log:
         for i in range(5):
             log.log(cam.frame(), i=i)
     run = imagelog.read(run_dir / "quota")
@@ -340,7 +331,7 @@ def test_export_copies_members_without_decoding(sharded: Path, tmp_path: Path) -
 
 
 def test_compacted_hours_keep_members(run_dir: Path, cam: CameraSimulator) -> None:
-    clock = Clock()
+    clock = FakeClock()
     settings = Settings.from_kwargs(format="png", shard_under="64KiB")
     with ImageLog(make_store(run_dir), settings, clock=clock) as log:
         for i in range(8):

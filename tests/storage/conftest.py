@@ -24,23 +24,10 @@ from imagelog.logger import ImageLog
 from imagelog.settings import Settings
 from imagelog.stores import make_store
 
+from ..conftest import FakeClock
+
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 IN_USERNS = "PYTEST_IMAGELOG_USERNS"  # not IMAGELOG_*: the root conftest clears those
-START_NS = 1_704_067_200 * 10**9  # 2024-01-01T00:00:00Z
-
-
-class FakeClock:
-    """Unix time in ns that moves only when a test ticks it."""
-
-    def __init__(self, start_ns: int = START_NS) -> None:
-        self.ns = start_ns
-
-    def __call__(self) -> int:
-        return self.ns
-
-    def tick(self, seconds: float) -> None:
-        """Move time forward."""
-        self.ns += int(seconds * 1e9)
 
 
 @pytest.fixture(name="clock")
