@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -67,6 +69,25 @@ def returns(fn: Callable[[], object], what: str, timeout: float = PATIENCE) -> N
     assert not t.is_alive(), f"{what} did not return (hung)"
     if errors:
         raise errors[0]
+
+
+def kill9_when_ready(argv: list[str], after_s: float) -> subprocess.Popen[str]:
+    """Start ``argv`` (a child that prints ``ready`` once it is logging), let it run up to
+    ``after_s`` seconds more, then ``kill -9`` it; return the ended process."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        try:
+            proc.wait(timeout=after_s)
+        except subprocess.TimeoutExpired:
+            pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    return proc
 
 
 def require(condition: bool, why: str) -> None:

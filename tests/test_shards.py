@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,7 @@ from imagelog.samples import CameraSimulator
 from imagelog.settings import Settings
 from imagelog.stores import MemoryStore, make_store
 
-from .conftest import PATIENCE, START_NS, FakeClock
+from .conftest import PATIENCE, START_NS, FakeClock, kill9_when_ready
 
 HOUR = 3600 * 10**9
 
@@ -210,20 +209,8 @@ while True:
 def test_kill9_mid_shard(run_dir: Path, seed: int, fsync: str) -> None:
     """kill -9 while frames go into shards: every index line points at a whole, decodable
     member; reindex finds every member again with the same records."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), fsync, str(seed)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        try:
-            proc.wait(timeout=0.2 + 0.2 * seed)
-        except subprocess.TimeoutExpired:
-            pass
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    kill9_when_ready([sys.executable, "-c", CHILD, str(run_dir), fsync, str(seed)],
+                     0.2 + 0.2 * seed)  # fmt: skip
     run = imagelog.read(run_dir)
     report = verify(run, sample=1.0)
     assert not report.damaged, report.findings[:5]

@@ -21,7 +21,7 @@ from imagelog.index import IndexWriter
 from imagelog.samples import CameraSimulator
 from imagelog.stores import MemoryStore
 
-from ..conftest import PATIENCE
+from ..conftest import PATIENCE, kill9_when_ready
 
 CHILD = r"""
 import io, sys
@@ -69,19 +69,8 @@ def test_kill9_at_a_random_moment(
 ) -> None:
     """kill -9 while logging: verify finds no damage (every line points at a whole, decodable
     file), and reindex finds every image again, with the same records."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), fsync, str(seed)],
-                            stdout=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        proc.wait(timeout=random.Random(seed).uniform(0.05, 0.6))
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    proc = kill9_when_ready([sys.executable, "-c", CHILD, str(run_dir), fsync, str(seed)],
+                            random.Random(seed).uniform(0.05, 0.6))  # fmt: skip
     assert proc.returncode == -signal.SIGKILL
     rc, report = _verify_json(run_dir, capsys, "--sample", "1")
     assert rc == 0, report["findings"][:5]
