@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import sys
 from collections import defaultdict
@@ -20,7 +19,7 @@ from typing import Any
 from ._selector import Claims, Selector
 from .cli import add_run, count
 from .errors import InvalidSetting
-from .inputs import parse_time_ns
+from .inputs import iso_ns
 from .layout import hour_of
 from .run import Run, read
 from .select import Select, parse
@@ -95,8 +94,8 @@ def replay(run: Run, policy: Select, *, labels: str | None = None, within: int =
         recs.sort(key=lambda r: (r["@timestamp"], r["imagelog"]["writer"], r["image"]["seq"]))
         keeps: list[bool] = []
         for rec in recs:
-            created = _iso_ns(rec["event"]["created"])
-            captured = _iso_ns(rec["@timestamp"])
+            created = iso_ns(rec["event"]["created"])
+            captured = iso_ns(rec["@timestamp"])
             pixels = None
             if policy.needs_pixels:
                 try:
@@ -119,11 +118,6 @@ def replay(run: Run, policy: Select, *, labels: str | None = None, within: int =
                 if not any(keeps[i : i + within + 1]):
                     out.missed.append((rec["image"]["id"], source, rec["@timestamp"], value))
     return out
-
-
-def _iso_ns(text: str) -> int:
-    """A record's ISO 8601 UTC time as Unix nanoseconds."""
-    return parse_time_ns(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 def cmd_select(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .cli import add_run, time_arg
 from .errors import InvalidSetting
-from .inputs import parse_time_ns
+from .inputs import iso_ns
 from .tiers import Tier, history, ladders_of, load_ladders, run_pass
 
 __all__ = ["add_tier_commands", "parse_step", "print_history"]
@@ -53,11 +53,7 @@ def parse_step(text: str) -> Tier:
 
 def _as_of(text: str | None) -> int | None:
     """``--as-of`` (already read by ``time_arg``) as Unix nanoseconds."""
-    if text is None:
-        return None
-    import datetime as dt
-
-    return parse_time_ns(dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+    return None if text is None else iso_ns(text)
 
 
 def cmd_tier(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ __all__ = [
     "NANOSECONDS_RANGE",
     "SECONDS_RANGE",
     "check_record_size",
+    "iso_ns",
     "jsonable",
     "labels_of",
     "level_of",
@@ -75,6 +76,12 @@ def parse_time_ns(value: object, *, name: str = "captured_at") -> int:
         f"{name}={value!r} is not a time imagelog reads: Unix seconds (2001..2286), Unix "
         f"nanoseconds (int) or a datetime; {guess}"
     )
+
+
+def iso_ns(text: str) -> int:
+    """A time in a record's form (ISO 8601: ``iso_utc``'s ``Z``, or an offset) as Unix
+    nanoseconds, under ``parse_time_ns``'s rules."""
+    return parse_time_ns(_dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 
 def text_of(text: str, where: str) -> str:

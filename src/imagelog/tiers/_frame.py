@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import codecs
 from ..errors import InvalidSetting
-from ..inputs import parse_time_ns
+from ..inputs import iso_ns
 from ..record import dumps, ordered
 from ..retention import keeps_by_label
 from ..settings import parse_duration
@@ -43,13 +43,7 @@ def tier_key(key: str, step: int, ext: str) -> str:
 
 def _created_ns(rec: Mapping[str, Any]) -> int:
     created = (rec.get("event") or {}).get("created") or rec.get("@timestamp")
-    return parse_time_ns(_parse_iso(str(created)))
-
-
-def _parse_iso(text: str) -> Any:
-    import datetime as _dt
-
-    return _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return iso_ns(str(created))
 
 
 def _current_after(rec: Mapping[str, Any]) -> float:
