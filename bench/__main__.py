@@ -1,6 +1,6 @@
 """``make bench``: every benchmark of the suite, a markdown table on stdout, JSON in a file.
 
-``python -m bench [--quick] [--only e2e,peers,codecs,pixfmt,storage,s3,query,view,ring,select,fleet,tiers] [--out bench/results/latest.json]``
+``python -m bench [--quick] [--only e2e,peers,codecs,pixfmt,storage,s3,query,view,ring,select,fleet,tiers,scaling] [--out bench/results/latest.json]``
 
 Each end-to-end contender runs in its own process (peak RSS is per process). Benchmarks measure
 and report; they never assert timings.
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="fewer frames (for a smoke run)")
     p.add_argument(
-        "--only", default="e2e,peers,codecs,pixfmt,storage,s3,query,view,ring,select,fleet,tiers"
+        "--only",
+        default="e2e,peers,codecs,pixfmt,storage,s3,query,view,ring,select,fleet,tiers,scaling",
     )
     p.add_argument("--out", default="bench/results/latest.json")
     a = p.parse_args(argv)
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "select",
         "fleet",
         "tiers",
+        "scaling",
     ):
         if name not in wanted:
             continue

@@ -103,9 +103,11 @@ def run_contender(
     max_queue: str,
     producers: int = 1,
     alone: bool = True,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Log ``frames`` frames from ``producers`` threads (each paced at ``fps``, or as fast as
-    possible if 0) and measure; then the codec alone on the same frames, on every core."""
+    possible if 0) and measure; then the codec alone on the same frames, on every core (or on
+    ``workers`` threads where imagelog is given that many workers)."""
     import threading
 
     bank = frames_bank(width, height)
@@ -140,7 +142,11 @@ def run_contender(
             stats: dict[str, Any] = {"dropped": 0}
         else:
             log = imagelog.open(
-                folder, format=contender, on_full=on_full, max_queue_bytes=max_queue
+                folder,
+                format=contender,
+                on_full=on_full,
+                max_queue_bytes=max_queue,
+                workers=workers,
             )
             go = threading.Barrier(producers + 1)
 
@@ -193,7 +199,9 @@ def run_contender(
         **_percentiles([x for lat in lats for x in lat]),
     }
     if alone and contender != "seed":
-        out.update(codec_alone(contender, bank, min(frames, 400), os.cpu_count() or 1))
+        threads = workers or os.cpu_count() or 1
+        out.update(codec_alone(contender, bank, min(frames, 400), threads))
+        out["workers"] = threads
         out["vs_codec"] = out["sustained_fps"] / out["codec_fps"]
         out["overhead_us"] = out["cpu_us_per_frame"] - out["codec_cpu_us"]
     return out
@@ -210,10 +218,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queue", default="256 MiB")
     p.add_argument("--producers", type=int, default=1, help="threads calling log()")
     p.add_argument("--no-alone", action="store_true", help="skip the codec-alone figure")
+    p.add_argument("--workers", type=int, default=0, help="imagelog's workers (0: one per core)")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     res = run_contender(
-        a.contender, w, h, a.frames, a.fps, a.on_full, a.max_queue, a.producers, not a.no_alone
+        a.contender,
+        w,
+        h,
+        a.frames,
+        a.fps,
+        a.on_full,
+        a.max_queue,
+        a.producers,
+        not a.no_alone,
+        a.workers,
     )
     json.dump(res, sys.stdout)
     print()
