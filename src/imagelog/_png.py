@@ -1,11 +1,11 @@
-"""PNG for conversions (``export``, ``imagelog show --out x.png``): the fastest lossless PNG here.
+"""PNG for conversions (``export``, ``imagelog show --open x.png``): the fastest lossless PNG here.
 
 With ``isal`` installed (the ``fast-jxl`` extra), every row is SUB-filtered in numpy and the
-whole image deflated by ISA-L at level 1: at 1080p RGB 15 ms a frame against 38 ms for libpng
-with ``FAST_PNG`` (zlib's Huffman-only pass), 6% larger. Without it, libpng with ``FAST_PNG``.
-Both release the GIL, so threads convert frames in parallel. The file is a plain PNG (8 or
-16 bits, gray, gray + alpha, RGB, RGBA, one IDAT chunk up to 1 GiB) that libpng, Pillow,
-OpenCV and browsers read.
+whole image deflated by ISA-L at level 1: at 1080p RGB 16 ms of CPU a frame against 39 ms for
+libpng with ``FAST_PNG`` (zlib's Huffman-only pass), 6% larger (docs/fleet.md). Without it,
+libpng with ``FAST_PNG``. Both release the GIL, so threads convert frames in parallel. The file
+is a plain PNG (8 or 16 bits, gray, gray + alpha, RGB, RGBA, IDAT chunks of up to 1 GiB) that
+libpng, Pillow, OpenCV and browsers read.
 """
 
 from __future__ import annotations
