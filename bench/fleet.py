@@ -3,9 +3,10 @@
 ``python -m bench.fleet [--quick] [--only convert,fleet,spark,export]``; part of ``make bench``
 (``--only fleet`` there). Sections:
 
-- ``convert``: JPEG XL -> PNG at 1080p: decode alone, PNG encode alone (libpng's default and
-  the export's ``FAST_PNG``), and ``export --to imagefolder`` of JPEG XL frames with two workers,
-  before (default PNG) and after.
+- ``convert``: JPEG XL -> PNG at 1080p: decode alone (one and two threads on a frame), PNG
+  encode alone (libpng's default, libpng with ``FAST_PNG``, ISA-L after a SUB filter), decode +
+  encode alone on two threads, and ``export --to imagefolder`` of JPEG XL frames with two
+  workers through libpng (before, and without ``isal``) and ISA-L, and to TIFF.
 - ``fleet``: 20 writer processes log into SeaweedFS, the run is compacted but for its last
   segments, and ``imagelog.ray.read_run`` reads it through a counting proxy: records, the LIST
   requests that reached the store (none of ``images/``), sampled pixels against the local reader.
@@ -75,55 +76,83 @@ def _jxl_run(path: Path, frames: int) -> None:
             log.log(cam.frame(), source="cam", i=i)
 
 
+def _decode_encode_alone(datas: list[bytes], png: Any) -> tuple[float, float]:
+    """Decode + PNG-encode ``datas`` from memory on two threads (two frames in flight, as the
+    export runs them), nothing else: (frames/s, frames/s on 2 cores from CPU time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imagelog import codecs
+
+    jxl = codecs.get("jxl")
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda d: png(jxl.decode(d)), datas[:2]))  # warm up
+        t, cpu = time.perf_counter(), _cpu()
+        list(pool.map(lambda d: png(jxl.decode(d)), datas))
+        secs, cpu = time.perf_counter() - t, _cpu() - cpu
+    return len(datas) / secs, 2 * len(datas) / cpu
+
+
 def convert(quick: bool) -> dict[str, Any]:
-    """JPEG XL -> PNG at 1080p: each step alone, and the export with two workers."""
+    """JPEG XL -> PNG at 1080p: each step alone, decode + encode alone on two threads, and the
+    export with two workers, through ISA-L (the default with ``isal``) and libpng (without)."""
     import imagecodecs
 
-    from imagelog import codecs, export
+    from imagelog import _png, codecs, export
     from imagelog.samples import CameraSimulator
 
     arr = CameraSimulator(1920, 1080, seed=1).frame()
     jxl = codecs.get("jxl")
     data = jxl.encode(arr, jxl.params({}))
     reps = 3 if quick else 8
-    out: dict[str, Any] = {
-        "decode_jxl_s": _best(lambda: jxl.decode(data), reps),
-        "png_default_s": _best(lambda: imagecodecs.png_encode(arr), 2 if quick else 3),
-        "png_fast_s": _best(lambda: imagecodecs.png_encode(arr, **export.FAST_PNG), reps),
-        "png_default_bytes": len(imagecodecs.png_encode(arr)),
-        "png_fast_bytes": len(imagecodecs.png_encode(arr, **export.FAST_PNG)),
-        "tiff_fast_s": _best(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
-        "tiff_fast_bytes": len(imagecodecs.tiff_encode(arr, **export.FAST_TIFF)),
-        "jxl_bytes": len(data),
-        "decode_jxl_cpu_s": _cpu_per(lambda: jxl.decode(data), reps),
-        "png_fast_cpu_s": _cpu_per(lambda: imagecodecs.png_encode(arr, **export.FAST_PNG), reps),
-        "tiff_fast_cpu_s": _cpu_per(lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF), reps),
+    isal = _png.backend() == "isal"
+
+    def libpng(a: Any) -> bytes:
+        return _png.encode(a, using="libpng")
+
+    steps: dict[str, Any] = {
+        "decode_jxl": lambda: jxl.decode(data),
+        "decode_jxl_2threads": lambda: imagecodecs.jpegxl_decode(data, numthreads=2),
+        "png_libpng": lambda: libpng(arr),
+        "tiff_fast": lambda: imagecodecs.tiff_encode(arr, **export.FAST_TIFF),
     }
+    if isal:
+        steps["png_isal"] = lambda: _png.encode(arr, using="isal")
+    out: dict[str, Any] = {"png_backend": _png.backend(), "jxl_bytes": len(data)}
+    for name, fn in steps.items():
+        out[f"{name}_s"] = _best(fn, reps)
+        out[f"{name}_cpu_s"] = _cpu_per(fn, reps)
+        if not name.startswith("decode"):
+            out[f"{name}_bytes"] = len(fn())
+    out["png_default_s"] = _best(lambda: imagecodecs.png_encode(arr), 1)
+    out["png_default_bytes"] = len(imagecodecs.png_encode(arr))
     with tempfile.TemporaryDirectory(prefix="imagelog-bench-convert-") as tmp:
         frames = 24 if quick else 120
         _jxl_run(Path(tmp) / "run", frames)
         import imagelog
 
         run = imagelog.read(Path(tmp) / "run")
-        fast = dict(export.FAST_PNG)
-        cases = (("before", {}, "keep", 8 if quick else 24), ("after", fast, "keep", frames),
-                 ("tiff", fast, "tiff", frames))  # fmt: skip
+        datas = [run.read_bytes(rec) for rec in run.records()]
+        routes = {"libpng": libpng, **({"isal": _png.encode} if isal else {})}
+        for name, png in routes.items():
+            out[f"alone_{name}_fps"], out[f"alone_{name}_fps_2cores"] = _decode_encode_alone(
+                datas, png
+            )
+        found = _png._isal
+        cases = [("libpng", "keep"), ("tiff", "tiff")] + ([("isal", "keep")] if isal else [])
         try:
-            for name, settings, image_format, n in cases:
-                export.FAST_PNG.clear()
-                export.FAST_PNG.update(settings)
+            for name, image_format in cases:
+                _png._isal = found if name == "isal" else lambda: None  # type: ignore[method-assign]
                 dest = Path(tmp) / f"out-{name}"
                 t, cpu = time.perf_counter(), _cpu()
-                rep = export.export(run, dest, to="imagefolder", workers=2,
-                                    image_format=image_format,
-                                    where=f"(meta->>'$.i')::int < {n}")  # fmt: skip
+                rep = export.export(
+                    run, dest, to="imagefolder", workers=2, image_format=image_format
+                )
                 secs, cpu = time.perf_counter() - t, _cpu() - cpu
                 out[f"export_{name}_fps"] = rep.samples / secs
                 out[f"export_{name}_fps_2cores"] = 2 * rep.samples / cpu
                 out[f"export_{name}_frames"] = rep.samples
         finally:
-            export.FAST_PNG.clear()
-            export.FAST_PNG.update(fast)
+            _png._isal = found  # type: ignore[method-assign]
         out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return out
 
@@ -391,29 +420,47 @@ def table(res: dict[str, Any]) -> str:
     rows = ["## Past one machine (docs/fleet.md)", ""]
     c = res.get("convert")
     if c:
+
+        def step(what: str, key: str) -> str:
+            t, cpu = c[f"{key}_s"], c[f"{key}_cpu_s"]
+            size = (
+                f"{c[f'{key}_bytes']:,}" if f"{key}_bytes" in c else f"{c['jxl_bytes']:,} (JPEG XL)"
+            )
+            return f"| {what} | {t * 1e3:.0f} ms | {cpu * 1e3:.0f} ms | {1 / t:.1f} | {2 / cpu:.1f} | {size} |"
+
+        def rate(what: str, key: str) -> str:
+            return f"| {what} | | | {c[f'{key}_fps']:.1f} | {c[f'{key}_fps_2cores']:.1f} | |"
+
+        best = "isal" if "png_isal_s" in c else "libpng"
         rows += [
-            "JPEG XL -> PNG at 1080p (camera-like RGB):",
+            f"JPEG XL -> PNG at 1080p (camera-like RGB; conversions' PNG encoder here: {c['png_backend']}):",
             "",
-            "| step | time per frame | frames/s | frames/s on 2 cores (from CPU time) | bytes |",
-            "|---|---:|---:|---:|---:|",
-            f"| JPEG XL decode (1 thread) | {c['decode_jxl_s'] * 1e3:.0f} ms | "
-            f"{1 / c['decode_jxl_s']:.1f} | | {c['jxl_bytes']:,} |",
-            f"| PNG encode, libpng default | {c['png_default_s'] * 1e3:.0f} ms | "
+            "| step | time per frame | CPU per frame | frames/s | frames/s on 2 cores (from CPU time) | bytes |",
+            "|---|---:|---:|---:|---:|---:|",
+            step("JPEG XL decode, 1 thread", "decode_jxl"),
+            step("JPEG XL decode, 2 threads on one frame", "decode_jxl_2threads"),
+            f"| PNG encode, libpng default | {c['png_default_s'] * 1e3:.0f} ms | | "
             f"{1 / c['png_default_s']:.1f} | | {c['png_default_bytes']:,} |",
-            f"| PNG encode, FAST_PNG | {c['png_fast_s'] * 1e3:.0f} ms | "
-            f"{1 / c['png_fast_s']:.1f} | | {c['png_fast_bytes']:,} |",
-            f"| TIFF encode, FAST_TIFF | {c['tiff_fast_s'] * 1e3:.0f} ms | "
-            f"{1 / c['tiff_fast_s']:.1f} | | {c['tiff_fast_bytes']:,} |",
-            f"| export jxl->png, 2 workers, libpng default (before) | | "
-            f"{c['export_before_fps']:.1f} | {c['export_before_fps_2cores']:.1f} | |",
-            f"| export jxl->png, 2 workers, FAST_PNG | | {c['export_after_fps']:.1f} | "
-            f"{c['export_after_fps_2cores']:.1f} | |",
-            f"| export jxl->tif (`--image-format tiff`), 2 workers | | "
-            f"{c['export_tiff_fps']:.1f} | {c['export_tiff_fps_2cores']:.1f} | |",
+            step("PNG encode, libpng `FAST_PNG` (without isal)", "png_libpng"),
+            *(
+                [step("PNG encode, SUB filter + ISA-L level 1 (with isal)", "png_isal")]
+                if best == "isal"
+                else []
+            ),
+            step("TIFF encode, `FAST_TIFF`", "tiff_fast"),
+            rate("decode + PNG (libpng) alone, 2 threads", "alone_libpng"),
+            *(
+                [rate("decode + PNG (ISA-L) alone, 2 threads", "alone_isal")]
+                if best == "isal"
+                else []
+            ),
+            rate("export jxl->png, 2 workers, libpng (before)", "export_libpng"),
+            *([rate("export jxl->png, 2 workers, ISA-L", "export_isal")] if best == "isal" else []),
+            rate("export jxl->tif (`--image-format tiff`), 2 workers", "export_tiff"),
             "",
-            f"CPU time per frame: decode {c['decode_jxl_cpu_s'] * 1e3:.0f} ms, FAST_PNG "
-            f"{c['png_fast_cpu_s'] * 1e3:.0f} ms, FAST_TIFF {c['tiff_fast_cpu_s'] * 1e3:.0f} ms "
-            f"(load average at the end: {c['load']})",
+            f"The export reaches {c[f'export_{best}_fps_2cores'] / c[f'alone_{best}_fps_2cores']:.0%} "
+            f"of decode + encode alone on 2 cores ({c[f'export_{best}_frames']} frames; "
+            f"load average at the end: {c['load']}).",
             "",
         ]
     f = res.get("fleet")

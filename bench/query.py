@@ -182,12 +182,27 @@ def reads(run_dir: Path, n: int) -> dict[str, Any]:
 
 
 def _export(run_dir: str, to: str, where: str, out: str) -> dict[str, Any]:
+    from bench.fleet import _cpu
     from imagelog.export import export
 
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), _cpu()
     rep = export(imagelog.read(run_dir), out, to=to, where=where)
     return {"seconds": time.perf_counter() - t, "samples": rep.samples, "bytes": rep.bytes,
-            "converted": rep.converted}  # fmt: skip
+            "converted": rep.converted, "cpu_s": _cpu() - cpu}  # fmt: skip
+
+
+def _alone(run_dir: str, where: str, frames: str) -> dict[str, Any]:
+    """Decode + PNG-encode the images of the ``where`` records from memory on two threads, as
+    many frames as the export converted, and nothing else (what the export could reach)."""
+    from bench.fleet import _decode_encode_alone
+    from imagelog import _png
+
+    run = imagelog.read(run_dir)
+    recs = {r["file"]["path"]: r for r in run.records(where=where)}
+    datas = [run.read_bytes(r) for r in recs.values()]
+    n = int(frames)
+    fps, fps_2cores = _decode_encode_alone([datas[i % len(datas)] for i in range(n)], _png.encode)
+    return {"fps": fps, "fps_2cores": fps_2cores, "frames": n, "png": _png.backend()}
 
 
 def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[str, Any]]:
@@ -209,6 +224,8 @@ def exports(folder: Path, real: list[dict[str, Any]], frames: int) -> list[dict[
     res.update(to="imagefolder", what="1080p JPEG XL, converted to PNG")
     out.append(res)
     shutil.rmtree(dest, ignore_errors=True)
+    print("  query: decode + encode alone", file=sys.stderr, flush=True)
+    res["alone"] = child(["--alone", str(folder), "format = 'jxl'", str(res["samples"])])
     return out
 
 
@@ -273,6 +290,13 @@ def table(res: dict[str, Any]) -> str:
     for e in res["exports"]:
         rows.append(f"| {e['what']} | {e['samples']:,} | {e['to']} | {e['samples'] / e['seconds']:.0f} | "
                     f"{e['bytes'] / 1e6 / e['seconds']:.0f} | {e['peak_rss_mb']:.0f} MB |")  # fmt: skip
+    for e in res["exports"]:
+        if "alone" in e and "cpu_s" in e:
+            a = e["alone"]
+            rows += ["", f"JPEG XL -> PNG ({a['png']}): the export {e['samples'] / e['seconds']:.1f} "
+                     f"frames/s, {2 * e['samples'] / e['cpu_s']:.1f} on 2 cores by CPU time; decode + "
+                     f"encode alone on two threads {a['fps']:.1f} frames/s, {a['fps_2cores']:.1f} on 2 "
+                     "cores (the same frames, nothing else)."]  # fmt: skip
     return "\n".join(rows)
 
 
@@ -281,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.query", description=__doc__)
     p.add_argument("--measure", nargs=2, metavar=("NAME", "RUN"))
     p.add_argument("--export", nargs=4, metavar=("RUN", "TO", "WHERE", "OUT"))
+    p.add_argument("--alone", nargs=3, metavar=("RUN", "WHERE", "FRAMES"))
     p.add_argument("--records", type=int, action="append", help="run sizes (repeatable)")
     p.add_argument("--dir", help="where to make the runs (default: a temporary folder)")
     p.add_argument("--quick", action="store_true")
@@ -291,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if a.export:
         print(json.dumps(_export(*a.export)))
+        return 0
+    if a.alone:
+        print(json.dumps(_alone(*a.alone)))
         return 0
     res = run(a.quick, a.records, Path(a.dir) if a.dir else None)
     if a.out:

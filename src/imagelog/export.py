@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _png
 from ._export_outputs import _ImageFolder, _Output, _Parquet, _WebDataset
 from ._extras import require
 from .errors import KeyOutsideRun
@@ -107,12 +108,8 @@ def _pillow_reads(rec: dict[str, Any], data: bytes) -> bool:
     return _PROBED[key]
 
 
-#: PNG settings of conversions: deflate level 1, Huffman only, the SUB filter on every row (no
-#: search). At 1080p about 30x faster to write than libpng's default, and no larger
-#: (bench/fleet.py, "convert").
-FAST_PNG: dict[str, int] = {"level": 1, "strategy": 2, "filter": 16}
 #: TIFF settings of ``image_format="tiff"``: zstd level 1 after the horizontal predictor, about
-#: as small as ``FAST_PNG`` and 4x faster to write; Pillow reads it (its libtiff has zstd).
+#: as small as the PNG of conversions and faster to write; Pillow reads it (its libtiff has zstd).
 FAST_TIFF: dict[str, Any] = {"compression": "zstd", "level": 1, "predictor": 2}
 
 
@@ -124,11 +121,13 @@ def encode_as(arr: np.ndarray[Any, Any], fmt: str, *, what: str = "the image") -
     channels = 1 if arr.ndim == 2 else int(arr.shape[2])
     pixels = arr.astype(np.uint8) if arr.dtype == np.bool_ else arr  # 0 and 1, as logged
     if fmt == "tiff":
-        if pixels.dtype in (np.float32, np.float64):
-            return bytes(imagecodecs.tiff_encode(pixels))  # float: Pillow reads mode F
-        return bytes(imagecodecs.tiff_encode(pixels, **FAST_TIFF))
-    if fmt == "png" and pixels.dtype in (np.uint8, np.uint16):
-        return bytes(imagecodecs.png_encode(pixels, **FAST_PNG))
+        from .codecs.tiff import layout
+
+        if pixels.dtype in (np.float32, np.float64):  # Pillow reads gray float (mode F)
+            return bytes(imagecodecs.tiff_encode(pixels, **layout(pixels)))
+        return bytes(imagecodecs.tiff_encode(pixels, **FAST_TIFF, **layout(pixels)))
+    if fmt == "png" and pixels.dtype in (np.uint8, np.uint16) and channels <= 4:
+        return _png.encode(pixels)
     if fmt == "jpeg" and pixels.dtype == np.uint8 and channels in (1, 3):
         return bytes(imagecodecs.jpeg8_encode(pixels, level=95))
     raise ValueError(
@@ -141,7 +140,8 @@ def _encode(arr: np.ndarray[Any, Any], fmt: str) -> tuple[bytes, str]:
     """Encode pixels for a target that cannot read the stored format; returns (bytes, ext)."""
     if fmt == "jpeg" and arr.dtype == np.uint8:
         return encode_as(arr, "jpeg"), "jpg"
-    if fmt != "tiff" and (arr.dtype in (np.uint8, np.uint16) or arr.dtype == np.bool_):
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
+    if fmt != "tiff" and arr.dtype in (np.uint8, np.uint16, np.bool_) and channels <= 4:
         return encode_as(arr, "png"), "png"
     return encode_as(arr, "tiff"), "tif"  # float (or asked for): lossless, Pillow reads it
 
@@ -358,7 +358,7 @@ def _for_target(
         if to == "webdataset" and fmt == "npy":
             # imagelog's .npy is zstd- or lz4-compressed; webdataset decodes plain .npy itself
             buf = io.BytesIO()
-            np.save(buf, run.load(rec), allow_pickle=False)
+            np.save(buf, run._decode(rec, data), allow_pickle=False)
             return buf.getvalue(), "npy", True
         if _pillow_reads(rec, data):
             return data, ext, False
@@ -367,7 +367,7 @@ def _for_target(
         target = image_format
         if _EXT.get(fmt, fmt) == _EXT.get(target, target):
             return data, ext, False
-    arr = run.load(rec)
+    arr = run._decode(rec, data)  # the bytes read once (one GET on S3)
     new, new_ext = _encode(arr, target)
     return new, new_ext, True
 

@@ -176,7 +176,12 @@ class Run:
         """
         if convert not in (None, "rgb"):
             raise ValueError(f"convert must be None or 'rgb', got {convert!r}")
-        data = self.read_bytes(rec)
+        return self._decode(rec, self.read_bytes(rec), convert)
+
+    def _decode(
+        self, rec: dict[str, Any], data: bytes, convert: str | None = None
+    ) -> np.ndarray[Any, Any]:
+        """``load`` of a record whose stored bytes are read already."""
         image = rec.get("image") or {}
         fmt = str(image.get("format", ""))
         enc = (image.get("encoder") or {}).get("name")

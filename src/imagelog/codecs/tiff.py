@@ -15,6 +15,21 @@ from .base import Codec, Pixels
 _PREFIX = "imagelog:"
 
 
+def layout(pixels: Pixels) -> dict[str, Any]:
+    """``tiff_encode`` arguments that make ``HxW`` or ``HxWxC`` one page of C samples a pixel.
+
+    Left to guess, libtiff's wrapper writes HxWxC as H pages of WxC unless C is 3 or 4 and the
+    dtype 8 or 16 bit (a float32 RGB frame, a gray + alpha one).
+    """
+    channels = 1 if pixels.ndim == 2 else int(pixels.shape[2])
+    if channels == 1:
+        return {"photometric": "minisblack"}
+    if channels in (3, 4):
+        return {"photometric": "rgb"}
+    extra = "unassalpha" if channels == 2 else "unspecified"
+    return {"photometric": "minisblack", "planarconfig": "contig", "extrasample": extra}
+
+
 class TIFF(Codec):
     """TIFF, lossless; the record in the ImageDescription tag."""
 
@@ -38,13 +53,10 @@ class TIFF(Codec):
         return self._encode(pixels, params, _PREFIX + ascii_json(record_json)), True
 
     def _encode(self, pixels: Pixels, params: Mapping[str, Any], description: str | None) -> bytes:
-        # Say HxWxC is one RGB(A) page: left to guess, libtiff writes a float32 HxWx3 frame as H
-        # pages of Wx3 (it guesses RGB only for uint8/uint16 with 3-4 samples).
-        photometric = "rgb" if pixels.ndim == 3 else "minisblack"
         return bytes(
             imagecodecs.tiff_encode(
                 pixels,
-                photometric=photometric,
+                **layout(pixels),
                 compression=params["compression"],
                 level=params["level"],
                 predictor=params["predictor"],
