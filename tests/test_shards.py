@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -569,3 +570,128 @@ def test_show_of_a_shard_file_says_what_it_is(
     assert cli.main(["show", str(shards_of(sharded)[0])]) == 1
     err = capsys.readouterr().err
     assert "a shard of small images" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_batch_of_members_is_one_write_per_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add_many writes the members bound for one shard with one write(); a write that fails
+    half way is cut back and returned, the members of the shard before it stay stored."""
+    import errno
+
+    import imagelog._shards as shards_mod
+
+    real = shards_mod._write_all
+    writes: list[int] = []
+
+    def counted(fd: int, data: bytes) -> None:
+        writes.append(len(data))
+        real(fd, data)
+
+    monkeypatch.setattr(shards_mod, "_write_all", counted)
+    w, _ = _writer(tmp_path)
+    files, error = w.add_many([(START_NS, f"{i}.png", bytes([i]) * 300) for i in range(5)])
+    assert error is None and len(writes) == 1 and len(files) == 5
+    # the next hour's members go to a shard of their own: one write each, the first one kept
+    items = [(START_NS + HOUR, "x.png", b"x" * 300), (START_NS + 2 * HOUR, "y.png", b"y" * 300)]
+
+    def fail_second(fd: int, data: bytes) -> None:
+        if len(writes) == 2:
+            writes.append(len(data))
+            real(fd, data[:100])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        counted(fd, data)
+
+    monkeypatch.setattr(shards_mod, "_write_all", fail_second)
+    kept, error = w.add_many(items)
+    assert isinstance(error, OSError) and [f["member"] for f in kept] == ["x.png"]
+    w.close()
+    for f in (*files, *kept):
+        data = (tmp_path / f["path"]).read_bytes()
+        assert data[f["offset"] : f["offset"] + f["size"]] in {
+            bytes([i]) * 300 for i in range(5)
+        } | {b"x" * 300}
+    for shard in shards_of(tmp_path):
+        found, _, torn = scan(shard.read_bytes())
+        assert not torn and [m.name for m in found] in (
+            [f"{i}.png" for i in range(5)],
+            ["x.png"],
+            [],
+        )
+
+
+def _queued_then_written(run_dir: Path, cam: CameraSimulator, n: int, **kw: Any) -> ImageLog:
+    """A log whose workers start only once ``n`` frames are queued (so one worker takes them
+    together)."""
+    from imagelog._pipeline import Pipeline
+
+    log = imagelog.open(run_dir, format="png", shard_under="64KiB", workers=1, **kw)
+    start = Pipeline.start
+    Pipeline.start = lambda self: None  # type: ignore[method-assign]
+    try:
+        for i in range(n):
+            log.log(cam.frame(), i=i)
+    finally:
+        Pipeline.start = start  # type: ignore[method-assign]
+    log._pipeline.start()
+    return log
+
+
+def test_frames_queued_together_go_in_with_one_write_and_one_index_append(
+    run_dir: Path, cam: CameraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small frames a worker finds queued are written together: one shard write and one index
+    append for the batch, each frame its own member and record."""
+    import imagelog._shards as shards_mod
+    from imagelog.index import IndexWriter
+
+    writes: list[int] = []
+    appends: list[int] = []
+    real_write, real_append = shards_mod._write_all, IndexWriter._append
+
+    def write(fd: int, data: bytes) -> None:
+        writes.append(len(data))
+        real_write(fd, data)
+
+    def append(self: IndexWriter, by_hour: dict[str, list[str]]) -> None:
+        appends.append(sum(map(len, by_hour.values())))
+        real_append(self, by_hour)
+
+    monkeypatch.setattr(shards_mod, "_write_all", write)
+    monkeypatch.setattr(IndexWriter, "_append", append)
+    log = _queued_then_written(run_dir, cam, 20)
+    log.close()
+    assert appends == [20] and len(writes) == 2  # the members, then the trailer at close
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    assert sorted(r["meta"]["i"] for r in recs) == list(range(20))
+    assert len({r["file"]["offset"] for r in recs}) == 20
+    for r in recs:
+        assert run.load(r).shape == (24, 32, 3)
+    assert not verify(run, sample=1.0).damaged
+
+
+def test_a_batch_whose_write_fails_is_failed_frame_by_frame(
+    run_dir: Path, cam: CameraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at a batch's shard write: every frame of it is counted failed with its own
+    record, none is indexed as logged, and the shard keeps no part of them."""
+    import errno
+
+    import imagelog._shards as shards_mod
+
+    def full(fd: int, data: bytes) -> None:
+        os.write(fd, data[: len(data) // 3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards_mod, "_write_all", full)
+    log = _queued_then_written(run_dir, cam, 12, strict=False)
+    assert log.flush(PATIENCE)
+    monkeypatch.undo()
+    log.close()
+    stats = log.stats()
+    assert stats["failed"] == 12 and stats["written"] == 0
+    recs = list(imagelog.read(run_dir).records(include_events=True))
+    assert sorted(r["meta"]["i"] for r in recs) == list(range(12))
+    assert {r["event"]["action"] for r in recs} == {"failed"}
+    assert all(scan(p.read_bytes())[0] == [] for p in shards_of(run_dir))

@@ -89,6 +89,7 @@ class Pipeline:
             if not settings.shard_under
             else ShardWriter(
                 store, writer, append_line=self.index.append_line,
+                append_lines=self.index.append_lines,
                 max_bytes=settings.shard_bytes, max_age=settings.shard_age,
                 sync=settings.fsync is Fsync.ALL, report=self.report,
             )
