@@ -410,8 +410,9 @@ def test_a_failed_write_leaves_no_part_of_its_member(
     a = w.add(START_NS, "a.png", b"a" * 700)
     real = shards_mod._write_all
 
-    def half(fd: int, data: bytes) -> None:
-        real(fd, data[: len(data) // 2])
+    def half(fd: int, parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        real(fd, [data[: len(data) // 2]])
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(shards_mod, "_write_all", half)
@@ -584,9 +585,9 @@ def test_a_batch_of_members_is_one_write_per_shard(
     real = shards_mod._write_all
     writes: list[int] = []
 
-    def counted(fd: int, data: bytes) -> None:
-        writes.append(len(data))
-        real(fd, data)
+    def counted(fd: int, parts: list[bytes]) -> None:
+        writes.append(len(parts))
+        real(fd, parts)
 
     monkeypatch.setattr(shards_mod, "_write_all", counted)
     w, _ = _writer(tmp_path)
@@ -595,12 +596,12 @@ def test_a_batch_of_members_is_one_write_per_shard(
     # the next hour's members go to a shard of their own: one write each, the first one kept
     items = [(START_NS + HOUR, "x.png", b"x" * 300), (START_NS + 2 * HOUR, "y.png", b"y" * 300)]
 
-    def fail_second(fd: int, data: bytes) -> None:
+    def fail_second(fd: int, parts: list[bytes]) -> None:
         if len(writes) == 2:
-            writes.append(len(data))
-            real(fd, data[:100])
+            writes.append(len(parts))
+            real(fd, [b"".join(parts)[:100]])
             raise OSError(errno.ENOSPC, "No space left on device")
-        counted(fd, data)
+        counted(fd, parts)
 
     monkeypatch.setattr(shards_mod, "_write_all", fail_second)
     kept, error = w.add_many(items)
@@ -649,9 +650,9 @@ def test_frames_queued_together_go_in_with_one_write_and_one_index_append(
     appends: list[int] = []
     real_write, real_append = shards_mod._write_all, IndexWriter._append
 
-    def write(fd: int, data: bytes) -> None:
-        writes.append(len(data))
-        real_write(fd, data)
+    def write(fd: int, parts: list[bytes]) -> None:
+        writes.append(len(parts))
+        real_write(fd, parts)
 
     def append(self: IndexWriter, by_hour: dict[str, list[str]]) -> None:
         appends.append(sum(map(len, by_hour.values())))
@@ -680,7 +681,8 @@ def test_a_batch_whose_write_fails_is_failed_frame_by_frame(
 
     import imagelog._shards as shards_mod
 
-    def full(fd: int, data: bytes) -> None:
+    def full(fd: int, parts: list[bytes]) -> None:
+        data = b"".join(parts)
         os.write(fd, data[: len(data) // 3])
         raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -695,3 +697,26 @@ def test_a_batch_whose_write_fails_is_failed_frame_by_frame(
     assert sorted(r["meta"]["i"] for r in recs) == list(range(12))
     assert {r["event"]["action"] for r in recs} == {"failed"}
     assert all(scan(p.read_bytes())[0] == [] for p in shards_of(run_dir))
+
+
+def test_short_writes_go_on_where_they_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writev() that takes only part of the members (a signal, a pipe-like file) is called
+    again for the rest, from the byte where it stopped."""
+    real = os.writev
+
+    def short(fd: int, buffers: list[memoryview]) -> int:
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:700]])
+
+    monkeypatch.setattr(os, "writev", short)
+    w, _ = _writer(tmp_path)
+    data = [bytes([i]) * (100 + 400 * i) for i in range(6)]
+    files, error = w.add_many([(START_NS, f"{i}.png", d) for i, d in enumerate(data)])
+    monkeypatch.undo()
+    w.close()
+    assert error is None
+    raw = (tmp_path / files[0]["path"]).read_bytes()
+    found, _, torn = scan(raw)
+    assert not torn and [m.name for m in found] == [f"{i}.png" for i in range(6)]
+    assert [raw[f["offset"] : f["offset"] + f["size"]] for f in files] == data

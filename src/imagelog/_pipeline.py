@@ -56,6 +56,10 @@ BATCH_FRAMES = 32
 #: encoders busy, one frame each.
 BATCH_FRAME_BYTES = 256 * 1024
 
+#: A batch's encoded shard members are written once they reach this many bytes (and at its
+#: end): holding more costs fresh pages for every batch (the allocator gives them back).
+STAGED_BYTES = 128 * 1024
+
 #: Records (drops, failures) held in memory while the index cannot be written (a full disk);
 #: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
 MAX_HELD_RECORDS = 10_000
@@ -389,10 +393,12 @@ class Pipeline:
             self._process(batch)
 
     def _process(self, batch: list[Item]) -> None:
-        """Write a batch of queued items: frames of shard members together at the end."""
+        """Write a batch of queued items; frames bound for shards are written together, once
+        ``STAGED_BYTES`` of them are encoded and at the end."""
         staged: list[tuple[FrameJob, Member, float]] = []
+        finished = 0  # items of the batch done with
         try:
-            for item in batch:
+            for at, item in enumerate(batch, 1):
                 try:
                     payload = item.payload
                     if isinstance(payload, FrameJob):
@@ -406,15 +412,24 @@ class Pipeline:
                         self.index.append(payload.record, payload.created_ns)
                 except BaseException as exc:
                     self._unwritten(item.payload, exc)
+                if sum(len(m.data) for _, m, _ in staged) >= STAGED_BYTES:
+                    self._write_staged(staged)
+                    staged = []
+                    self._finish(batch[finished:at])
+                    finished = at
             if staged:
                 self._write_staged(staged)
         finally:
-            for item in batch:
-                if isinstance(item.payload, FrameJob):
-                    self.recycle(item.payload)
-                    if self.ring is not None:
-                        self.ring.written(item.payload)
-                self.queue.done(item)
+            self._finish(batch[finished:])
+
+    def _finish(self, items: list[Item]) -> None:
+        """Items written (or failed): their buffers back to the pool, their bytes off the queue."""
+        for item in items:
+            if isinstance(item.payload, FrameJob):
+                self.recycle(item.payload)
+                if self.ring is not None:
+                    self.ring.written(item.payload)
+            self.queue.done(item)
 
     def _unwritten(self, payload: FrameJob | EventJob, exc: BaseException) -> None:
         """A queued frame or event line the write path could not store: a counted failure, a

@@ -46,7 +46,9 @@ BLOCK = 512
 #: The end-of-archive marker: two zero blocks.
 TRAILER = bytes(2 * BLOCK)
 _ZERO = bytes(BLOCK)
+_PAD = memoryview(_ZERO)
 _HOUR_NS = 3600 * 10**9
+_IOV_MAX = 1024
 
 
 def _template() -> bytes:
@@ -83,7 +85,12 @@ def member_bytes(size: int) -> int:
 
 def tar_member(name: str, data: bytes, mtime: int) -> bytes:
     """A whole tar member: header, data, zero padding to the block size."""
-    return b"".join((tar_header(name, len(data), mtime), data, bytes(-len(data) % BLOCK)))
+    return b"".join(_member_parts(name, data, mtime))
+
+
+def _member_parts(name: str, data: bytes, mtime: int) -> tuple[bytes, bytes, memoryview]:
+    """A member as its header, data and padding (written with ``writev``, never joined)."""
+    return tar_header(name, len(data), mtime), data, _PAD[: -len(data) % BLOCK]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -233,33 +240,34 @@ class ShardWriter:
         """Append members ``(created_ns, name, data)``, in order, with one ``write()`` per shard
         they go into; the ``file.*`` fields of those stored, and the error that stopped the rest
         (a failed write leaves no part of its members: the shard is cut back)."""
-        members = [tar_member(name, data, created_ns // 1_000_000_000)
+        members = [_member_parts(name, data, created_ns // 1_000_000_000)
                    for created_ns, name, data in items]  # fmt: skip
         files: list[dict[str, Any]] = []
         done: list[_Shard] = []
         error: BaseException | None = None
         with self._lock:
             now = self.clock()
-            chunk: list[bytes] = []  # members not yet written, all for ``shard``
-            pending = 0  # their bytes
+            chunk: list[bytes | memoryview] = []  # parts of members not yet written (to ``shard``)
+            count = pending = 0  # those members, their bytes
             shard: _Shard | None = None
             checked: set[str] = set()
             for (created_ns, name, data), member in zip(items, members, strict=True):
+                size = member_bytes(len(data))
                 hour = hour_of(created_ns)
                 target = self._open.get(hour)
                 if target is not shard and chunk:
                     assert shard is not None
-                    error, pending = self._put(shard, chunk, files), 0
+                    error, pending, count = self._put(shard, chunk, count, files), 0, 0
                     if error is not None:
                         break
                 if target is not None and (
-                    target.size + pending + len(member) > self.max_bytes
+                    target.size + pending + size > self.max_bytes
                     or now - target.opened >= self.max_age
                     or (target.key not in checked and target.fd >= 0
                         and os.fstat(target.fd).st_nlink == 0)  # deleted under us
                 ):  # fmt: skip
                     if chunk:
-                        error, pending = self._put(target, chunk, files), 0
+                        error, pending, count = self._put(target, chunk, count, files), 0, 0
                         if error is not None:
                             break
                     done.append(self._detach(hour))
@@ -277,32 +285,35 @@ class ShardWriter:
                 shard = target
                 files.append({"path": shard.key, "offset": shard.size + pending + BLOCK,
                               "size": len(data), "member": name})  # fmt: skip
-                chunk.append(member)
-                pending += len(member)
+                chunk += member
+                count += 1
+                pending += size
             else:
                 if chunk:
                     assert shard is not None
-                    error = self._put(shard, chunk, files)
+                    error = self._put(shard, chunk, count, files)
         for old in done:  # the frames just stored are not the ones a failed close loses
             self._close(old)
         return files, error
 
     def _put(
-        self, shard: _Shard, chunk: list[bytes], files: list[dict[str, Any]]
+        self,
+        shard: _Shard,
+        chunk: list[bytes | memoryview],
+        count: int,
+        files: list[dict[str, Any]],
     ) -> BaseException | None:
-        """Under the lock: write the members in ``chunk`` (the last of ``files``) to ``shard``
-        in one ``write()``; on failure cut the shard back, drop them from ``files`` and return
-        the error."""
-        if not chunk:
-            return None
-        data = chunk[0] if len(chunk) == 1 else b"".join(chunk)
+        """Under the lock: write the parts in ``chunk`` (the last ``count`` members of ``files``)
+        to ``shard`` in one ``writev()``; on failure cut the shard back, drop them from
+        ``files`` and return the error."""
+        size = sum(map(len, chunk))
         if shard.fd >= 0:
             try:
-                _write_all(shard.fd, data)
+                _write_all(shard.fd, chunk)
                 if self.sync:
                     os.fsync(shard.fd)
             except Exception as exc:  # maybe part written (a full disk): cut it off again
-                del files[len(files) - len(chunk) :]
+                del files[len(files) - count :]
                 chunk.clear()
                 try:
                     os.ftruncate(shard.fd, shard.size)
@@ -314,9 +325,9 @@ class ShardWriter:
                     shard.fd = -1
                 return exc
         else:
-            shard.buf.append(data)
+            shard.buf.append(b"".join(chunk))
             self._start_timer()
-        shard.size += len(data)
+        shard.size += size
         chunk.clear()
         return None
 
@@ -396,7 +407,7 @@ class ShardWriter:
         of the whole tar, then its members' index lines."""
         if shard.fd >= 0:
             try:
-                _write_all(shard.fd, TRAILER)
+                _write_all(shard.fd, [TRAILER])
                 if self.sync:
                     os.fsync(shard.fd)
             finally:
@@ -453,10 +464,18 @@ class ShardWriter:
             self.roll(older_than=self.max_age)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` one after the other, all of them (``writev``: no joined copy)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    at = 0
+    while at < len(views):
+        n = os.writev(fd, views[at : at + _IOV_MAX])
+        while n > 0:
+            if n >= len(views[at]):
+                n -= len(views[at])
+                at += 1
+            else:
+                views[at], n = views[at][n:], 0
 
 
 def _cut(buf: list[bytes], n: int) -> None:
