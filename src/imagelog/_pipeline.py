@@ -397,8 +397,10 @@ class Pipeline:
         ``STAGED_BYTES`` of them are encoded and at the end."""
         staged: list[tuple[FrameJob, Member, float]] = []
         finished = 0  # items of the batch done with
+        size = 0  # bytes staged
         try:
             for at, item in enumerate(batch, 1):
+                before = len(staged)
                 try:
                     payload = item.payload
                     if isinstance(payload, FrameJob):
@@ -412,9 +414,11 @@ class Pipeline:
                         self.index.append(payload.record, payload.created_ns)
                 except BaseException as exc:
                     self._unwritten(item.payload, exc)
-                if sum(len(m.data) for _, m, _ in staged) >= STAGED_BYTES:
+                if len(staged) > before:
+                    size += len(staged[-1][1].data)
+                if size >= STAGED_BYTES:
                     self._write_staged(staged)
-                    staged = []
+                    staged, size = [], 0
                     self._finish(batch[finished:at])
                     finished = at
             if staged:
@@ -499,16 +503,16 @@ class Pipeline:
         except BaseException as exc:
             errors = [exc] * len(staged)
         write_s = (time.perf_counter() - t1) / len(staged)
-        worked = False
+        done = []
         for (job, member, encode_s), error in zip(staged, errors, strict=True):
             if error is None:
-                worked = True
-                self._written(job, len(member.data), encode_s, write_s)
+                done.append((job, len(member.data), encode_s, write_s))
                 continue
             if isinstance(error, OSError):
                 self._storage_failed(error)
             self._unwritten(job, error)
-        if worked:
+        if done:
+            self._written(done)
             self._storage_worked()
 
     def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
@@ -593,31 +597,34 @@ class Pipeline:
             self.store, self.index, self.shards, self.settings, key, data, rec, body, embedded,
             job.created_ns,
         )  # fmt: skip
-        self._written(job, len(data), t1 - t0, time.perf_counter() - t1)
+        self._written([(job, len(data), t1 - t0, time.perf_counter() - t1)])
         return False
 
-    def _written(self, job: FrameJob, n: int, encode_s: float, write_s: float) -> None:
-        """Count a stored frame (``n`` bytes) and run the ``on_written`` hooks and the encoding
-        checks on its record."""
+    def _written(self, done: list[tuple[FrameJob, int, float, float]]) -> None:
+        """Count stored frames (job, bytes, encode and write seconds; one lock for them all) and
+        run the ``on_written`` hooks and the encoding checks on their records."""
         with self.stats.lock:
-            counts, mine = self.stats.counts, self.stats.by_source[job.source]
-            counts["written"] += 1
-            counts["bytes_written"] += n
-            mine["written"] += 1
-            mine["bytes_written"] += n
-            if job.trigger is not None:
-                counts["triggered"] += 1
-                mine["triggered"] += 1
-            counts["encode_ns"] += int(encode_s * 1e9)
-            counts["write_ns"] += int(write_s * 1e9)
-        checks = job.frame.pixels is not None and self.checker.due()
-        if not self.on_written and not checks:
-            return
-        final = ordered(job.record)  # schema order for the hooks and encoding events (a copy)
-        for hook in self.on_written:
-            hook(final)
-        if checks:
-            self.checker.run(job, final)
+            counts, by_source = self.stats.counts, self.stats.by_source
+            for job, n, encode_s, write_s in done:
+                mine = by_source[job.source]
+                counts["written"] += 1
+                counts["bytes_written"] += n
+                mine["written"] += 1
+                mine["bytes_written"] += n
+                if job.trigger is not None:
+                    counts["triggered"] += 1
+                    mine["triggered"] += 1
+                counts["encode_ns"] += int(encode_s * 1e9)
+                counts["write_ns"] += int(write_s * 1e9)
+        for job, _, _, _ in done:
+            checks = job.frame.pixels is not None and self.checker.due()
+            if not self.on_written and not checks:
+                continue
+            final = ordered(job.record)  # schema order for the hooks and encoding events (a copy)
+            for hook in self.on_written:
+                hook(final)
+            if checks:
+                self.checker.run(job, final)
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
