@@ -720,3 +720,22 @@ def test_short_writes_go_on_where_they_stopped(
     found, _, torn = scan(raw)
     assert not torn and [m.name for m in found] == [f"{i}.png" for i in range(6)]
     assert [raw[f["offset"] : f["offset"] + f["size"]] for f in files] == data
+
+
+def test_only_small_frames_still_to_encode_take_others_along() -> None:
+    """A worker takes more queued items along only after an event line or a small frame: a
+    large frame, or one a ring trigger took (encoded already), keeps the other worker busy."""
+    from imagelog._jobs import EventJob, FrameJob
+    from imagelog._pipeline import _batchable
+    from imagelog._queue import Item
+    from imagelog.frames import normalise
+
+    def job(shape: tuple[int, ...], encoded: bytes | None = None) -> Item:
+        frame = normalise(np.zeros(shape, np.uint8), copy=False)
+        codec, params = imagelog.codecs.resolve("png", dtype="uint8", channels=3)
+        return Item(FrameJob(frame, {}, codec, params, START_NS, "cam", encoded=encoded), 0)
+
+    assert _batchable(job((128, 128, 3)))
+    assert _batchable(Item(EventJob({}, START_NS), 0))
+    assert not _batchable(job((1080, 1920, 3)))
+    assert not _batchable(job((128, 128, 3), encoded=b"png bytes"))

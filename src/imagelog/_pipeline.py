@@ -381,7 +381,7 @@ class Pipeline:
                 continue
             batch = [item]
             # small frames already queued come along: their members go in together
-            while batching and len(batch) < BATCH_FRAMES and item.nbytes <= BATCH_FRAME_BYTES:
+            while batching and len(batch) < BATCH_FRAMES and _batchable(item):
                 try:
                     item = self.queue.get(timeout=0)
                 except QueueClosed:
@@ -680,6 +680,20 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
+
+
+def _batchable(item: Item) -> bool:
+    """Whether a queued item may take more along (``_run``): an event line, or a small frame
+    still to be encoded (not one a ring trigger took)."""
+    job = item.payload
+    if isinstance(job, EventJob):
+        return True
+    if not isinstance(job, FrameJob) or job.encoded is not None:
+        return False
+    frame = job.frame
+    if frame.encoded is not None:
+        return len(frame.encoded) <= BATCH_FRAME_BYTES
+    return frame.pixels is not None and frame.pixels.nbytes <= BATCH_FRAME_BYTES
 
 
 def _lower_priority(nice: int) -> None:
