@@ -739,3 +739,23 @@ def test_only_small_frames_still_to_encode_take_others_along() -> None:
     assert _batchable(Item(EventJob({}, START_NS), 0))
     assert not _batchable(job((1080, 1920, 3)))
     assert not _batchable(job((128, 128, 3), encoded=b"png bytes"))
+
+
+def test_a_failing_on_written_hook_is_reported_and_the_frames_stay_written(
+    run_dir: Path, cam: CameraSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``on_written`` hook that raises does not stop the encoder nor turn stored frames
+    into failed ones: the error is reported, every frame is written and indexed."""
+    log = imagelog.open(run_dir, format="png", shard_under="64KiB", strict=False)
+
+    def broken(rec: dict[str, Any]) -> None:
+        raise RuntimeError("hook broke")
+
+    log._pipeline.on_written.append(broken)
+    for i in range(40):
+        log.log(cam.frame(), i=i)
+    assert log.flush(PATIENCE)
+    log.close()
+    assert (log.stats()["written"], log.stats()["failed"]) == (40, 0)
+    assert len(list(imagelog.read(run_dir).records())) == 40
+    assert "hook broke" in caplog.text

@@ -621,10 +621,13 @@ class Pipeline:
             if not self.on_written and not checks:
                 continue
             final = ordered(job.record)  # schema order for the hooks and encoding events (a copy)
-            for hook in self.on_written:
-                hook(final)
-            if checks:
-                self.checker.run(job, final)
+            try:
+                for hook in self.on_written:
+                    hook(final)
+                if checks:
+                    self.checker.run(job, final)
+            except Exception as exc:  # the frame is stored: a hook's error is reported only
+                self.report("on_written", exc)
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
