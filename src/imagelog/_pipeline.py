@@ -50,14 +50,14 @@ __all__ = ["Pipeline"]
 logger = logging.getLogger("imagelog")
 
 #: At most this many queued frames are taken per wake when shards are on: encoded one by one,
-#: written with one ``write()`` per shard and one index append (``_frame_bytes.put_members``).
+#: written with one ``writev()`` per shard and one index append (``_frame_bytes.put_members``).
 BATCH_FRAMES = 32
 #: Only frames of at most this many bytes (pixels) are taken together: larger ones keep both
 #: encoders busy, one frame each.
 BATCH_FRAME_BYTES = 256 * 1024
 
 #: A batch's encoded shard members are written once they reach this many bytes (and at its
-#: end): holding more costs fresh pages for every batch (the allocator gives them back).
+#: end): holding more cost more CPU per frame than the fewer writes saved (docs/design.md).
 STAGED_BYTES = 128 * 1024
 
 #: Records (drops, failures) held in memory while the index cannot be written (a full disk);
