@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -409,8 +410,9 @@ def test_a_failed_write_leaves_no_part_of_its_member(
     a = w.add(START_NS, "a.png", b"a" * 700)
     real = shards_mod._write_all
 
-    def half(fd: int, data: bytes) -> None:
-        real(fd, data[: len(data) // 2])
+    def half(fd: int, parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        real(fd, [data[: len(data) // 2]])
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(shards_mod, "_write_all", half)
@@ -569,3 +571,191 @@ def test_show_of_a_shard_file_says_what_it_is(
     assert cli.main(["show", str(shards_of(sharded)[0])]) == 1
     err = capsys.readouterr().err
     assert "a shard of small images" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_batch_of_members_is_one_write_per_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """add_many writes the members bound for one shard with one write(); a write that fails
+    half way is cut back and returned, the members of the shard before it stay stored."""
+    import errno
+
+    import imagelog._shards as shards_mod
+
+    real = shards_mod._write_all
+    writes: list[int] = []
+
+    def counted(fd: int, parts: list[bytes]) -> None:
+        writes.append(len(parts))
+        real(fd, parts)
+
+    monkeypatch.setattr(shards_mod, "_write_all", counted)
+    w, _ = _writer(tmp_path)
+    files, error = w.add_many([(START_NS, f"{i}.png", bytes([i]) * 300) for i in range(5)])
+    assert error is None and len(writes) == 1 and len(files) == 5
+    # the next hour's members go to a shard of their own: one write each, the first one kept
+    items = [(START_NS + HOUR, "x.png", b"x" * 300), (START_NS + 2 * HOUR, "y.png", b"y" * 300)]
+
+    def fail_second(fd: int, parts: list[bytes]) -> None:
+        if len(writes) == 2:
+            writes.append(len(parts))
+            real(fd, [b"".join(parts)[:100]])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        counted(fd, parts)
+
+    monkeypatch.setattr(shards_mod, "_write_all", fail_second)
+    kept, error = w.add_many(items)
+    assert isinstance(error, OSError) and [f["member"] for f in kept] == ["x.png"]
+    w.close()
+    for f in (*files, *kept):
+        data = (tmp_path / f["path"]).read_bytes()
+        assert data[f["offset"] : f["offset"] + f["size"]] in {
+            bytes([i]) * 300 for i in range(5)
+        } | {b"x" * 300}
+    for shard in shards_of(tmp_path):
+        found, _, torn = scan(shard.read_bytes())
+        assert not torn and [m.name for m in found] in (
+            [f"{i}.png" for i in range(5)],
+            ["x.png"],
+            [],
+        )
+
+
+def _queued_then_written(run_dir: Path, cam: CameraSimulator, n: int, **kw: Any) -> ImageLog:
+    """A log whose workers start only once ``n`` frames are queued (so one worker takes them
+    together)."""
+    from imagelog._pipeline import Pipeline
+
+    log = imagelog.open(run_dir, format="png", shard_under="64KiB", workers=1, **kw)
+    start = Pipeline.start
+    Pipeline.start = lambda self: None  # type: ignore[method-assign]
+    try:
+        for i in range(n):
+            log.log(cam.frame(), i=i)
+    finally:
+        Pipeline.start = start  # type: ignore[method-assign]
+    log._pipeline.start()
+    return log
+
+
+def test_frames_queued_together_go_in_with_one_write_and_one_index_append(
+    run_dir: Path, cam: CameraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Small frames a worker finds queued are written together: one shard write and one index
+    append for the batch, each frame its own member and record."""
+    import imagelog._shards as shards_mod
+    from imagelog.index import IndexWriter
+
+    writes: list[int] = []
+    appends: list[int] = []
+    real_write, real_append = shards_mod._write_all, IndexWriter._append
+
+    def write(fd: int, parts: list[bytes]) -> None:
+        writes.append(len(parts))
+        real_write(fd, parts)
+
+    def append(self: IndexWriter, by_hour: dict[str, list[str]]) -> None:
+        appends.append(sum(map(len, by_hour.values())))
+        real_append(self, by_hour)
+
+    monkeypatch.setattr(shards_mod, "_write_all", write)
+    monkeypatch.setattr(IndexWriter, "_append", append)
+    log = _queued_then_written(run_dir, cam, 20)
+    log.close()
+    assert appends == [20] and len(writes) == 2  # the members, then the trailer at close
+    run = imagelog.read(run_dir)
+    recs = list(run.records())
+    assert sorted(r["meta"]["i"] for r in recs) == list(range(20))
+    assert len({r["file"]["offset"] for r in recs}) == 20
+    for r in recs:
+        assert run.load(r).shape == (24, 32, 3)
+    assert not verify(run, sample=1.0).damaged
+
+
+def test_a_batch_whose_write_fails_is_failed_frame_by_frame(
+    run_dir: Path, cam: CameraSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk at a batch's shard write: every frame of it is counted failed with its own
+    record, none is indexed as logged, and the shard keeps no part of them."""
+    import errno
+
+    import imagelog._shards as shards_mod
+
+    def full(fd: int, parts: list[bytes]) -> None:
+        data = b"".join(parts)
+        os.write(fd, data[: len(data) // 3])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shards_mod, "_write_all", full)
+    log = _queued_then_written(run_dir, cam, 12, strict=False)
+    assert log.flush(PATIENCE)
+    monkeypatch.undo()
+    log.close()
+    stats = log.stats()
+    assert stats["failed"] == 12 and stats["written"] == 0
+    recs = list(imagelog.read(run_dir).records(include_events=True))
+    assert sorted(r["meta"]["i"] for r in recs) == list(range(12))
+    assert {r["event"]["action"] for r in recs} == {"failed"}
+    assert all(scan(p.read_bytes())[0] == [] for p in shards_of(run_dir))
+
+
+def test_short_writes_go_on_where_they_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writev() that takes only part of the members (a signal, a pipe-like file) is called
+    again for the rest, from the byte where it stopped."""
+    real = os.writev
+
+    def short(fd: int, buffers: list[memoryview]) -> int:
+        return real(fd, [b"".join(bytes(b) for b in buffers)[:700]])
+
+    monkeypatch.setattr(os, "writev", short)
+    w, _ = _writer(tmp_path)
+    data = [bytes([i]) * (100 + 400 * i) for i in range(6)]
+    files, error = w.add_many([(START_NS, f"{i}.png", d) for i, d in enumerate(data)])
+    monkeypatch.undo()
+    w.close()
+    assert error is None
+    raw = (tmp_path / files[0]["path"]).read_bytes()
+    found, _, torn = scan(raw)
+    assert not torn and [m.name for m in found] == [f"{i}.png" for i in range(6)]
+    assert [raw[f["offset"] : f["offset"] + f["size"]] for f in files] == data
+
+
+def test_only_small_frames_still_to_encode_take_others_along() -> None:
+    """A worker takes more queued items along only after an event line or a small frame: a
+    large frame, or one a ring trigger took (encoded already), keeps the other worker busy."""
+    from imagelog._jobs import EventJob, FrameJob
+    from imagelog._pipeline import _batchable
+    from imagelog._queue import Item
+    from imagelog.frames import normalise
+
+    def job(shape: tuple[int, ...], encoded: bytes | None = None) -> Item:
+        frame = normalise(np.zeros(shape, np.uint8), copy=False)
+        codec, params = imagelog.codecs.resolve("png", dtype="uint8", channels=3)
+        return Item(FrameJob(frame, {}, codec, params, START_NS, "cam", encoded=encoded), 0)
+
+    assert _batchable(job((128, 128, 3)))
+    assert _batchable(Item(EventJob({}, START_NS), 0))
+    assert not _batchable(job((1080, 1920, 3)))
+    assert not _batchable(job((128, 128, 3), encoded=b"png bytes"))
+
+
+def test_a_failing_on_written_hook_is_reported_and_the_frames_stay_written(
+    run_dir: Path, cam: CameraSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``on_written`` hook that raises does not stop the encoder nor turn stored frames
+    into failed ones: the error is reported, every frame is written and indexed."""
+    log = imagelog.open(run_dir, format="png", shard_under="64KiB", strict=False)
+
+    def broken(rec: dict[str, Any]) -> None:
+        raise RuntimeError("hook broke")
+
+    log._pipeline.on_written.append(broken)
+    for i in range(40):
+        log.log(cam.frame(), i=i)
+    assert log.flush(PATIENCE)
+    log.close()
+    assert (log.stats()["written"], log.stats()["failed"]) == (40, 0)
+    assert len(list(imagelog.read(run_dir).records())) == 40
+    assert "hook broke" in caplog.text

@@ -1,9 +1,13 @@
-"""The write of one frame's bytes: a member of the writer's tar shard (small frames, record
+"""The write of a frame's bytes: a member of the writer's tar shard (small frames, record
 embedded) or a file of its own (with a ``.json`` sidecar when the record is not embedded),
-then its index line; a frame whose line cannot be written leaves nothing behind."""
+then its index line; a frame whose line cannot be written leaves nothing behind. Members of
+several frames are written together (``put_members``): one ``write()`` per shard and one index
+append for the batch."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from ._shards import ShardWriter
@@ -11,6 +15,46 @@ from .index import IndexWriter
 from .record import dumps, mark_sidecar, ordered, stored_file
 from .settings import Fsync, Settings
 from .stores.base import Store
+
+
+@dataclasses.dataclass(slots=True)
+class Member:
+    """An encoded frame on its way into a shard (``put_members``)."""
+
+    key: str
+    data: bytes
+    rec: dict[str, Any]
+    body: str | None
+    created_ns: int
+
+
+def to_shard(shards: ShardWriter | None, settings: Settings, data: bytes, embedded: bool) -> bool:
+    """Whether an encoded frame goes into a shard: shards on, its record inside, under
+    ``shard_under``."""
+    return embedded and shards is not None and len(data) < settings.shard_under
+
+
+def put_members(
+    shards: ShardWriter, settings: Settings, members: Sequence[Member]
+) -> list[BaseException | None]:
+    """Append frames to the writer's shards (one ``write()`` per shard), then their index lines
+    (one append); per frame None (stored: ``rec["file"]`` is the stored file) or the error that
+    kept it out (nothing of it is left in the shard)."""
+    stored, error = shards.add_many(
+        [(m.created_ns, m.key.rsplit("/", 1)[1], m.data) for m in members]
+    )
+    lines = []
+    for m, at in zip(members, stored, strict=False):
+        unstored = m.rec["file"]
+        m.rec["file"] = stored_file(unstored, at["path"], m.data, sha256=settings.hash,
+                                    offset=at["offset"], member=at["member"])  # fmt: skip
+        lines.append((m.rec["file"], _line(m.body, unstored, m.rec), m.created_ns))
+    try:
+        shards.commit_many(lines)
+    except BaseException as exc:  # no index lines: take the members back too
+        shards.undo_many([file for file, _, _ in lines])
+        return [exc] * len(members)
+    return [None] * len(stored) + [error] * (len(members) - len(stored))
 
 
 def put_frame(
@@ -29,16 +73,11 @@ def put_frame(
     the record as embedded (None: serialised here). ``rec["file"]`` becomes the stored file."""
     sync = settings.fsync is Fsync.ALL
     unstored = rec["file"]
-    if embedded and shards is not None and len(data) < settings.shard_under:
+    if shards is not None and to_shard(shards, settings, data, embedded):
         # a member of the writer's shard: its line goes in once its bytes are (_shards.py)
-        at = shards.add(created_ns, key.rsplit("/", 1)[1], data)
-        rec["file"] = stored_file(unstored, at["path"], data, sha256=settings.hash,
-                                  offset=at["offset"], member=at["member"])  # fmt: skip
-        try:
-            shards.commit(rec["file"], _line(body, unstored, rec), created_ns)
-        except BaseException:  # no index line: take the member back too
-            shards.undo(rec["file"])
-            raise
+        (error,) = put_members(shards, settings, [Member(key, data, rec, body, created_ns)])
+        if error is not None:
+            raise error
     else:
         if not embedded:
             sidecar = key + ".json"

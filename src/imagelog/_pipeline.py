@@ -12,7 +12,7 @@ from typing import Any
 
 from . import exif, pixfmt
 from ._backoff import STORAGE_ERRNOS, Backoff, storage_reason
-from ._frame_bytes import put_frame
+from ._frame_bytes import Member, put_frame, put_members, to_shard
 from ._free_space import FreeSpaceGuard
 from ._jobs import EventJob, FrameJob, Stats
 from ._maintenance import Maintenance
@@ -49,6 +49,17 @@ __all__ = ["Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
+#: At most this many queued frames are taken per wake when shards are on: encoded one by one,
+#: written with one ``writev()`` per shard and one index append (``_frame_bytes.put_members``).
+BATCH_FRAMES = 32
+#: Only frames of at most this many bytes (pixels) are taken together: larger ones keep both
+#: encoders busy, one frame each.
+BATCH_FRAME_BYTES = 256 * 1024
+
+#: A batch's encoded shard members are written once they reach this many bytes (and at its
+#: end): holding more cost more CPU per frame than the fewer writes saved (docs/design.md).
+STAGED_BYTES = 128 * 1024
+
 #: Records (drops, failures) held in memory while the index cannot be written (a full disk);
 #: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
 MAX_HELD_RECORDS = 10_000
@@ -82,6 +93,7 @@ class Pipeline:
             if not settings.shard_under
             else ShardWriter(
                 store, writer, append_line=self.index.append_line,
+                append_lines=self.index.append_lines,
                 max_bytes=settings.shard_bytes, max_age=settings.shard_age,
                 sync=settings.fsync is Fsync.ALL, report=self.report,
             )
@@ -358,45 +370,92 @@ class Pipeline:
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
         _lower_priority(self.settings.worker_nice)
-        while True:
+        batching = self.shards is not None
+        stop = False
+        while not stop:
             try:
                 item = self.queue.get()
             except QueueClosed:
                 return
             if item is None:
                 continue
-            try:
-                payload = item.payload
-                if isinstance(payload, FrameJob):
-                    if self.ring is not None and self.ring.holds(payload):
-                        self.ring.hold_or_write(payload)
-                    else:
-                        self.write_guarded(payload)
-                elif self.stats.held or self.backoff.reason is not None:
-                    self.hold(payload.record, payload.created_ns)  # keep the index's order
-                else:
-                    self.index.append(payload.record, payload.created_ns)
-            except SpoolFull as exc:  # the store is down and its spool is full: a counted drop
-                if isinstance(item.payload, FrameJob):
-                    self.record_drop(item.payload, "spool_full")
-                else:
-                    self.report("spool_full", exc)
-                    self.hold(item.payload.record, item.payload.created_ns)
-            except BaseException as exc:
-                if isinstance(item.payload, FrameJob):
-                    self._fail(item.payload, exc)
-                else:  # an event line (a drop record) that could not be written: held for later
-                    self.report(storage_reason(exc), exc)
-                    self.hold(item.payload.record, item.payload.created_ns)
-            finally:
-                if isinstance(item.payload, FrameJob):
-                    self.recycle(item.payload)
-                    if self.ring is not None:
-                        self.ring.written(item.payload)
-                self.queue.done(item)
+            batch = [item]
+            # small frames already queued come along: their members go in together
+            while batching and len(batch) < BATCH_FRAMES and _batchable(item):
+                try:
+                    item = self.queue.get(timeout=0)
+                except QueueClosed:
+                    stop = True
+                    break
+                if item is None:
+                    break
+                batch.append(item)
+            self._process(batch)
 
-    def write_guarded(self, job: FrameJob) -> None:
-        """Write a frame unless storage is paused (fail fast) or below ``min_free_bytes`` (drop)."""
+    def _process(self, batch: list[Item]) -> None:
+        """Write a batch of queued items; frames bound for shards are written together, once
+        ``STAGED_BYTES`` of them are encoded and at the end."""
+        staged: list[tuple[FrameJob, Member, float]] = []
+        finished = 0  # items of the batch done with
+        size = 0  # bytes staged
+        try:
+            for at, item in enumerate(batch, 1):
+                before = len(staged)
+                try:
+                    payload = item.payload
+                    if isinstance(payload, FrameJob):
+                        if self.ring is not None and self.ring.holds(payload):
+                            self.ring.hold_or_write(payload)
+                        else:
+                            self.write_guarded(payload, staged)
+                    elif self.stats.held or self.backoff.reason is not None:
+                        self.hold(payload.record, payload.created_ns)  # keep the index's order
+                    else:
+                        self.index.append(payload.record, payload.created_ns)
+                except BaseException as exc:
+                    self._unwritten(item.payload, exc)
+                if len(staged) > before:
+                    size += len(staged[-1][1].data)
+                if size >= STAGED_BYTES:
+                    self._write_staged(staged)
+                    staged, size = [], 0
+                    self._finish(batch[finished:at])
+                    finished = at
+            if staged:
+                self._write_staged(staged)
+        finally:
+            self._finish(batch[finished:])
+
+    def _finish(self, items: list[Item]) -> None:
+        """Items written (or failed): their buffers back to the pool, their bytes off the queue."""
+        for item in items:
+            if isinstance(item.payload, FrameJob):
+                self.recycle(item.payload)
+                if self.ring is not None:
+                    self.ring.written(item.payload)
+            self.queue.done(item)
+
+    def _unwritten(self, payload: FrameJob | EventJob, exc: BaseException) -> None:
+        """A queued frame or event line the write path could not store: a counted failure, a
+        ``spool_full`` drop, or an event line held for later."""
+        if isinstance(exc, SpoolFull):  # the store is down and its spool is full: a counted drop
+            if isinstance(payload, FrameJob):
+                self.record_drop(payload, "spool_full")
+            else:
+                self.report("spool_full", exc)
+                self.hold(payload.record, payload.created_ns)
+        elif isinstance(payload, FrameJob):
+            self._fail(payload, exc)
+        else:  # an event line (a drop record) that could not be written: held for later
+            self.report(storage_reason(exc), exc)
+            self.hold(payload.record, payload.created_ns)
+
+    def write_guarded(
+        self, job: FrameJob, staged: list[tuple[FrameJob, Member, float]] | None = None
+    ) -> None:
+        """Write a frame unless storage is paused (fail fast) or below ``min_free_bytes`` (drop).
+        With ``staged``, a frame bound for a shard is encoded and left there for
+        ``_write_staged``."""
         reason = self.backoff.blocked()
         if reason is not None:  # failed fast: its record waits for a writable index
             self._fail(job, self._pause_error or OSError(reason), reason=reason, quiet=True)
@@ -407,15 +466,22 @@ class Pipeline:
             self.report("low_disk", OSError(errno.ENOSPC, "free space below min_free_bytes"))
             return
         try:
-            self._write_frame(job)
+            if self._write_frame(job, staged):
+                return
         except OSError as exc:
-            if exc.errno in STORAGE_ERRNOS:
-                self._pause_error = exc
-                if self.backoff.failed(storage_reason(exc)):
-                    self.maintenance.wake()  # a full disk: let retention free what it may
-            else:
-                self.backoff.succeeded()
+            self._storage_failed(exc)
             raise
+        self._storage_worked()
+
+    def _storage_failed(self, exc: OSError) -> None:
+        if exc.errno in STORAGE_ERRNOS:
+            self._pause_error = exc
+            if self.backoff.failed(storage_reason(exc)):
+                self.maintenance.wake()  # a full disk: let retention free what it may
+        else:
+            self.backoff.succeeded()
+
+    def _storage_worked(self) -> None:
         if self.stats.held:
             self.write_held()
         if self.backoff.succeeded():
@@ -426,6 +492,28 @@ class Pipeline:
                 )  # fmt: skip
             except Exception:
                 pass
+
+    def _write_staged(self, staged: list[tuple[FrameJob, Member, float]]) -> None:
+        """Store the shard members ``write_guarded`` left in ``staged`` together, then count
+        each frame written or failed."""
+        assert self.shards is not None
+        t1 = time.perf_counter()
+        try:
+            errors = put_members(self.shards, self.settings, [m for _, m, _ in staged])
+        except BaseException as exc:
+            errors = [exc] * len(staged)
+        write_s = (time.perf_counter() - t1) / len(staged)
+        done = []
+        for (job, member, encode_s), error in zip(staged, errors, strict=True):
+            if error is None:
+                done.append((job, len(member.data), encode_s, write_s))
+                continue
+            if isinstance(error, OSError):
+                self._storage_failed(error)
+            self._unwritten(job, error)
+        if done:
+            self._written(done)
+            self._storage_worked()
 
     def _codec_fields(self, codec: Codec, params: dict[str, Any]) -> dict[str, Any]:
         """``image.format``, ``image.lossless`` and ``image.encoder`` of a codec and parameters,
@@ -440,7 +528,11 @@ class Pipeline:
             hit = self._fields[key] = (params, fields)
         return hit[1]
 
-    def _write_frame(self, job: FrameJob) -> None:
+    def _write_frame(
+        self, job: FrameJob, staged: list[tuple[FrameJob, Member, float]] | None = None
+    ) -> bool:
+        """Encode a frame and store it, or (``staged`` given, bound for a shard) leave it in
+        ``staged`` and return True."""
         frame, rec = job.frame, job.record
         image = rec["image"]
         image.update(frame_fields(frame))
@@ -498,28 +590,44 @@ class Pipeline:
                         "verify", CodecError(f"{codec.name} {job.params}: {key}: {problem}")
                     )
         t1 = time.perf_counter()
+        if staged is not None and to_shard(self.shards, self.settings, data, embedded):
+            staged.append((job, Member(key, data, rec, body, job.created_ns), t1 - t0))
+            return True
         put_frame(
             self.store, self.index, self.shards, self.settings, key, data, rec, body, embedded,
             job.created_ns,
         )  # fmt: skip
-        t2 = time.perf_counter()
-        n = len(data)
+        self._written([(job, len(data), t1 - t0, time.perf_counter() - t1)])
+        return False
+
+    def _written(self, done: list[tuple[FrameJob, int, float, float]]) -> None:
+        """Count stored frames (job, bytes, encode and write seconds; one lock for them all) and
+        run the ``on_written`` hooks and the encoding checks on their records."""
         with self.stats.lock:
-            counts, mine = self.stats.counts, self.stats.by_source[job.source]
-            counts["written"] += 1
-            counts["bytes_written"] += n
-            mine["written"] += 1
-            mine["bytes_written"] += n
-            if job.trigger is not None:
-                counts["triggered"] += 1
-                mine["triggered"] += 1
-            counts["encode_ns"] += int((t1 - t0) * 1e9)
-            counts["write_ns"] += int((t2 - t1) * 1e9)
-        final = ordered(rec)  # schema order for the hooks and encoding events (a dict copy)
-        for hook in self.on_written:
-            hook(final)
-        if frame.pixels is not None and self.checker.due():
-            self.checker.run(job, final)
+            counts, by_source = self.stats.counts, self.stats.by_source
+            for job, n, encode_s, write_s in done:
+                mine = by_source[job.source]
+                counts["written"] += 1
+                counts["bytes_written"] += n
+                mine["written"] += 1
+                mine["bytes_written"] += n
+                if job.trigger is not None:
+                    counts["triggered"] += 1
+                    mine["triggered"] += 1
+                counts["encode_ns"] += int(encode_s * 1e9)
+                counts["write_ns"] += int(write_s * 1e9)
+        for job, _, _, _ in done:
+            checks = job.frame.pixels is not None and self.checker.due()
+            if not self.on_written and not checks:
+                continue
+            final = ordered(job.record)  # schema order for the hooks and encoding events (a copy)
+            try:
+                for hook in self.on_written:
+                    hook(final)
+                if checks:
+                    self.checker.run(job, final)
+            except Exception as exc:  # the frame is stored: a hook's error is reported only
+                self.report("on_written", exc)
 
     def _fail(
         self, job: FrameJob, exc: BaseException, *, reason: str | None = None, quiet: bool = False
@@ -575,6 +683,20 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
+
+
+def _batchable(item: Item) -> bool:
+    """Whether a queued item may take more along (``_run``): an event line, or a small frame
+    still to be encoded (not one a ring trigger took)."""
+    job = item.payload
+    if isinstance(job, EventJob):
+        return True
+    if not isinstance(job, FrameJob) or job.encoded is not None:
+        return False
+    frame = job.frame
+    if frame.encoded is not None:
+        return len(frame.encoded) <= BATCH_FRAME_BYTES
+    return frame.pixels is not None and frame.pixels.nbytes <= BATCH_FRAME_BYTES
 
 
 def _lower_priority(nice: int) -> None:

@@ -22,7 +22,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .layout import hour_of, shard_key
@@ -46,7 +46,9 @@ BLOCK = 512
 #: The end-of-archive marker: two zero blocks.
 TRAILER = bytes(2 * BLOCK)
 _ZERO = bytes(BLOCK)
+_PAD = memoryview(_ZERO)
 _HOUR_NS = 3600 * 10**9
+_IOV_MAX = 1024
 
 
 def _template() -> bytes:
@@ -83,7 +85,12 @@ def member_bytes(size: int) -> int:
 
 def tar_member(name: str, data: bytes, mtime: int) -> bytes:
     """A whole tar member: header, data, zero padding to the block size."""
-    return b"".join((tar_header(name, len(data), mtime), data, bytes(-len(data) % BLOCK)))
+    return b"".join(_member_parts(name, data, mtime))
+
+
+def _member_parts(name: str, data: bytes, mtime: int) -> tuple[bytes, bytes, memoryview]:
+    """A member as its header, data and padding (written with ``writev``, never joined)."""
+    return tar_header(name, len(data), mtime), data, _PAD[: -len(data) % BLOCK]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -181,7 +188,9 @@ class ShardWriter:
     """One writer's open shards (one per hour at most); thread-safe.
 
     ``add`` stores a member and returns its ``file.*`` fields; ``commit`` then writes its index
-    line, at once for a local run, when the shard is put for other stores.
+    line, at once for a local run, when the shard is put for other stores. ``add_many`` and
+    ``commit_many`` do the same for a batch of members: one ``write()`` per shard and one
+    index append (``append_lines``, when given) for them all.
     """
 
     def __init__(
@@ -190,6 +199,7 @@ class ShardWriter:
         writer: str,
         *,
         append_line: Callable[[str, int], None],
+        append_lines: Callable[[Sequence[tuple[str, int]]], None] | None = None,
         max_bytes: int,
         max_age: float,
         sync: bool,
@@ -199,6 +209,7 @@ class ShardWriter:
         self.store = store
         self.writer = writer
         self.append_line = append_line
+        self._append_lines = append_lines
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.sync = sync
@@ -218,75 +229,156 @@ class ShardWriter:
     def add(self, created_ns: int, name: str, data: bytes) -> dict[str, Any]:
         """Append ``data`` as member ``name`` to the open shard of its hour; its ``file.*``
         fields (``path``, ``offset``, ``size``, ``member``)."""
-        member = tar_member(name, data, created_ns // 1_000_000_000)
-        hour = hour_of(created_ns)
+        files, error = self.add_many([(created_ns, name, data)])
+        if error is not None:
+            raise error
+        return files[0]
+
+    def add_many(
+        self, items: Sequence[tuple[int, str, bytes]]
+    ) -> tuple[list[dict[str, Any]], BaseException | None]:
+        """Append members ``(created_ns, name, data)``, in order, with one ``write()`` per shard
+        they go into; the ``file.*`` fields of those stored, and the error that stopped the rest
+        (a failed write leaves no part of its members: the shard is cut back)."""
+        members = [_member_parts(name, data, created_ns // 1_000_000_000)
+                   for created_ns, name, data in items]  # fmt: skip
+        files: list[dict[str, Any]] = []
         done: list[_Shard] = []
+        error: BaseException | None = None
         with self._lock:
-            shard = self._open.get(hour)
             now = self.clock()
-            if shard is not None and (
-                shard.size + len(member) > self.max_bytes
-                or now - shard.opened >= self.max_age
-                or (shard.fd >= 0 and os.fstat(shard.fd).st_nlink == 0)  # deleted under us
-            ):
-                done.append(self._detach(hour))
-                shard = None
-            if shard is None:  # close older hours' shards, but keep the last hour's open a
-                # while for frames that another worker still has in hand
-                last = hour_of(created_ns - _HOUR_NS)
-                done += [
-                    self._detach(h)
-                    for h, s in list(self._open.items())
-                    if h < last or (h < hour and now - s.opened >= self.max_age)
-                ]
-                shard = self._create(hour, now)
-            offset = shard.size + BLOCK
-            if shard.fd >= 0:
-                try:
-                    _write_all(shard.fd, member)
-                    if self.sync:
-                        os.fsync(shard.fd)
-                except BaseException:  # maybe part written (a full disk): cut it off again
-                    try:
-                        os.ftruncate(shard.fd, shard.size)
-                    except OSError:  # cannot: the next member starts a new shard
-                        self._detach(hour)
-                        os.close(shard.fd)
-                        shard.fd = -1
-                    raise
+            chunk: list[bytes | memoryview] = []  # parts of members not yet written (to ``shard``)
+            count = pending = 0  # those members, their bytes
+            shard: _Shard | None = None
+            checked: set[str] = set()
+            for (created_ns, name, data), member in zip(items, members, strict=True):
+                size = member_bytes(len(data))
+                hour = hour_of(created_ns)
+                target = self._open.get(hour)
+                if target is not shard and chunk:
+                    assert shard is not None
+                    error, pending, count = self._put(shard, chunk, count, files), 0, 0
+                    if error is not None:
+                        break
+                if target is not None and (
+                    target.size + pending + size > self.max_bytes
+                    or now - target.opened >= self.max_age
+                    or (target.key not in checked and target.fd >= 0
+                        and os.fstat(target.fd).st_nlink == 0)  # deleted under us
+                ):  # fmt: skip
+                    if chunk:
+                        error, pending, count = self._put(target, chunk, count, files), 0, 0
+                        if error is not None:
+                            break
+                    done.append(self._detach(hour))
+                    target = None
+                if target is None:  # close older hours' shards, but keep the last hour's open
+                    # a while for frames that another worker still has in hand
+                    last = hour_of(created_ns - _HOUR_NS)
+                    done += [
+                        self._detach(h)
+                        for h, s in list(self._open.items())
+                        if h < last or (h < hour and now - s.opened >= self.max_age)
+                    ]
+                    target = self._create(hour, now)
+                checked.add(target.key)
+                shard = target
+                files.append({"path": shard.key, "offset": shard.size + pending + BLOCK,
+                              "size": len(data), "member": name})  # fmt: skip
+                chunk += member
+                count += 1
+                pending += size
             else:
-                shard.buf.append(member)
-                self._start_timer()
-            shard.size += len(member)
-        for old in done:  # the frame just stored is not the one a failed close loses
+                if chunk:
+                    assert shard is not None
+                    error = self._put(shard, chunk, count, files)
+        for old in done:  # the frames just stored are not the ones a failed close loses
             self._close(old)
-        return {"path": shard.key, "offset": offset, "size": len(data), "member": name}
+        return files, error
+
+    def _put(
+        self,
+        shard: _Shard,
+        chunk: list[bytes | memoryview],
+        count: int,
+        files: list[dict[str, Any]],
+    ) -> BaseException | None:
+        """Under the lock: write the parts in ``chunk`` (the last ``count`` members of ``files``)
+        to ``shard`` in one ``writev()``; on failure cut the shard back, drop them from
+        ``files`` and return the error."""
+        size = sum(map(len, chunk))
+        if shard.fd >= 0:
+            try:
+                _write_all(shard.fd, chunk)
+                if self.sync:
+                    os.fsync(shard.fd)
+            except Exception as exc:  # maybe part written (a full disk): cut it off again
+                del files[len(files) - count :]
+                chunk.clear()
+                try:
+                    os.ftruncate(shard.fd, shard.size)
+                except OSError:  # cannot: the next member starts a new shard
+                    for h, s in list(self._open.items()):
+                        if s is shard:
+                            self._detach(h)
+                    os.close(shard.fd)
+                    shard.fd = -1
+                return exc
+        else:
+            shard.buf.append(b"".join(chunk))
+            self._start_timer()
+        shard.size += size
+        chunk.clear()
+        return None
 
     def commit(self, file: Mapping[str, Any], line: str, created_ns: int) -> None:
         """Write the index line of a member ``add`` stored: now if its bytes are in the run
         (a local shard, or one already put), else when its shard is put."""
+        self.commit_many([(file, line, created_ns)])
+
+    def commit_many(self, items: Sequence[tuple[Mapping[str, Any], str, int]]) -> None:
+        """``commit`` for several members, their lines appended together where they can be."""
+        now: list[tuple[str, int]] = []
         if self.local is None:
             with self._lock:
-                for shard in self._open.values():
-                    if shard.key == file["path"] and not shard.closed:
+                waiting = {s.key: s for s in self._open.values() if not s.closed}
+                for file, line, created_ns in items:
+                    shard = waiting.get(file["path"])
+                    if shard is not None:
                         shard.lines.append((line, created_ns))
-                        return
-        self.append_line(line, created_ns)
+                    else:
+                        now.append((line, created_ns))
+        else:
+            now = [(line, created_ns) for _, line, created_ns in items]
+        if now:
+            self._lines(now)
+
+    def _lines(self, lines: Sequence[tuple[str, int]]) -> None:
+        if self._append_lines is not None:
+            self._append_lines(lines)
+            return
+        for line, created_ns in lines:
+            self.append_line(line, created_ns)
 
     def undo(self, file: Mapping[str, Any]) -> None:
         """Take back the member ``add`` just stored (its index line failed), if it is still the
         last of its open shard: a failed frame leaves nothing (else it stays, an orphan)."""
-        start = int(file["offset"]) - BLOCK
-        end = start + member_bytes(int(file["size"]))
+        self.undo_many([file])
+
+    def undo_many(self, files: Sequence[Mapping[str, Any]]) -> None:
+        """``undo`` for members ``add_many`` stored, last first."""
         with self._lock:
-            for shard in self._open.values():
-                if shard.key != file["path"] or shard.size != end:
-                    continue
-                if shard.fd >= 0:
-                    os.ftruncate(shard.fd, start)
-                else:
-                    shard.buf.pop()
-                shard.size = start
+            for file in reversed(files):
+                start = int(file["offset"]) - BLOCK
+                end = start + member_bytes(int(file["size"]))
+                for shard in self._open.values():
+                    if shard.key != file["path"] or shard.size != end:
+                        continue
+                    if shard.fd >= 0:
+                        os.ftruncate(shard.fd, start)
+                    else:
+                        _cut(shard.buf, end - start)
+                    shard.size = start
 
     def _create(self, hour: str, now: float) -> _Shard:
         while True:
@@ -315,7 +407,7 @@ class ShardWriter:
         of the whole tar, then its members' index lines."""
         if shard.fd >= 0:
             try:
-                _write_all(shard.fd, TRAILER)
+                _write_all(shard.fd, [TRAILER])
                 if self.sync:
                     os.fsync(shard.fd)
             finally:
@@ -327,8 +419,8 @@ class ShardWriter:
         self.store.put(shard.key, data, sync=self.sync)
         self.puts += 1
         lines, shard.lines = shard.lines, []
-        for line, created_ns in lines:
-            self.append_line(line, created_ns)
+        if lines:
+            self._lines(lines)
 
     def roll(self, *, older_than: float | None = None) -> None:
         """Close the open shards (only those older than ``older_than`` seconds, if given);
@@ -372,7 +464,24 @@ class ShardWriter:
             self.roll(older_than=self.max_age)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
+    """Write ``parts`` one after the other, all of them (``writev``: no joined copy)."""
+    views = [memoryview(p) for p in parts if len(p)]
+    at = 0
+    while at < len(views):
+        n = os.writev(fd, views[at : at + _IOV_MAX])
+        while n > 0:
+            if n >= len(views[at]):
+                n -= len(views[at])
+                at += 1
+            else:
+                views[at], n = views[at][n:], 0
+
+
+def _cut(buf: list[bytes], n: int) -> None:
+    """Take the last ``n`` bytes off a buffered shard's chunks."""
+    while n > 0:
+        last = buf.pop()
+        if len(last) > n:
+            buf.append(last[: len(last) - n])
+        n -= len(last)

@@ -73,6 +73,14 @@ class IndexWriter:
         """Append one record already serialised (``record.dumps``, no newline)."""
         self._append({hour_of(created_ns): [line + "\n"]})
 
+    def append_lines(self, lines: Sequence[tuple[str, int]]) -> None:
+        """Append records already serialised, each with its ``event.created`` in ns, with as few
+        writes as possible (one per hour)."""
+        by_hour: dict[str, list[str]] = {}
+        for line, created_ns in lines:
+            by_hour.setdefault(hour_of(created_ns), []).append(line + "\n")
+        self._append(by_hour)
+
     def append_many(self, items: Sequence[tuple[Mapping[str, Any], int]]) -> None:
         """Append records (each with its ``event.created`` in ns) with as few writes as possible."""
         by_hour: dict[str, list[str]] = {}
