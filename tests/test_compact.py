@@ -306,6 +306,7 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
     events and for paths that leave the run); the records view keeps its columns."""
     import duckdb
 
+    from imagelog.compact import MANIFEST_COLUMNS
     from imagelog.records import COLUMNS
 
     clock = hours_run(run_dir, tiny)
@@ -333,7 +334,7 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
             [str(run_dir / "index" / "**" / "*.parquet")],
         ).description
     ]
-    assert names == [*COLUMNS, "uri"]
+    assert names == [*COLUMNS, *MANIFEST_COLUMNS]
     by_path = {p: u for p, u, *_ in rows}
     assert by_path.pop("../elsewhere/x.png") is None
     assert by_path and all(u == f"{run_dir.absolute()}/{p}" for p, u in by_path.items())
@@ -341,3 +342,56 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
     assert [d[0] for d in imagelog.read(run_dir).query("select * from records").description] == (
         view_before
     )
+
+
+def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
+    """After a tier pass (re-encoded, thinned frames) and a purge, a plain read of the compacted
+    Parquet gives each frame's current file (uri, format, size), and a NULL uri exactly where the
+    records engine leaves the frame out: ``uri is not null`` is the ``records`` view's images."""
+    import duckdb
+
+    from imagelog.compact import MANIFEST_COLUMNS
+    from imagelog.ids import uuid7
+    from imagelog.layout import hour_of, segment_key
+    from imagelog.record import dumps, purged_record
+    from imagelog.records import COLUMNS
+    from imagelog.tiers import ladders_of, run_pass
+
+    from .test_tiers import DAY, LADDER, T0, make_run
+
+    url = tmp_path / "run"
+    ids = make_run(url, n=24)
+    store = make_store(url)
+    compact(store, now_ns=T0 + DAY)  # the frames' hour, compacted as logged
+    run_pass(store, ladders_of(LADDER), now_ns=T0 + 8 * DAY)  # re-encoded, then thinned
+    run = imagelog.read(url)
+    tiered = [r["image"]["id"] for r in run.records() if r["image"]["id"] != ids[3]]
+    # a purge (as retention writes it) in a later hour, naming a tiered frame
+    now = T0 + 8 * DAY + HOUR
+    ev = purged_record(now_ns=now, rid=uuid7(now), writer="w", hour=hour_of(T0), reason="quota",
+                       whole=False, files=1, nbytes=0, records=1, kept=0, ids=[tiered[0]])  # fmt: skip
+    store.put(segment_key(hour_of(now), "w"), (dumps(ev) + "\n").encode())
+    report = compact(store, now_ns=now + 2 * HOUR)
+    got = duckdb.sql(
+        "select id, uri, uri_format, uri_bytes, uri_width from read_parquet(?) "
+        "where action = 'logged' and uri is not null",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).fetchall()
+    run = imagelog.read(url)
+    want = {r["image"]["id"]: r for r in run.records()}
+    assert tiered[0] not in want and len(want) >= 3
+    assert {g[0] for g in got} == set(want)
+    for rid, uri, fmt, size, width in got:
+        rec = want[rid]
+        assert uri == f"{url.absolute()}/{rec['file']['path']}" and Path(uri).is_file()
+        assert (fmt, size, width) == (rec["image"]["format"], rec["file"]["size"],
+                                      rec["image"]["width"])  # fmt: skip
+        assert size == Path(uri).stat().st_size
+    assert {f for _, _, f, _, _ in got} >= {"jxl"}  # re-encoded by the tier, not as logged
+    names = duckdb.sql(
+        "select * from read_parquet(?, hive_partitioning=false) limit 0",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).columns
+    assert names == [*COLUMNS, *MANIFEST_COLUMNS]
+    assert report.refreshed and all("2025-11-24" in k for k in report.refreshed)
+    assert compact(store, now_ns=now + 2 * HOUR).refreshed == []  # up to date: left alone
