@@ -40,7 +40,10 @@ holds beyond that (or a segment made anew) instead of deleting it as a leftover.
 Each (hour, writer) is compacted on its own and the
 result depends only on the segments, so two compactors that race (two hosts on one bucket, or
 ``imagelog compact`` run twice) write the same rows to the same key; a compactor that finds a
-segment gone while reading it (the other one finished first) leaves that hour alone. Writers can
+segment gone while reading it (the other one finished first) leaves that hour alone. Their
+manifests may differ if a purge or a tier pass came in between (each applies the rules it read);
+the next pass finds the stale one and writes it again. A compactor that writes a file again (late
+lines, a stale manifest) leaves it alone if the file changed since it read it. Writers can
 restrict compaction to their own segments with ``writers=``.
 """
 
