@@ -395,3 +395,28 @@ def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
     assert names == [*COLUMNS, *MANIFEST_COLUMNS]
     assert report.refreshed and all("2025-11-24" in k for k in report.refreshed)
     assert compact(store, now_ns=now + 2 * HOUR).refreshed == []  # up to date: left alone
+
+
+def test_a_file_without_the_manifest_gets_it(run_dir: Path, tiny: CameraSimulator) -> None:
+    """A compacted file written before the manifest columns existed is written again with them
+    at the next pass, its rows and the segments it lists kept; a second pass leaves it alone."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from imagelog.compact import MANIFEST_COLUMNS, segments_of
+
+    clock = hours_run(run_dir, tiny)
+    store = make_store(run_dir)
+    compact(store, now_ns=clock() + 60 * 10**9)
+    before = snapshot(run_dir)
+    old = sorted((run_dir / "index").rglob("*.parquet"))[0]
+    listed = segments_of(old.read_bytes())
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(list(MANIFEST_COLUMNS)), old)
+    report = compact(store, now_ns=clock() + 60 * 10**9)
+    assert [str(run_dir / k) for k in report.refreshed] == [str(old)]
+    assert segments_of(old.read_bytes()) == listed and listed
+    assert snapshot(run_dir) == before
+    uris = duckdb.sql("select path, uri from read_parquet(?)", params=[str(old)]).fetchall()
+    assert uris and all(u == f"{run_dir.absolute()}/{p}" for p, u in uris if p)
+    assert compact(store, now_ns=clock() + 60 * 10**9).refreshed == []
