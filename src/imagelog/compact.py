@@ -324,8 +324,10 @@ def compact(
             report.skipped.append(f"{hour} {writer}")
             continue
         segments = sorted(jsonl[(hour, writer)])
+        existing = parquet.get((hour, writer))
         try:
-            result = _compact_one(store, hour, writer, segments, parquet.get((hour, writer)), rules)
+            result = _compact_one(store, hour, writer, segments, existing, rules,
+                                  refresh=existing in rules.stale)  # fmt: skip
         except (FileNotFoundError, _Changed):  # another compactor finished first
             report.skipped.append(f"{hour} {writer}")
             continue
