@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import imagelog
@@ -351,6 +352,7 @@ def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
     import duckdb
 
     from imagelog.compact import MANIFEST_COLUMNS
+    from imagelog.fleet import load_pixels
     from imagelog.ids import uuid7
     from imagelog.layout import hour_of, segment_key
     from imagelog.record import dumps, purged_record
@@ -372,11 +374,12 @@ def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
                        whole=False, files=1, nbytes=0, records=1, kept=0, ids=[tiered[0]])  # fmt: skip
     store.put(segment_key(hour_of(now), "w"), (dumps(ev) + "\n").encode())
     report = compact(store, now_ns=now + 2 * HOUR)
-    got = duckdb.sql(
-        "select id, uri, uri_format, uri_bytes, uri_width from read_parquet(?) "
-        "where action = 'logged' and uri is not null",
+    rows = duckdb.sql(
+        "select id, uri, uri_format, uri_bytes, uri_width, coalesce(uri_record, record) "
+        "from read_parquet(?) where action = 'logged' and uri is not null",
         params=[str(url / "index" / "**" / "*.parquet")],
     ).fetchall()
+    got = [r[:5] for r in rows]
     run = imagelog.read(url)
     want = {r["image"]["id"]: r for r in run.records()}
     assert tiered[0] not in want and len(want) >= 3
@@ -388,6 +391,15 @@ def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
                                       rec["image"]["width"])  # fmt: skip
         assert size == Path(uri).stat().st_size
     assert {f for _, _, f, _, _ in got} >= {"jxl"}  # re-encoded by the tier, not as logged
+    for rid, uri, *_, record in rows:  # the recipes' decode: the pixels Run.load gives
+        assert json.loads(record) == want[rid]
+        assert np.array_equal(load_pixels(uri, record), run.load(want[rid]))
+    ((uri, written),) = duckdb.sql(
+        "select uri, record from read_parquet(?) where uri_record is not null limit 1",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).fetchall()
+    with pytest.raises(FileNotFoundError, match=r"replaced its file; pass the manifest's uri_rec"):
+        load_pixels(uri, written)  # the record as written names the file the tier removed
     names = duckdb.sql(
         "select * from read_parquet(?, hive_partitioning=false) limit 0",
         params=[str(url / "index" / "**" / "*.parquet")],

@@ -110,7 +110,8 @@ def test_spark_udf_decodes_imagelog_formats(spark: Any, compacted: str) -> None:
     decode = F.udf(load, returnType=pixels)
 
     df = spark.read.parquet(f"{compacted}/index").where("uri is not null")
-    rows = df.select("record", decode("uri", "record").alias("px")).collect()
+    record = F.coalesce("uri_record", "record")  # the recipe: the record of the file at uri
+    rows = df.select(record.alias("record"), decode("uri", record).alias("px")).collect()
     run = imagelog.read(compacted)
     seen = set()
     for row in rows:

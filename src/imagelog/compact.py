@@ -14,7 +14,8 @@ come ``MANIFEST_COLUMNS``: ``uri``, the absolute URI of the image's current file
 (``/abs/run/images/...`` or ``s3://bucket/prefix/images/...``), and that file's format, size,
 dimensions and dtype, as the records engine has the row (``records.engine.current``: the file a
 retention tier re-encoded it to; NULL for a frame that a purge or a thinning removed, on events,
-and for paths that leave the run). Each pass reads the run's tombstones and tier events once and
+and for paths that leave the run), and ``uri_record``, the record of that file where ``record``
+(as written) is not it. Each pass reads the run's tombstones and tier events once and
 writes again the compacted files whose manifest they changed (``CompactReport.refreshed``). The
 view reads only its own columns, so the extra columns change no reader. Shard members (tiny
 frames packed into one object), once the layout has them, add ``shard_uri``, ``shard_offset``
@@ -101,7 +102,8 @@ _SIZES_KEY = "imagelog.segment_sha256"
 
 #: Columns a compacted file holds after the ``records`` view's (``COLUMNS``), with their types:
 #: the image's current file (``uri``) and what it holds, as the records engine has the row
-#: (``records.engine.current``: a tier's re-encoded file, NULL for a purged or thinned frame).
+#: (``records.engine.current``: a tier's re-encoded file, NULL for a purged or thinned frame);
+#: ``uri_record``: the record that describes that file where ``record`` (as written) does not.
 MANIFEST_COLUMNS: dict[str, str] = {
     "uri": "VARCHAR",
     "uri_format": "VARCHAR",
@@ -110,17 +112,25 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "uri_height": "BIGINT",
     "uri_channels": "BIGINT",
     "uri_dtype": "VARCHAR",
+    "uri_record": "VARCHAR",
 }
 
 
-def manifest_sql(root: str, row: str = "") -> dict[str, str]:
+def manifest_sql(root: str, row: str = "", written: str | None = None) -> dict[str, str]:
     """SQL for each manifest column of a current row (``records.engine.current``; ``row``: its
-    alias): ``uri`` (``uri_sql``), then the file's fields, NULL where ``uri`` is."""
+    alias): ``uri`` (``uri_sql``), then the file's fields, NULL where ``uri`` is; ``uri_record``:
+    the current record where it differs from the row as written (alias ``written``; without
+    one, the row's ``record`` is the current one and ``uri_record`` is NULL)."""
     p = f"{row}." if row else ""
     uri = uri_sql(root, f"{p}path")
     out = {"uri": uri}
     for name in MANIFEST_COLUMNS:
-        if name != "uri":
+        if name == "uri_record":
+            same = "true" if written is None else f"{p}record = {written}.record"
+            out[name] = (
+                f"CASE WHEN ({uri}) IS NULL OR {same} THEN NULL ELSE CAST({p}record AS VARCHAR) END"
+            )
+        elif name != "uri":
             out[name] = f"CASE WHEN ({uri}) IS NULL THEN NULL ELSE {p}{name[4:]} END"
     return out
 
@@ -254,7 +264,8 @@ def _stale(con: Any, local: Any, keys: list[str], root: str) -> set[str]:
     )
     cur = current(con, rows, keep=("_file", "_n"))
     differs = " OR ".join(
-        f"h.{name} IS DISTINCT FROM ({expr})" for name, expr in manifest_sql(root, "c").items()
+        f"h.{name} IS DISTINCT FROM ({expr})"
+        for name, expr in manifest_sql(root, "c", written="h").items()
     )
     found = con.execute(
         f"SELECT DISTINCT h._file FROM ({rows}) h LEFT JOIN ({cur}) c "
@@ -396,7 +407,8 @@ def _compact_one(
             f"CAST(h.{name} AS VARCHAR) AS {name}" if typ == "JSON" else f"h.{name}"
             for name, typ in COLUMNS.items()
         )
-        cols += "".join(f", {e} AS {n}" for n, e in manifest_sql(store.url, "c").items())
+        manifest = manifest_sql(store.url, "c", written="h")
+        cols += "".join(f", {e} AS {n}" for n, e in manifest.items())
         replaced = json.dumps(sorted(listed | set(keys)))
         sizes = json.dumps({**{k: list(v) for k, v in digests.items()},
                             **{k: list(v) for k, v in read.items()}}, sort_keys=True)  # fmt: skip
