@@ -66,6 +66,24 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _tree_cpu() -> float | None:
+    """CPU seconds of this process and every process under it (Ray's workers, the SeaweedFS
+    server) so far; None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += t.user + t.system
+    return total
+
+
 def _jxl_run(path: Path, frames: int) -> None:
     import imagelog
     from imagelog.samples import CameraSimulator
@@ -427,15 +445,19 @@ def export_ray(quick: bool, frames: int | None = None) -> dict[str, Any]:
             ray.init(num_cpus=cpus, object_store_memory=200 * 2**20, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)  # fmt: skip
             try:
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), _tree_cpu()
                 rep = imagelog.ray.export(
                     url, tmp / f"out{cpus}", to="webdataset", storage_options=opts
                 )
                 out[f"s_{cpus}"] = time.perf_counter() - t
                 out[f"samples_{cpus}"] = rep.samples
+                after = _tree_cpu()
+                if cpu is not None and after is not None:  # Ray's workers and the store's
+                    out[f"cpu_s_{cpus}"] = after - cpu
             finally:
                 ray.shutdown()
         out["speedup"] = out["s_1"] / out["s_2"]
+        out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return out
     finally:
         server.stop()
@@ -528,7 +550,13 @@ def table(res: dict[str, Any]) -> str:
             f"hours) from SeaweedFS to WebDataset: 1 CPU {e['s_1']:.1f} s "
             f"({e['samples_1'] / e['s_1']:.0f} frames/s), 2 CPUs {e['s_2']:.1f} s "
             f"({e['samples_2'] / e['s_2']:.0f} frames/s): {e['speedup']:.2f}x (the frames "
-            f"written in {e['write_s']:.0f} s).",
+            f"written in {e['write_s']:.0f} s; load average {e.get('load', '?')})."
+            + (
+                f" CPU seconds of the export (Ray's processes and the store's): "
+                f"{e['cpu_s_1']:.1f} with 1 CPU, {e['cpu_s_2']:.1f} with 2."
+                if "cpu_s_2" in e
+                else ""
+            ),
             "",
         ]
     return "\n".join(rows)
