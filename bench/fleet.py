@@ -386,6 +386,7 @@ def spark(quick: bool, layouts: bool = False) -> dict[str, Any]:
                                         "same_counts": got == want}  # fmt: skip
             spark_times: dict[str, list[float]] = {name: [] for name in folders}
             duck_times: dict[str, list[float]] = {name: [] for name in folders}
+            no_aqe: list[float] = []
             for _ in range(5):  # round robin: the JIT and the load reach every layout alike
                 for name, folder in folders.items():
                     t = time.perf_counter()
@@ -394,6 +395,12 @@ def spark(quick: bool, layouts: bool = False) -> dict[str, Any]:
                     t = time.perf_counter()
                     tables[name].groupBy("source").count().collect()
                     spark_times[name].append(time.perf_counter() - t)
+                session.conf.set("spark.sql.adaptive.enabled", "false")  # its cost, apart
+                t = time.perf_counter()
+                tables[next(iter(chosen))].groupBy("source").count().collect()
+                no_aqe.append(time.perf_counter() - t)
+                session.conf.set("spark.sql.adaptive.enabled", "true")
+            out["spark_no_aqe_s"] = sorted(no_aqe)[2]
             for name, row in out["layouts"].items():
                 row["duckdb_s"] = sorted(duck_times[name])[2]
                 row["spark_s"] = sorted(spark_times[name])[2]
@@ -537,7 +544,9 @@ def table(res: dict[str, Any]) -> str:
             )
         rows += [
             "",
-            f"imagelog's records view: {s['records_view_s']:.3f} s. Spark's cost of one such "
+            f"imagelog's records view: {s['records_view_s']:.3f} s. Spark with AQE off, "
+            f"compaction's layout: {s['spark_no_aqe_s']:.2f} s "
+            f"({s['spark_no_aqe_s'] / s['duckdb_s']:.0f}x). Spark's cost of one such "
             f"query over 1,000 records: {s['spark_fixed_s']:.3f} s. Settings: "
             + ", ".join(f"{k}={v}" for k, v in s["settings"].items())
             + ".",
