@@ -407,8 +407,6 @@ def _compact_one(
             f"CAST(h.{name} AS VARCHAR) AS {name}" if typ == "JSON" else f"h.{name}"
             for name, typ in COLUMNS.items()
         )
-        manifest = manifest_sql(store.url, "c", written="h")
-        cols += "".join(f", {e} AS {n}" for n, e in manifest.items())
         replaced = json.dumps(sorted(listed | set(keys)))
         sizes = json.dumps({**{k: list(v) for k, v in digests.items()},
                             **{k: list(v) for k, v in read.items()}}, sort_keys=True)  # fmt: skip
@@ -421,14 +419,20 @@ def _compact_one(
             con.execute("SET threads = 1")  # a background chore: one core, bounded memory
             con.execute(f"SET temp_directory = {sql_str(os.path.join(tmp, 'spill'))}")
             _load_rules(con, rules)
+            every = records_sql(paths, parquet_paths, strict=True)
+            if rules_of(con) == (False, False):  # no rule to apply: the rows stream through
+                source, manifest = f"({every}) h", manifest_sql(store.url, "h")
+            else:  # each row beside itself as the engine's rules make it
+                con.execute(
+                    f"CREATE TABLE _rows AS SELECT *, row_number() OVER () AS _n FROM ({every})"
+                )
+                cur = current(con, "SELECT * FROM _rows", keep=("_n",))
+                source = f"_rows h LEFT JOIN ({cur}) c ON h._n = c._n"
+                manifest = manifest_sql(store.url, "c", written="h")
+            cols += "".join(f", {e} AS {n}" for n, e in manifest.items())
             con.execute(
-                "CREATE TABLE _rows AS SELECT *, row_number() OVER () AS _n FROM "
-                f"({records_sql(paths, parquet_paths, strict=True)})"
-            )
-            cur = current(con, "SELECT * FROM _rows", keep=("_n",))
-            con.execute(
-                f"COPY (SELECT * FROM (SELECT {cols} FROM _rows h LEFT JOIN ({cur}) c "
-                f"ON h._n = c._n) ORDER BY {ORDER}) TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
+                f"COPY (SELECT * FROM (SELECT {cols} FROM {source}) ORDER BY {ORDER}) "
+                f"TO {sql_str(out)} (FORMAT parquet, COMPRESSION zstd, "
                 f"ROW_GROUP_SIZE 65536, KV_METADATA {{'{_META_KEY}': {sql_str(replaced)}, "
                 f"'{_SIZES_KEY}': {sql_str(sizes)}}})"
             )
@@ -457,12 +461,11 @@ def _compact_one(
 
 def _load_rules(con: Any, rules: _Rules) -> None:
     """The engine's ``_purged`` and ``_tiered`` tables in a compaction's connection."""
-    import pyarrow as pa
-
-    con.register("_purged_in", pa.table({"id": pa.array(rules.purged, pa.string())}))
-    con.execute("CREATE TABLE _purged AS SELECT id FROM _purged_in")
+    con.execute("CREATE TABLE _purged (id VARCHAR)")
+    if rules.purged:
+        con.execute("INSERT INTO _purged SELECT unnest(?::VARCHAR[])", [rules.purged])
     con.execute(f"CREATE TABLE _tiered AS {tiered_sql([], [])}")
-    if rules.tiered is not None and rules.tiered.num_rows:
+    if rules.tiered is not None and rules.tiered.num_rows:  # (registering loads pandas)
         con.register("_tiered_in", rules.tiered)
         con.execute("INSERT INTO _tiered SELECT * FROM _tiered_in")
 
