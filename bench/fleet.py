@@ -10,8 +10,9 @@
 - ``fleet``: 20 writer processes log into SeaweedFS, the run is compacted but for its last
   segments, and ``imagelog.ray.read_run`` reads it through a counting proxy: records, the LIST
   requests that reached the store (none of ``images/``), sampled pixels against the local reader.
-- ``spark``: count by source over a synthetic compacted run (hive layout, the records columns):
-  pyspark (local[2]) against DuckDB.
+- ``spark``: count by source over a synthetic compacted run (compaction's layout): pyspark
+  (local mode, tuned as a Spark user would) against DuckDB, both warm; ``--spark-layouts``
+  also compares other Parquet layouts of the same records.
 - ``export``: ``export --engine ray`` of 1080p frames to WebDataset from SeaweedFS with 1 and 2
   workers.
 
@@ -64,6 +65,24 @@ def _cpu() -> float:
 
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _tree_cpu() -> float | None:
+    """CPU seconds of this process and every process under it (Ray's workers, the SeaweedFS
+    server) so far; None without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        total += t.user + t.system
+    return total
 
 
 def _jxl_run(path: Path, frames: int) -> None:
@@ -246,107 +265,182 @@ def fleet(quick: bool) -> dict[str, Any]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _synthetic_compacted(root: Path, records: int, hours: int) -> None:
-    """A compacted run's index made with DuckDB (the records columns, hive layout, zstd)."""
+def _synthetic_compacted(
+    root: Path,
+    records: int,
+    hours: int,
+    *,
+    files: int = 1,
+    row_group: int = 65536,
+    order: str = "id, seq",
+) -> None:
+    """A compacted run's index made with DuckDB, in compaction's layout: the records columns,
+    then the manifest's (``compact.manifest_sql``), hive layout, zstd, rows in ``order``, in
+    ``files`` files (writers) per hour of ``row_group`` rows per row group."""
     import duckdb
 
+    from imagelog.compact import manifest_sql
     from imagelog.records import COLUMNS
 
-    con = duckdb.connect()
-    per = records // hours
+    con = duckdb.connect(config={"threads": 2})
+    per = records // hours // files
+    manifest = ", ".join(f"{e} AS {n}" for n, e in manifest_sql(str(root)).items())
     for h in range(hours):
         folder = root / "index" / "date=2026-11-24" / f"hour={h:02d}"
         folder.mkdir(parents=True, exist_ok=True)
-        cols = {
-            "ts": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
-            "created": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
-            "id": f"printf('%02d%012d', {h}, i)",
-            "seq": "i",
-            "source": "'cam' || (i % 50)",
-            "action": "'logged'",
-            "path": f"printf('images/2026/11/24/{h:02d}/cam/%012d.jxl', i)",
-            "bytes": "3000000 + i % 1000",
-            "width": "1920",
-            "height": "1080",
-            "channels": "3",
-            "dtype": "'uint8'",
-            "format": "'jxl'",
-            "level": "'info'",
-            "labels": "'{}'",
-            "meta": "'{\"step\":' || i || '}'",
-            "writer": "'w0'",
-            "record": "'{}'",
-        }
-        select = ", ".join(
-            f"CAST({cols.get(name, 'NULL')} AS {'VARCHAR' if typ == 'JSON' else typ}) AS {name}"
-            for name, typ in COLUMNS.items()
-        )
-        con.execute(
-            f"COPY (SELECT {select} FROM range({per}) t(i)) TO '{folder}/w0.parquet' "
-            "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 65536)"
-        )
+        for w in range(files):
+            cols = {
+                "ts": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
+                "created": f"TIMESTAMPTZ '2026-11-24 {h:02d}:00:00+00' + to_microseconds(i)",
+                "id": f"printf('%02d%02d%012d', {h}, {w}, i)",
+                "seq": "i",
+                "source": "'cam' || (i % 50)",
+                "action": "'logged'",
+                "path": f"printf('images/2026/11/24/{h:02d}/cam/%02d%012d.jxl', {w}, i)",
+                "bytes": "3000000 + i % 1000",
+                "width": "1920",
+                "height": "1080",
+                "channels": "3",
+                "dtype": "'uint8'",
+                "format": "'jxl'",
+                "level": "'info'",
+                "labels": "'{}'",
+                "meta": "'{\"step\":' || i || '}'",
+                "writer": f"'w{w}'",
+                "record": "'{}'",
+            }
+            select = ", ".join(
+                f"CAST({cols.get(name, 'NULL')} AS {'VARCHAR' if typ == 'JSON' else typ}) AS {name}"
+                for name, typ in COLUMNS.items()
+            )
+            con.execute(
+                f"COPY (SELECT *, {manifest} FROM (SELECT {select} FROM range({per}) t(i)) "
+                f"ORDER BY {order}) TO '{folder}/w{w}.parquet' "
+                f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {row_group})"
+            )
     con.close()
 
 
-def spark(quick: bool) -> dict[str, Any]:
-    """Count by source: pyspark (local[2]) against DuckDB, on one synthetic compacted run."""
+#: Layouts of the same records that ``spark(layouts=True)`` compares with compaction's own.
+LAYOUTS: dict[str, dict[str, Any]] = {
+    "compaction's (1 file per hour, 64 Ki-row groups, by id)": {},
+    "1 Mi-row groups": {"row_group": 1 << 20},
+    "sorted by source": {"order": "source, id, seq"},
+    "10 files per hour": {"files": 10},
+}
+
+
+def _median(fn: Any, n: int) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[n // 2]
+
+
+def spark(quick: bool, layouts: bool = False) -> dict[str, Any]:
+    """Count by source: pyspark (local mode, one thread per core) against DuckDB, on a synthetic
+    compacted run. DuckDB and Spark run warm (a platform user's session is up and has run
+    queries, the table is defined): the session start, the first and the second query of each
+    table are reported apart; the ratio is of the medians of 5 runs after those. ``layouts``:
+    the same records in other layouts too."""
     if shutil.which("java") is None:
         return {"skipped": "no java"}
     import duckdb
     from pyspark.sql import SparkSession
 
     records = 1_000_000 if quick else 10_000_000
+    cores = os.cpu_count() or 2
     tmp = Path(tempfile.mkdtemp(prefix="imagelog-bench-spark-"))
+    chosen = LAYOUTS if layouts else dict(list(LAYOUTS.items())[:1])
     try:
         t = time.perf_counter()
-        _synthetic_compacted(tmp, records, 10)
+        folders = {}
+        for n, (name, kw) in enumerate(chosen.items()):
+            folders[name] = tmp / f"l{n}"
+            _synthetic_compacted(folders[name], records, 10, **kw)
+        _synthetic_compacted(tmp / "tiny", 1000, 1)
         make_s = time.perf_counter() - t
-        glob = f"{tmp}/index/**/*.parquet"
-        con = duckdb.connect(config={"threads": 2})
+        con = duckdb.connect(config={"threads": cores})
 
-        def duck() -> Any:
+        def duck(folder: Path) -> Any:
             return con.execute(
-                f"SELECT source, count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
-                "GROUP BY 1"
+                f"SELECT source, count(*) FROM read_parquet('{folder}/index/**/*.parquet', "
+                "hive_partitioning=true) GROUP BY 1"
             ).fetchall()
 
-        duck_s = _best(duck, 3)
-        want = dict(duck())
+        base = folders[next(iter(chosen))]
+        want = dict(duck(base))
         import imagelog
 
-        run = imagelog.read(tmp)
+        run = imagelog.read(base)
         view_s = _best(
             lambda: run.query("SELECT source, count(*) FROM records GROUP BY 1").fetchall(), 3
         )
+        settings = {
+            "spark.sql.shuffle.partitions": str(cores),
+            "spark.sql.adaptive.enabled": "true",
+            "spark.sql.parquet.enableVectorizedReader": "true",
+        }
         t = time.perf_counter()
-        session = (
-            SparkSession.builder.master("local[2]")
+        builder = (
+            SparkSession.builder.master(f"local[{cores}]")
             .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
             .config("spark.driver.memory", "1g")
-            .config("spark.sql.shuffle.partitions", "2")
-            .getOrCreate()
         )
+        for k, v in settings.items():
+            builder = builder.config(k, v)
+        session = builder.getOrCreate()
         session.sparkContext.setLogLevel("ERROR")
         start_s = time.perf_counter() - t
+        out: dict[str, Any] = {"records": records, "make_s": make_s, "settings": settings,
+                               "spark_start_s": start_s, "records_view_s": view_s}  # fmt: skip
         try:
-
-            def count() -> Any:
-                return session.read.parquet(f"{tmp}/index").groupBy("source").count().collect()
-
-            spark_s = _best(count, 3)
-            got = {r["source"]: r["count"] for r in count()}
+            tiny = session.read.parquet(f"{tmp}/tiny/index")
+            for _ in range(10):  # a session that has run queries before: its JIT warm
+                tiny.groupBy("source").count().collect()
+            out["layouts"] = {}
+            tables = {}
+            for name, folder in folders.items():
+                df = tables[name] = session.read.parquet(f"{folder}/index")  # defined once
+                t = time.perf_counter()
+                got = {r["source"]: r["count"] for r in df.groupBy("source").count().collect()}
+                first = time.perf_counter() - t
+                t = time.perf_counter()
+                df.groupBy("source").count().collect()
+                second = time.perf_counter() - t
+                out["layouts"][name] = {"spark_first_s": first, "spark_second_s": second,
+                                        "same_counts": got == want}  # fmt: skip
+            spark_times: dict[str, list[float]] = {name: [] for name in folders}
+            duck_times: dict[str, list[float]] = {name: [] for name in folders}
+            no_aqe: list[float] = []
+            for _ in range(5):  # round robin: the JIT and the load reach every layout alike
+                for name, folder in folders.items():
+                    t = time.perf_counter()
+                    duck(folder)
+                    duck_times[name].append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    tables[name].groupBy("source").count().collect()
+                    spark_times[name].append(time.perf_counter() - t)
+                session.conf.set("spark.sql.adaptive.enabled", "false")  # its cost, apart
+                t = time.perf_counter()
+                tables[next(iter(chosen))].groupBy("source").count().collect()
+                no_aqe.append(time.perf_counter() - t)
+                session.conf.set("spark.sql.adaptive.enabled", "true")
+            out["spark_no_aqe_s"] = sorted(no_aqe)[2]
+            for name, row in out["layouts"].items():
+                row["duckdb_s"] = sorted(duck_times[name])[2]
+                row["spark_s"] = sorted(spark_times[name])[2]
+                row["ratio"] = row["spark_s"] / row["duckdb_s"]
+                row["ratio_second"] = row["spark_second_s"] / row["duckdb_s"]
+            out["spark_fixed_s"] = _median(lambda: tiny.groupBy("source").count().collect(), 5)
         finally:
             session.stop()
-        return {
-            "records": records,
-            "make_s": make_s,
-            "duckdb_s": duck_s,
-            "records_view_s": view_s,
-            "spark_s": spark_s,
-            "spark_start_s": start_s,
-            "ratio": spark_s / duck_s,
-            "same_counts": got == want,
-        }
+        out.update(out["layouts"][next(iter(chosen))])
+        out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        return out
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -376,25 +470,30 @@ def export_ray(quick: bool, frames: int | None = None) -> dict[str, Any]:
         cam = CameraSimulator(1920, 1080, seed=5)
         start, hour = 1_764_000_000 * 10**9, 3600 * 10**9
         clock = [start]
+        t = time.perf_counter()
         store = make_store(url, storage_options=opts)
         with ImageLog(store, Settings.from_kwargs(format="jpeg"), clock=lambda: clock[0]) as log:
             for i in range(frames):
                 clock[0] = start + i * 8 * hour // frames
                 log.log(cam.frame(), source=f"cam{i % 4}", i=i)
-        out: dict[str, Any] = {"frames": frames, "hours": 8}
+        out: dict[str, Any] = {"frames": frames, "hours": 8, "write_s": time.perf_counter() - t}
         for cpus in (1, 2):
             ray.init(num_cpus=cpus, object_store_memory=200 * 2**20, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)  # fmt: skip
             try:
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), _tree_cpu()
                 rep = imagelog.ray.export(
                     url, tmp / f"out{cpus}", to="webdataset", storage_options=opts
                 )
                 out[f"s_{cpus}"] = time.perf_counter() - t
                 out[f"samples_{cpus}"] = rep.samples
+                after = _tree_cpu()
+                if cpu is not None and after is not None:  # Ray's workers and the store's
+                    out[f"cpu_s_{cpus}"] = after - cpu
             finally:
                 ray.shutdown()
         out["speedup"] = out["s_1"] / out["s_2"]
+        out["load"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
         return out
     finally:
         server.stop()
@@ -477,11 +576,27 @@ def table(res: dict[str, Any]) -> str:
     s = res.get("spark")
     if s and "skipped" not in s:
         rows += [
-            f"Count by source over {s['records']:,} compacted records (10 hourly files): "
-            f"DuckDB {s['duckdb_s']:.3f} s (imagelog's records view: {s['records_view_s']:.3f} s), "
-            f"pyspark local[2] {s['spark_s']:.2f} s "
-            f"({s['ratio']:.1f}x; session start {s['spark_start_s']:.1f} s apart), "
-            f"same counts: {s['same_counts']}.",
+            f"Count by source over {s['records']:,} compacted records (10 hours), warm (median "
+            f"of 5; session start {s['spark_start_s']:.1f} s apart; load average "
+            f"{s['load']}):",
+            "",
+            "| layout | DuckDB | pyspark | ratio | pyspark 1st / 2nd run | same counts |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, row in s["layouts"].items():
+            rows.append(
+                f"| {name} | {row['duckdb_s']:.3f} s | {row['spark_s']:.2f} s | "
+                f"{row['ratio']:.0f}x | {row['spark_first_s']:.2f} / {row['spark_second_s']:.2f} s "
+                f"| {row['same_counts']} |"
+            )
+        rows += [
+            "",
+            f"imagelog's records view: {s['records_view_s']:.3f} s. Spark with AQE off, "
+            f"compaction's layout: {s['spark_no_aqe_s']:.2f} s "
+            f"({s['spark_no_aqe_s'] / s['duckdb_s']:.0f}x). Spark's cost of one such "
+            f"query over 1,000 records: {s['spark_fixed_s']:.3f} s. Settings: "
+            + ", ".join(f"{k}={v}" for k, v in s["settings"].items())
+            + ".",
             "",
         ]
     e = res.get("export")
@@ -490,7 +605,14 @@ def table(res: dict[str, Any]) -> str:
             f"`export --engine ray` of {e['frames']:,} 1080p JPEG frames ({e['hours']} index "
             f"hours) from SeaweedFS to WebDataset: 1 CPU {e['s_1']:.1f} s "
             f"({e['samples_1'] / e['s_1']:.0f} frames/s), 2 CPUs {e['s_2']:.1f} s "
-            f"({e['samples_2'] / e['s_2']:.0f} frames/s): {e['speedup']:.2f}x.",
+            f"({e['samples_2'] / e['s_2']:.0f} frames/s): {e['speedup']:.2f}x (the frames "
+            f"written in {e['write_s']:.0f} s; load average {e.get('load', '?')})."
+            + (
+                f" CPU seconds of the export (Ray's processes and the store's): "
+                f"{e['cpu_s_1']:.1f} with 1 CPU, {e['cpu_s_2']:.1f} with 2."
+                if "cpu_s_2" in e
+                else ""
+            ),
             "",
         ]
     return "\n".join(rows)
@@ -503,9 +625,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(SECTIONS))
     p.add_argument("--json", default=None)
     p.add_argument("--export-frames", type=int, default=None, help="frames of the export section")
+    p.add_argument("--spark-layouts", action="store_true",
+                   help="spark section: the same records in other Parquet layouts too")  # fmt: skip
     a = p.parse_args(argv)
     if a.export_frames:
         SECTIONS["export"] = lambda quick: export_ray(quick, a.export_frames)
+    if a.spark_layouts:
+        SECTIONS["spark"] = lambda quick: spark(quick, layouts=True)
     res = run(a.quick, a.only.split(","))
     print(table(res))
     if a.json:

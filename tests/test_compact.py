@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import imagelog
@@ -306,6 +307,7 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
     events and for paths that leave the run); the records view keeps its columns."""
     import duckdb
 
+    from imagelog.compact import MANIFEST_COLUMNS
     from imagelog.records import COLUMNS
 
     clock = hours_run(run_dir, tiny)
@@ -333,7 +335,7 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
             [str(run_dir / "index" / "**" / "*.parquet")],
         ).description
     ]
-    assert names == [*COLUMNS, "uri"]
+    assert names == [*COLUMNS, *MANIFEST_COLUMNS]
     by_path = {p: u for p, u, *_ in rows}
     assert by_path.pop("../elsewhere/x.png") is None
     assert by_path and all(u == f"{run_dir.absolute()}/{p}" for p, u in by_path.items())
@@ -341,3 +343,92 @@ def test_compacted_hours_are_manifests(run_dir: Path, tiny: CameraSimulator) -> 
     assert [d[0] for d in imagelog.read(run_dir).query("select * from records").description] == (
         view_before
     )
+
+
+def test_the_manifest_names_each_frames_current_file(tmp_path: Path) -> None:
+    """After a tier pass (re-encoded, thinned frames) and a purge, a plain read of the compacted
+    Parquet gives each frame's current file (uri, format, size), and a NULL uri exactly where the
+    records engine leaves the frame out: ``uri is not null`` is the ``records`` view's images."""
+    import duckdb
+
+    from imagelog.compact import MANIFEST_COLUMNS
+    from imagelog.fleet import load_pixels
+    from imagelog.ids import uuid7
+    from imagelog.layout import hour_of, segment_key
+    from imagelog.record import dumps, purged_record
+    from imagelog.records import COLUMNS
+    from imagelog.tiers import ladders_of, run_pass
+
+    from .test_tiers import DAY, LADDER, T0, make_run
+
+    url = tmp_path / "run"
+    ids = make_run(url, n=24)
+    store = make_store(url)
+    compact(store, now_ns=T0 + DAY)  # the frames' hour, compacted as logged
+    run_pass(store, ladders_of(LADDER), now_ns=T0 + 8 * DAY)  # re-encoded, then thinned
+    run = imagelog.read(url)
+    tiered = [r["image"]["id"] for r in run.records() if r["image"]["id"] != ids[3]]
+    # a purge (as retention writes it) in a later hour, naming a tiered frame
+    now = T0 + 8 * DAY + HOUR
+    ev = purged_record(now_ns=now, rid=uuid7(now), writer="w", hour=hour_of(T0), reason="quota",
+                       whole=False, files=1, nbytes=0, records=1, kept=0, ids=[tiered[0]])  # fmt: skip
+    store.put(segment_key(hour_of(now), "w"), (dumps(ev) + "\n").encode())
+    report = compact(store, now_ns=now + 2 * HOUR)
+    rows = duckdb.sql(
+        "select id, uri, uri_format, uri_bytes, uri_width, coalesce(uri_record, record) "
+        "from read_parquet(?) where action = 'logged' and uri is not null",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).fetchall()
+    got = [r[:5] for r in rows]
+    run = imagelog.read(url)
+    want = {r["image"]["id"]: r for r in run.records()}
+    assert tiered[0] not in want and len(want) >= 3
+    assert {g[0] for g in got} == set(want)
+    for rid, uri, fmt, size, width in got:
+        rec = want[rid]
+        assert uri == f"{url.absolute()}/{rec['file']['path']}" and Path(uri).is_file()
+        assert (fmt, size, width) == (rec["image"]["format"], rec["file"]["size"],
+                                      rec["image"]["width"])  # fmt: skip
+        assert size == Path(uri).stat().st_size
+    assert {f for _, _, f, _, _ in got} >= {"jxl"}  # re-encoded by the tier, not as logged
+    for rid, uri, *_, record in rows:  # the recipes' decode: the pixels Run.load gives
+        assert json.loads(record) == want[rid]
+        assert np.array_equal(load_pixels(uri, record), run.load(want[rid]))
+    ((uri, written),) = duckdb.sql(
+        "select uri, record from read_parquet(?) where uri_record is not null limit 1",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).fetchall()
+    with pytest.raises(FileNotFoundError, match=r"replaced its file; pass the manifest's uri_rec"):
+        load_pixels(uri, written)  # the record as written names the file the tier removed
+    names = duckdb.sql(
+        "select * from read_parquet(?, hive_partitioning=false) limit 0",
+        params=[str(url / "index" / "**" / "*.parquet")],
+    ).columns
+    assert names == [*COLUMNS, *MANIFEST_COLUMNS]
+    assert report.refreshed and all("2025-11-24" in k for k in report.refreshed)
+    assert compact(store, now_ns=now + 2 * HOUR).refreshed == []  # up to date: left alone
+
+
+def test_a_file_without_the_manifest_gets_it(run_dir: Path, tiny: CameraSimulator) -> None:
+    """A compacted file written before the manifest columns existed is written again with them
+    at the next pass, its rows and the segments it lists kept; a second pass leaves it alone."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from imagelog.compact import MANIFEST_COLUMNS, segments_of
+
+    clock = hours_run(run_dir, tiny)
+    store = make_store(run_dir)
+    compact(store, now_ns=clock() + 60 * 10**9)
+    before = snapshot(run_dir)
+    old = sorted((run_dir / "index").rglob("*.parquet"))[0]
+    listed = segments_of(old.read_bytes())
+    table = pq.read_table(old)
+    pq.write_table(table.drop_columns(list(MANIFEST_COLUMNS)), old)
+    report = compact(store, now_ns=clock() + 60 * 10**9)
+    assert [str(run_dir / k) for k in report.refreshed] == [str(old)]
+    assert segments_of(old.read_bytes()) == listed and listed
+    assert snapshot(run_dir) == before
+    uris = duckdb.sql("select path, uri from read_parquet(?)", params=[str(old)]).fetchall()
+    assert uris and all(u == f"{run_dir.absolute()}/{p}" for p, u in uris if p)
+    assert compact(store, now_ns=clock() + 60 * 10**9).refreshed == []

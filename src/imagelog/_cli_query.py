@@ -64,7 +64,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
     con.print(table)
     con.print(f"{s['records']} records, {_human_bytes(s['bytes_in'])} of JSON Lines -> "
               f"{_human_bytes(s['bytes_out'])} of Parquet; {len(report.finished)} leftover "
-              f"segment(s) removed; {len(report.skipped)} open hour(s) left as JSON Lines")  # fmt: skip
+              f"segment(s) removed; {len(report.skipped)} open hour(s) left as JSON Lines; "
+              f"{len(report.refreshed)} compacted file(s) whose images a purge or a tier "
+              "changed written again")  # fmt: skip
     return 0
 
 

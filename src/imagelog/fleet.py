@@ -1,8 +1,10 @@
 """Reading a manifest row's image from any engine's worker (Ray, Spark, Daft...).
 
-A compacted hour (``imagelog.compact``) and ``imagelog.ray.read_run`` give each record's ``uri``
-(the run's root joined with ``path``) and ``record`` (the whole index line, JSON text).
-``load_pixels(uri, record)`` decodes that image exactly as ``Run.load`` does (JPEG XL, 16-bit,
+A compacted hour (``imagelog.compact``) gives each record's ``uri`` (the run's root joined with
+the path of the image's current file), ``record`` (the index line as written, JSON text) and
+``uri_record`` (the record of the file at ``uri`` where a retention tier re-encoded the frame);
+``imagelog.ray.read_run`` gives ``uri`` and the current ``record``.
+``load_pixels(uri, coalesce(uri_record, record))`` decodes that image exactly as ``Run.load`` does (JPEG XL, 16-bit,
 float and camera formats through imagelog's codecs), keeping one store per run root for the
 process's life, so a worker fetches each image by key without listing anything.
 """
@@ -23,8 +25,14 @@ def run_root(uri: str, record: dict[str, Any]) -> str:
     """The run's root in a record's ``uri`` (``FileNotFoundError`` if the record has no image
     inside the run: an event, or a path that leaves it, has no ``uri``)."""
     path = str((record.get("file") or {}).get("path") or "")
-    if not uri or not path or not str(uri).endswith("/" + path):
+    if not uri or not path:
         raise FileNotFoundError(f"record {_rid(record)} has no image inside the run")
+    if not str(uri).endswith("/" + path):
+        raise FileNotFoundError(
+            f"record {_rid(record)} describes {path}, not {uri}: a retention tier replaced "
+            "its file; pass the manifest's uri_record where it is set (coalesce(uri_record, "
+            "record))"
+        )
     return str(uri)[: -len(path) - 1]
 
 

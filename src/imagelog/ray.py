@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._extras import require
-from .compact import MANIFEST_COLUMNS, uri_sql
+from .compact import MANIFEST_COLUMNS, manifest_sql
 from .export import ExportReport
 from .records import COLUMNS, ORDER, LocalFiles, check_where, filters_sql, list_files
 from .records.columns import purged_sql, records_sql, tiered_sql
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS_OUT", "export", "load_images", "read_run"]
 
-#: The columns of ``read_run``'s Dataset: the ``records`` view's, then ``uri`` (the image's
-#: absolute URI, as compaction writes it).
+#: The columns of ``read_run``'s Dataset: the ``records`` view's, then the manifest's (``uri``,
+#: the image's absolute URI, and its file's fields, as compaction writes them).
 COLUMNS_OUT: tuple[str, ...] = (*COLUMNS, *MANIFEST_COLUMNS)
 
 _RETRIES = 5
@@ -112,9 +112,10 @@ def _empty(cols: list[str]) -> pa.Table:
 
 def _select(cols: list[str], root: str) -> str:
     out = []
+    manifest = manifest_sql(root)  # the rows are current (engine.current) already
     for name in cols:
         if name in MANIFEST_COLUMNS:
-            out.append(f"{uri_sql(root)} AS {name}")
+            out.append(f"{manifest[name]} AS {name}")
         elif COLUMNS[name] == "JSON":
             out.append(f"CAST({name} AS VARCHAR) AS {name}")
         else:

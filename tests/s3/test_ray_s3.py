@@ -99,5 +99,7 @@ def test_duckdb_reads_the_compacted_s3_run_through_pyarrow(
         ).fetchall()
     )
     assert got == {s: n + (s == "cam0") for s, n in want.items()}  # the view hides the purged
+    current = "select source, count(*) from manifest where uri is not null group by 1"
+    assert dict(con.execute(current).fetchall()) == want  # the manifest has the purge rule
     uris = [u for (u,) in con.execute("select uri from manifest where uri is not null").fetchall()]
-    assert len(uris) == 30 and all(u.startswith(s3_url + "/images/") for u in uris)
+    assert len(uris) == 29 and all(u.startswith(s3_url + "/images/") for u in uris)

@@ -337,10 +337,11 @@ def current_record_sql(record: str, patch: str) -> str:
     return f'CAST(json_merge_patch({record}, \'{{"file":null,"image":null}}\', {patch}) AS JSON)'
 
 
-def superseded(rows: str, tiered: str = "_tiered") -> str:
+def superseded(rows: str, tiered: str = "_tiered", keep: Sequence[str] = ()) -> str:
     """Rows whose ``logged`` records a ``tiered`` event superseded, made current: the file, the
     image fields and ``record`` as the latest event says (a hash join against the table of
-    latest events, ``tiered_sql``, streaming the rows)."""
+    latest events, ``tiered_sql``, streaming the rows). ``keep``: columns of ``rows`` to pass
+    through, after the records' columns."""
     cols = []
     for name in COLUMNS:
         if name in SUPERSEDED:
@@ -350,6 +351,7 @@ def superseded(rows: str, tiered: str = "_tiered") -> str:
             cols.append(f"CASE WHEN t.id IS NULL THEN h.record ELSE {current} END AS record")
         else:
             cols.append(f"h.{name}")
+    cols += [f'h."{name}"' for name in keep]
     return (
         f"SELECT {', '.join(cols)} FROM ({rows}) h LEFT JOIN {tiered} t "
         "ON h.id = t.id AND h.action = 'logged'"

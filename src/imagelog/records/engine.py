@@ -261,15 +261,18 @@ def connect_view(store: Store, *, local: LocalFiles) -> duckdb.DuckDBPyConnectio
         return connect(store, local=local, memory_limit=BIG_MEMORY_LIMIT)
 
 
-def current(con: Any, rows: str, rules: tuple[bool, bool] | None = None) -> str:
+def current(
+    con: Any, rows: str, rules: tuple[bool, bool] | None = None, keep: Sequence[str] = ()
+) -> str:
     """``rows`` as readers see them: purged and thinned images left out, tiered ones superseded
     (the one place these rules are applied; ``connect`` made the tables). ``rules``: whether
-    each table has rows, if the caller asked ``rules_of`` already."""
+    each table has rows, if the caller asked ``rules_of`` already; ``keep``: more columns of
+    ``rows`` to pass through (after the records' columns, where a rule applies)."""
     purged, tiered = rules_of(con) if rules is None else rules
     if purged:
         rows = without_purged(rows)
     if tiered:
-        rows = superseded(rows)
+        rows = superseded(rows, keep=keep)
     return rows
 
 
