@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +14,14 @@ import pytest
 
 import imagelog
 from imagelog import codecs
+from imagelog._priority import lower_priority
 from imagelog._queue import ByteQueue, Item
 from imagelog.codecs import register
 from imagelog.codecs.png import PNG
+from imagelog.frames import BufferPool
 from imagelog.settings import OnFull
 
-from .conftest import PATIENCE, returns
+from .conftest import PATIENCE, returns, wait_for
 
 
 class SlowPNG(PNG):
@@ -188,3 +192,111 @@ def test_drop_newest_records_the_uncopied_frame(run_dir: Path, gate: threading.E
     img = drops[3]["image"]
     assert (img["width"], img["height"], img["channels"], img["dtype"]) == (32, 32, 3, "uint8")
     assert img["converted_from"] == "BGR"
+
+
+def _big(i: int, shape: tuple[int, ...] = (1024, 1024)) -> np.ndarray[Any, Any]:
+    return np.full(shape, i, np.uint8)  # 1 MiB: PREPARED_MIN_BYTES
+
+
+@pytest.fixture(name="unprepared")
+def _unprepared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No buffers prepared in the background: only recycled ones are ready."""
+    monkeypatch.setattr(BufferPool, "want", lambda self, shape, dtype: None)
+
+
+@pytest.mark.usefixtures("unprepared")
+@pytest.mark.parametrize(("policy", "kept"), [("drop_newest", [0, 1]), ("drop_oldest", [0, 2])])
+def test_large_frames_are_copied_only_into_touched_buffers(
+    run_dir: Path, gate: threading.Event, policy: str, kept: list[int]
+) -> None:
+    """Under the drop policies a large frame never gets fresh pages while a frame waits in the
+    queue, though the byte bound has room: drop_newest drops it, drop_oldest takes the buffer of
+    the oldest queued frame. With nothing waiting it gets a fresh buffer."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full=policy, max_queue_bytes=16 << 20, workers=1
+    )
+    log.log(_big(0), i=0)
+    _workers_hold(1)
+    log.log(_big(1), i=1)  # nothing queued: a fresh buffer
+    log.log(_big(2), i=2)  # no buffer ready, frame 1 waits
+    assert log.stats()["dropped"] == 1
+    gate.set()
+    log.close()
+    recs = list(imagelog.read(run_dir).records(include_events=True))
+    assert [r["meta"]["i"] for r in recs if r["event"]["action"] == "logged"] == kept
+    drops = [r for r in recs if r["event"]["action"] == "dropped"]
+    assert [(r["meta"]["i"], r["event"]["reason"]) for r in drops] == [
+        (({0, 1, 2} - set(kept)).pop(), "queue_full")
+    ]
+
+
+@pytest.mark.usefixtures("unprepared")
+def test_drop_oldest_takes_only_a_buffer_of_the_same_shape(
+    run_dir: Path, gate: threading.Event
+) -> None:
+    """A queued frame of another shape is not let go for a buffer it cannot give."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_oldest", max_queue_bytes=16 << 20, workers=1
+    )
+    log.log(_big(0), i=0)
+    _workers_hold(1)
+    log.log(_big(1, (512, 2048)), i=1)
+    log.log(_big(2), i=2)
+    gate.set()
+    log.close()
+    assert log.stats()["dropped"] == 0
+    assert [r["meta"]["i"] for r in imagelog.read(run_dir).records()] == [0, 1, 2]
+
+
+def test_prepared_buffers_keep_a_burst_and_its_pixels(run_dir: Path, gate: threading.Event) -> None:
+    """Buffers the pool prepares in the background take frames that would otherwise be dropped;
+    a frame changed right after log() returns is stored as it was."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_newest", max_queue_bytes=16 << 20, workers=1
+    )
+    first = _big(0)
+    log.log(first, i=0)
+    _workers_hold(1)
+    pool = log._pipeline.pool
+    key = (first.shape, first.dtype)
+    wait_for(lambda: len(pool._free.get(key, ())) >= 2, "two buffers prepared")
+    frames = [_big(1), _big(2)]
+    for i, f in enumerate(frames, 1):
+        log.log(f, i=i)
+        f[:] = 99
+    gate.set()
+    log.close()
+    assert log.stats()["dropped"] == 0
+    run = imagelog.read(run_dir)
+    assert [int(run.load(r).max()) for r in run.records()] == [0, 1, 2]
+
+
+def test_the_pool_prepares_within_the_bound() -> None:
+    """The preparing thread stops at ``spares`` free buffers or at the room the bound leaves,
+    and ends on close()."""
+    room = [int(2.5 * (1 << 20))]
+    pool = BufferPool(64 << 20, room=lambda: room[0] - pool.bytes, spares=5)
+    dtype = np.dtype(np.uint8)
+    pool.want((1024, 1024), dtype)
+    wait_for(lambda: pool.prepared == 2, "two buffers prepared")
+    pool.close(PATIENCE)
+    assert pool.prepared == 2 and pool.bytes == 2 << 20
+    assert pool.ready((1024, 1024), dtype) and not pool.ready((1024, 1023), dtype)
+    assert not any(t.name == "imagelog-buffers" for t in threading.enumerate())
+
+
+def test_lower_priority_is_harmless_where_not_permitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused (no permission) or elsewhere than Linux (a thread id is no pid): nothing happens."""
+    calls: list[int] = []
+
+    def refuse(which: int, who: int, prio: int) -> None:
+        calls.append(who)
+        raise PermissionError(1, "not permitted")
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    monkeypatch.setattr(sys, "platform", "linux")
+    lower_priority(5)
+    assert calls == [threading.get_native_id()]
+    monkeypatch.setattr(sys, "platform", "darwin")
+    lower_priority(5)
+    assert len(calls) == 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import exif, pixfmt
 from ._backoff import STORAGE_ERRNOS, Backoff, storage_reason
@@ -16,6 +17,7 @@ from ._frame_bytes import put_frame
 from ._free_space import FreeSpaceGuard
 from ._jobs import EventJob, FrameJob, Stats
 from ._maintenance import Maintenance
+from ._priority import lower_priority
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring_dir import RingDir
@@ -93,7 +95,10 @@ class Pipeline:
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
-        self.pool = BufferPool(min(self.queue.max_bytes, 64 * 2**20))
+        self.pool = BufferPool(
+            min(self.queue.max_bytes, 64 * 2**20), room=self._room, spares=self.workers + 1,
+            nice=settings.worker_nice,
+        )  # fmt: skip
         self.stopping = False
         self.verifier = Verifier(settings.verify)
         self.checker = EncodingChecks(
@@ -127,6 +132,10 @@ class Pipeline:
         )  # fmt: skip
         if ring is not None:
             self.ring = RingKeeper(self, ring)
+
+    def _room(self) -> int:
+        """Bytes the memory bound leaves beside the queued frames and the pool's free buffers."""
+        return self.queue.max_bytes - self.queue.bytes - self.pool.bytes
 
     def _poll_triggers(self) -> None:
         if self.ring is not None:
@@ -257,6 +266,7 @@ class Pipeline:
         self._idents = frozenset()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         self.maintenance.stop(remaining)
+        self.pool.close(remaining)
         frames = 0
         events = []
         for item in left:
@@ -284,17 +294,52 @@ class Pipeline:
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def make_room(self, nbytes: int, policy: OnFull) -> bool:
+    def make_room(
+        self,
+        nbytes: int,
+        policy: OnFull,
+        buffer: tuple[tuple[int, ...], np.dtype[Any]] | None = None,
+    ) -> bool:
         """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
         frames it would not fit beside (their buffers go back to the pool, for this copy);
-        False under ``drop_newest`` when it will not fit (drop it, uncopied)."""
+        False under ``drop_newest`` when it will not fit (drop it, uncopied).
+
+        ``buffer`` (the shape and dtype of a large frame's copy, ``PREPARED_MIN_BYTES``): under
+        the drop policies such a frame is copied only into a buffer already touched. With none
+        free while a frame waits in the queue, ``drop_oldest`` lets the oldest queued frame go
+        for its buffer (if it has this shape) and ``drop_newest`` drops this one; with none
+        waiting it gets a fresh buffer. Either way the pool prepares more in the background,
+        up to the memory bound.
+        """
         if policy is OnFull.DROP_OLDEST:
             for old in self.queue.evict(nbytes):
-                self.record_drop(old.payload, "queue_full")
-                self.recycle(old.payload)
-                old.payload = None
+                self._let_go(old)
+        elif policy is OnFull.DROP_NEWEST and not self.queue.fits(nbytes):
+            return False
+        if buffer is None:
             return True
-        return policy is not OnFull.DROP_NEWEST or self.queue.fits(nbytes)
+        pool = self.pool
+        pool.want(*buffer)
+        if policy is OnFull.BLOCK or pool.ready(*buffer):
+            return True
+        if policy is OnFull.DROP_NEWEST:
+            return not self.queue.queued()
+
+        def same(item: Item) -> bool:
+            frame = item.payload.frame if isinstance(item.payload, FrameJob) else None
+            px = None if frame is None or not frame.pooled else frame.pixels
+            return px is not None and (px.shape, px.dtype) == buffer
+
+        taken = self.queue.evict_oldest(same)
+        if taken is not None:
+            self._let_go(taken)
+        return True
+
+    def _let_go(self, item: Item) -> None:
+        """A queued frame dropped for room: its record, its buffer back to the pool."""
+        self.record_drop(item.payload, "queue_full")
+        self.recycle(item.payload)
+        item.payload = None
 
     def submit(
         self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
@@ -310,9 +355,7 @@ class Pipeline:
             self.record_drop(job, "queue_full")
             return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
-            self.record_drop(old.payload, "queue_full")
-            self.recycle(old.payload)
-            old.payload = None
+            self._let_go(old)
 
     def recycle(self, job: FrameJob) -> None:
         """Give a finished (or dropped) frame's buffer back to the pool."""
@@ -357,7 +400,7 @@ class Pipeline:
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
-        _lower_priority(self.settings.worker_nice)
+        lower_priority(self.settings.worker_nice)
         while True:
             try:
                 item = self.queue.get()
@@ -575,18 +618,3 @@ class Pipeline:
     def report(self, kind: str, exc: BaseException) -> None:
         """Warn through the ``imagelog`` logger, at most once per kind per minute."""
         self._reporter.warn(kind, f"background error in {self.store.url}:", exc)
-
-
-def _lower_priority(nice: int) -> None:
-    """Give this worker thread a lower CPU priority than the caller's threads (Linux: per thread).
-
-    When the encoders saturate the cores, the scheduler then runs the caller's thread first, so
-    ``log()`` keeps its latency and the encoders use what is left.
-    """
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-    except OSError:
-        pass
