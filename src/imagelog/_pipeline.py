@@ -96,9 +96,8 @@ class Pipeline:
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
         self.pool = BufferPool(
-            min(self.queue.max_bytes, 64 * 2**20), room=self._room, spares=self.workers + 1,
-            nice=settings.worker_nice,
-        )  # fmt: skip
+            min(self.queue.max_bytes, 64 * 2**20), room=self._room, spares=self.workers + 1
+        )
         self.stopping = False
         self.verifier = Verifier(settings.verify)
         self.checker = EncodingChecks(
@@ -322,6 +321,7 @@ class Pipeline:
         pool.want(*buffer)
         if policy is OnFull.BLOCK or pool.ready(*buffer):
             return True
+        pool.short()
         if policy is OnFull.DROP_NEWEST:
             return not self.queue.queued()
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import numpy as np
 
 from . import pixfmt
-from ._priority import lower_priority
 from .errors import InvalidFrame, UnsupportedInput
 
 if TYPE_CHECKING:
@@ -150,7 +149,7 @@ class BufferPool:
     """
 
     def __init__(
-        self, max_bytes: int, room: Callable[[], int] | None = None, spares: int = 2, nice: int = 0
+        self, max_bytes: int, room: Callable[[], int] | None = None, spares: int = 2
     ) -> None:
         self.max_bytes = max_bytes
         self._free: dict[tuple[tuple[int, ...], np.dtype[Any]], list[np.ndarray[Any, Any]]] = {}
@@ -158,7 +157,6 @@ class BufferPool:
         self._lock = threading.Lock()
         self._room = room
         self._spares = spares
-        self._nice = nice
         self._wanted: tuple[tuple[int, ...], np.dtype[Any]] | None = None
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -195,6 +193,10 @@ class BufferPool:
             self._bytes += arr.nbytes
             return True
 
+    def short(self) -> None:
+        """A frame found no buffer ready: keep one more ready from now on (up to the bound)."""
+        self._spares += 1
+
     def want(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
         """Keep a few buffers of this shape ready: wake the preparing thread if fewer are free."""
         key = (shape, dtype)
@@ -223,7 +225,6 @@ class BufferPool:
         """The preparing thread: allocate and touch buffers of the wanted shape (one byte a page,
         numpy's strided store releases the GIL) while fewer than ``spares`` are free and the
         bound leaves room."""
-        lower_priority(self._nice)
         while True:
             self._wake.wait()
             self._wake.clear()
