@@ -43,11 +43,13 @@ def _folder_bytes(path: Path) -> tuple[int, int]:
 def _percentiles(ns: list[int]) -> dict[str, float]:
     us = sorted(x / 1000 for x in ns)
     if not us:
-        return {"p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0}
+        return {"p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0, "over_1ms": 0, "over_2ms": 0}
     return {
         "p50_us": statistics.median(us),
         "p99_us": us[min(len(us) - 1, int(len(us) * 0.99))],
         "max_us": us[-1],
+        "over_1ms": sum(x > 1000 for x in us),  # how many calls the tail is made of
+        "over_2ms": sum(x > 2000 for x in us),
     }
 
 
@@ -171,6 +173,7 @@ def run_contender(
     peak_rss = _rss_mb()
     written = stats.get("written", nfiles)
     out: dict[str, Any] = {
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "contender": contender,
         "size": f"{width}x{height}",
         "frames": frames,
