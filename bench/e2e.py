@@ -105,6 +105,7 @@ def run_contender(
     max_queue: str,
     producers: int = 1,
     alone: bool = True,
+    worker_nice: int | None = None,
 ) -> dict[str, Any]:
     """Log ``frames`` frames from ``producers`` threads (each paced at ``fps``, or as fast as
     possible if 0) and measure; then the codec alone on the same frames, on every core."""
@@ -141,8 +142,9 @@ def run_contender(
             seed.close()
             stats: dict[str, Any] = {"dropped": 0}
         else:
+            nice = {} if worker_nice is None else {"worker_nice": worker_nice}
             log = imagelog.open(
-                folder, format=contender, on_full=on_full, max_queue_bytes=max_queue
+                folder, format=contender, on_full=on_full, max_queue_bytes=max_queue, **nice
             )
             go = threading.Barrier(producers + 1)
 
@@ -213,10 +215,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queue", default="256 MiB")
     p.add_argument("--producers", type=int, default=1, help="threads calling log()")
     p.add_argument("--no-alone", action="store_true", help="skip the codec-alone figure")
+    p.add_argument("--worker-nice", type=int, default=None, help="imagelog's worker_nice")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     res = run_contender(
-        a.contender, w, h, a.frames, a.fps, a.on_full, a.max_queue, a.producers, not a.no_alone
+        a.contender,
+        w,
+        h,
+        a.frames,
+        a.fps,
+        a.on_full,
+        a.max_queue,
+        a.producers,
+        not a.no_alone,
+        a.worker_nice,
     )
     json.dump(res, sys.stdout)
     print()
