@@ -300,3 +300,33 @@ def test_lower_priority_is_harmless_where_not_permitted(monkeypatch: pytest.Monk
     monkeypatch.setattr(sys, "platform", "darwin")
     lower_priority(5)
     assert len(calls) == 1
+
+
+def test_a_dropped_frame_takes_no_buffer(
+    run_dir: Path, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """drop_newest neither copies nor converts a BGR or strided frame it drops (no buffer taken
+    from the pool, none allocated); its record still says what it was."""
+    taken: list[tuple[int, ...]] = []
+    take = BufferPool.take
+    monkeypatch.setattr(BufferPool, "take", lambda self, s, d: taken.append(s) or take(self, s, d))
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_newest", max_queue_bytes=2 * 1024, workers=1
+    )
+    log.log(_frame(0), i=0)
+    _workers_hold(1)
+    log.log(_frame(1), i=1)
+    assert len(taken) == 2
+    bgr = np.zeros((32, 32, 3), np.uint8)
+    log.log(bgr, i=2, channel_order="BGR")
+    log.log(np.zeros((64, 64), np.uint8)[::2, ::2], i=3)  # not contiguous
+    assert len(taken) == 2 and log.stats()["dropped"] == 2
+    gate.set()
+    log.close()
+    drops = {
+        r["meta"]["i"]: r["image"]
+        for r in imagelog.read(run_dir).records(include_events=True)
+        if r["event"]["action"] == "dropped"
+    }
+    assert drops[2]["converted_from"] == "BGR" and drops[2]["channels"] == 3
+    assert (drops[3]["width"], drops[3]["height"]) == (32, 32)

@@ -353,6 +353,7 @@ class Pipeline:
             if self.queue.closed:
                 raise QueueClosed
             self.record_drop(job, "queue_full")
+            self.recycle(job)  # a camera format's planes were copied all the same
             return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
             self._let_go(old)

@@ -263,6 +263,7 @@ def _from_array(
     copy: bool,
     channel_order: str | None,
     pool: BufferPool | None = None,
+    keep: bool = True,
 ) -> Frame:
     if arr.size == 0:
         raise InvalidFrame(f"empty array of shape {arr.shape}: a frame needs at least one pixel")
@@ -301,7 +302,10 @@ def _from_array(
         arr = arr.astype(dtype.newbyteorder("="))
         dtype = arr.dtype
     pooled = False
-    if order in ("BGR", "BGRA") and channels in (3, 4):
+    if not keep:  # dropped before it is stored: validated, neither copied nor converted
+        if order in ("BGR", "BGRA") and channels in (3, 4):
+            converted_from = "BGRA" if channels == 4 else "BGR"
+    elif order in ("BGR", "BGRA") and channels in (3, 4):
         out = pool.take(arr.shape, dtype) if pool else np.empty(arr.shape, dtype)
         out[:, :, :3] = arr[:, :, 2::-1]
         if channels == 4:
@@ -437,8 +441,12 @@ def normalise(
     pool: BufferPool | None = None,
     pixel_format: str | None = None,
     stride: int | None = None,
+    keep: bool = True,
 ) -> Frame:
     """Validate and normalise one input into a ``Frame``; raise ``InvalidFrame``/``UnsupportedInput``.
+
+    ``keep=False``: the frame is dropped before it is stored, so a numpy array is validated and
+    described but neither copied nor converted (``Frame.pixels`` is the array as given).
 
     With ``pixel_format`` (``"bayer_rggb8"``, ``"yuyv"``, ``"nv12"``, ... see ``imagelog.pixfmt``)
     the frame is a camera buffer (bytes with ``size``, and ``stride`` if its rows are padded) or
@@ -459,7 +467,7 @@ def normalise(
             channel_order=channel_order, pool=pool,
         )  # fmt: skip
     if isinstance(frame, np.ndarray):
-        return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool)
+        return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool, keep=keep)
     if isinstance(frame, RawFrame):
         return _from_raw(frame, channel_order=channel_order)
     if isinstance(frame, bytes | bytearray | memoryview):

@@ -262,7 +262,7 @@ class ImageLog:
         created = self._clock()
         f = normalise(
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
-            pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
+            pool=pipeline.pool, pixel_format=pixel_format, stride=stride, keep=not drop_now,
         )  # fmt: skip
         if policy is not None and not early:  # not an array: decided on the normalised frame
             skipped = self._select_or_skip(policy, source, f.pixels, labels_json, meta_json, given)
