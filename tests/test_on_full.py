@@ -330,3 +330,23 @@ def test_a_dropped_frame_takes_no_buffer(
     }
     assert drops[2]["converted_from"] == "BGR" and drops[2]["channels"] == 3
     assert (drops[3]["width"], drops[3]["height"]) == (32, 32)
+
+
+def test_drops_in_a_burst_share_one_queue_item(run_dir: Path, gate: threading.Event) -> None:
+    """The records of drops made while a batch waits for a worker join it (one queue item, one
+    worker wake-up); each still reaches the index once."""
+    log = imagelog.open(
+        run_dir, format="slowpng", on_full="drop_newest", max_queue_bytes=2 * 1024, workers=1
+    )
+    log.log(_frame(0), i=0)
+    _workers_hold(1)
+    log.log(_frame(1), i=1)
+    for i in range(2, 12):
+        log.log(_frame(i), i=i)
+    assert log.stats()["dropped"] == 10
+    assert len(log._pipeline.queue) == 3  # frame 0 at the encoder, frame 1, one batch of drops
+    gate.set()
+    log.close()
+    recs = list(imagelog.read(run_dir).records(include_events=True))
+    dropped = sorted(r["meta"]["i"] for r in recs if r["event"]["action"] == "dropped")
+    assert dropped == list(range(2, 12))

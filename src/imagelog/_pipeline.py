@@ -51,6 +51,9 @@ __all__ = ["Pipeline"]
 
 logger = logging.getLogger("imagelog")
 
+#: The queue item that has a worker append the drop records gathered since (``record_drop``).
+_DROPS = object()
+
 #: Records (drops, failures) held in memory while the index cannot be written (a full disk);
 #: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
 MAX_HELD_RECORDS = 10_000
@@ -99,6 +102,9 @@ class Pipeline:
             min(self.queue.max_bytes, 64 * 2**20), room=self._room, spares=self.workers + 1
         )
         self.stopping = False
+        self._drops: list[EventJob] = []  # drop records waiting for a worker (record_drop)
+        self._drops_lock = threading.Lock()
+        self._drops_queued = False
         self.verifier = Verifier(settings.verify)
         self.checker = EncodingChecks(
             settings.check_encoding, stats=self.stats, clock=clock, report=self.report,
@@ -276,6 +282,7 @@ class Pipeline:
                     RingDir.remove(item.payload.ring_path)
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        events += self._take_drops()
         if self.ring is not None:  # what the ring still holds expires with the log
             events += self.ring.close()
         for e in events:
@@ -375,11 +382,37 @@ class Pipeline:
             self.hold(record, created_ns)
 
     def record_drop(self, job: FrameJob, reason: str) -> None:
-        """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
+        """Count a dropped frame and queue its ``dropped`` record (never blocks).
+
+        Records of drops made while one batch waits for a worker join that batch: a burst's
+        drops take a worker (and the GIL) once per batch, not once per frame."""
+        event = self._drop_record(job, reason)
+        with self._drops_lock:
+            self._drops.append(event)
+            if self._drops_queued:
+                return
+            self._drops_queued = True
+        self.queue.put_control(Item(_DROPS, 0))
+
+    def _take_drops(self) -> list[EventJob]:
+        with self._drops_lock:
+            drops, self._drops = self._drops, []
+            self._drops_queued = False
+        return drops
+
+    def _write_drops(self) -> None:
+        """A worker's part of ``record_drop``: append the batch's records (or hold them)."""
+        drops = self._take_drops()
+        if self.stats.held or self.backoff.reason is not None:  # keep the index's order
+            for e in drops:
+                self.hold(e.record, e.created_ns)
+            return
         try:
-            self.queue.put_control(Item(self._drop_record(job, reason), 0))
-        except QueueClosed:
-            pass
+            self.index.append_many([(e.record, e.created_ns) for e in drops])
+        except BaseException as exc:  # held for later, as any event line
+            self.report(storage_reason(exc), exc)
+            for e in drops:
+                self.hold(e.record, e.created_ns)
 
     def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
         self.stats.add(job.source, "dropped")
@@ -416,6 +449,8 @@ class Pipeline:
                         self.ring.hold_or_write(payload)
                     else:
                         self.write_guarded(payload)
+                elif payload is _DROPS:
+                    self._write_drops()
                 elif self.stats.held or self.backoff.reason is not None:
                     self.hold(payload.record, payload.created_ns)  # keep the index's order
                 else:
