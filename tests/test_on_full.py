@@ -164,6 +164,8 @@ def test_a_full_queue_is_handled_before_the_copy(run_dir: Path, gate: threading.
         log.log(np.zeros((32, 32), np.float64))
     with pytest.raises(ValueError, match="channels"):
         log.log(np.zeros((32, 32, 2), np.uint8))
+    with pytest.raises(ValueError, match="channel_order"):
+        log.log(np.zeros((32, 32, 3), np.uint8), channel_order="XYZ")
     assert log.stats()["dropped"] == 0  # refused frames made no room
     log.log(_frame(4), i=4)
     assert log.stats()["dropped"] == 1

@@ -36,6 +36,8 @@ logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
 #: channel orders under which ``select=`` judges an array before it is copied
 _EARLY_ORDERS = (None, "RGB", "BGR", "rgb", "bgr")
+#: channel orders ``normalise`` takes (a frame with another is refused, so it evicts nothing)
+_ORDERS = ("RGB", "RGBA", "BGR", "BGRA", "L")
 
 
 class ImageLog:
@@ -253,10 +255,14 @@ class ImageLog:
                 return skipped
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
-        drop_now = _plausible(frame) and not pipeline.make_room(
-            frame.nbytes,
-            self._settings.on_full,
-            _buffer_of(frame) if copy and pixel_format is None and stride is None else None,
+        drop_now = (
+            _plausible(frame)
+            and (channel_order or "RGB").upper() in _ORDERS
+            and not pipeline.make_room(
+                frame.nbytes,
+                self._settings.on_full,
+                _buffer_of(frame) if copy and pixel_format is None and stride is None else None,
+            )
         )
         copy = copy and not drop_now
         created = self._clock()
