@@ -33,7 +33,7 @@ E2E: list[tuple[str, str, int, int, float, str, int, str, str]] = [
     ("preview", "128x128", 4000, 1500, 0, "block", 1, "256 MiB", "burst"),
     ("lossless", "1920x1080", 300, 120, 0, "drop_oldest", 1, "256 MiB", "burst, drops"),
     ("lossless", "1920x1080", 300, 120, 0, "drop_newest", 1, "256 MiB", "burst, drops"),
-    ("lossless", "1920x1080", 150, 60, 30, "drop_oldest", 1, "256 MiB", "paced latency"),
+    ("lossless", "1920x1080", 300, 120, 60, "drop_oldest", 1, "256 MiB", "paced latency"),
     ("preview", "1920x1080", 300, 120, 60, "drop_oldest", 1, "256 MiB", "paced latency"),
     ("lossless", "128x128", 2400, 1200, 240, "drop_oldest", 1, "256 MiB", "paced latency"),
     ("lossless", "128x128", 4800, 2400, 240, "drop_oldest", 4, "256 MiB", "paced latency"),

@@ -43,11 +43,13 @@ def _folder_bytes(path: Path) -> tuple[int, int]:
 def _percentiles(ns: list[int]) -> dict[str, float]:
     us = sorted(x / 1000 for x in ns)
     if not us:
-        return {"p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0}
+        return {"p50_us": 0.0, "p99_us": 0.0, "max_us": 0.0, "over_1ms": 0, "over_2ms": 0}
     return {
         "p50_us": statistics.median(us),
         "p99_us": us[min(len(us) - 1, int(len(us) * 0.99))],
         "max_us": us[-1],
+        "over_1ms": sum(x > 1000 for x in us),  # how many calls the tail is made of
+        "over_2ms": sum(x > 2000 for x in us),
     }
 
 
@@ -104,6 +106,7 @@ def run_contender(
     producers: int = 1,
     alone: bool = True,
     workers: int = 0,
+    worker_nice: int | None = None,
 ) -> dict[str, Any]:
     """Log ``frames`` frames from ``producers`` threads (each paced at ``fps``, or as fast as
     possible if 0) and measure; then the codec alone on the same frames, on every core (or on
@@ -141,12 +144,14 @@ def run_contender(
             seed.close()
             stats: dict[str, Any] = {"dropped": 0}
         else:
+            nice = {} if worker_nice is None else {"worker_nice": worker_nice}
             log = imagelog.open(
                 folder,
                 format=contender,
                 on_full=on_full,
                 max_queue_bytes=max_queue,
                 workers=workers,
+                **nice,
             )
             go = threading.Barrier(producers + 1)
 
@@ -177,6 +182,7 @@ def run_contender(
     peak_rss = _rss_mb()
     written = stats.get("written", nfiles)
     out: dict[str, Any] = {
+        "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "contender": contender,
         "size": f"{width}x{height}",
         "frames": frames,
@@ -219,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--producers", type=int, default=1, help="threads calling log()")
     p.add_argument("--no-alone", action="store_true", help="skip the codec-alone figure")
     p.add_argument("--workers", type=int, default=0, help="imagelog's workers (0: one per core)")
+    p.add_argument("--worker-nice", type=int, default=None, help="imagelog's worker_nice")
     a = p.parse_args(argv)
     w, h = (int(v) for v in a.size.lower().split("x"))
     res = run_contender(
@@ -232,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         a.producers,
         not a.no_alone,
         a.workers,
+        a.worker_nice,
     )
     json.dump(res, sys.stdout)
     print()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import exif, pixfmt
 from ._backoff import STORAGE_ERRNOS, Backoff, storage_reason
@@ -16,6 +17,7 @@ from ._frame_bytes import Member, put_frame, put_members, to_shard
 from ._free_space import FreeSpaceGuard
 from ._jobs import EventJob, FrameJob, Stats
 from ._maintenance import Maintenance
+from ._priority import lower_priority
 from ._queue import ByteQueue, Item
 from ._report import RateLimitedReporter
 from ._ring_dir import RingDir
@@ -59,6 +61,9 @@ BATCH_FRAME_BYTES = 256 * 1024
 #: A batch's encoded shard members are written once they reach this many bytes (and at its
 #: end): holding more cost more CPU per frame than the fewer writes saved (docs/design.md).
 STAGED_BYTES = 128 * 1024
+
+#: The queue item that has a worker append the drop records gathered since (``record_drop``).
+_DROPS = object()
 
 #: Records (drops, failures) held in memory while the index cannot be written (a full disk);
 #: beyond this many, further ones are only counted (``stats()["unrecorded"]``).
@@ -105,8 +110,13 @@ class Pipeline:
         self.workers = settings.workers or store.concurrency
         self.on_written: list[Callable[[dict[str, Any]], None]] = []
         # recycled frame buffers count against max_queue_bytes together with the queued frames
-        self.pool = BufferPool(min(self.queue.max_bytes, 64 * 2**20))
+        self.pool = BufferPool(
+            min(self.queue.max_bytes, 64 * 2**20), room=self._room, spares=self.workers + 1
+        )
         self.stopping = False
+        self._drops: list[EventJob] = []  # drop records waiting for a worker (record_drop)
+        self._drops_lock = threading.Lock()
+        self._drops_queued = False
         self.verifier = Verifier(settings.verify)
         self.checker = EncodingChecks(
             settings.check_encoding, stats=self.stats, clock=clock, report=self.report,
@@ -139,6 +149,10 @@ class Pipeline:
         )  # fmt: skip
         if ring is not None:
             self.ring = RingKeeper(self, ring)
+
+    def _room(self) -> int:
+        """Bytes the memory bound leaves beside the queued frames and the pool's free buffers."""
+        return self.queue.max_bytes - self.queue.bytes - self.pool.bytes
 
     def _poll_triggers(self) -> None:
         if self.ring is not None:
@@ -269,6 +283,7 @@ class Pipeline:
         self._idents = frozenset()
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         self.maintenance.stop(remaining)
+        self.pool.close(remaining)
         frames = 0
         events = []
         for item in left:
@@ -279,6 +294,7 @@ class Pipeline:
                     RingDir.remove(item.payload.ring_path)
             elif isinstance(item.payload, EventJob):
                 events.append(item.payload)
+        events += self._take_drops()
         if self.ring is not None:  # what the ring still holds expires with the log
             events += self.ring.close()
         for e in events:
@@ -296,17 +312,53 @@ class Pipeline:
         return frames
 
     # -- caller-thread side -----------------------------------------------------------------------
-    def make_room(self, nbytes: int, policy: OnFull) -> bool:
+    def make_room(
+        self,
+        nbytes: int,
+        policy: OnFull,
+        buffer: tuple[tuple[int, ...], np.dtype[Any]] | None = None,
+    ) -> bool:
         """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
         frames it would not fit beside (their buffers go back to the pool, for this copy);
-        False under ``drop_newest`` when it will not fit (drop it, uncopied)."""
+        False under ``drop_newest`` when it will not fit (drop it, uncopied).
+
+        ``buffer`` (the shape and dtype of a large frame's copy, ``PREPARED_MIN_BYTES``): under
+        the drop policies such a frame is copied only into a buffer already touched. With none
+        free while a frame waits in the queue, ``drop_oldest`` lets the oldest queued frame go
+        for its buffer (if it has this shape) and ``drop_newest`` drops this one; with none
+        waiting it gets a fresh buffer. Either way the pool prepares more in the background,
+        up to the memory bound.
+        """
         if policy is OnFull.DROP_OLDEST:
             for old in self.queue.evict(nbytes):
-                self.record_drop(old.payload, "queue_full")
-                self.recycle(old.payload)
-                old.payload = None
+                self._let_go(old)
+        elif policy is OnFull.DROP_NEWEST and not self.queue.fits(nbytes):
+            return False
+        if buffer is None:
             return True
-        return policy is not OnFull.DROP_NEWEST or self.queue.fits(nbytes)
+        pool = self.pool
+        pool.want(*buffer)
+        if policy is OnFull.BLOCK or pool.ready(*buffer):
+            return True
+        pool.short()
+        if policy is OnFull.DROP_NEWEST:
+            return not self.queue.queued()
+
+        def same(item: Item) -> bool:
+            frame = item.payload.frame if isinstance(item.payload, FrameJob) else None
+            px = None if frame is None or not frame.pooled else frame.pixels
+            return px is not None and (px.shape, px.dtype) == buffer
+
+        taken = self.queue.evict_oldest(same)
+        if taken is not None:
+            self._let_go(taken)
+        return True
+
+    def _let_go(self, item: Item) -> None:
+        """A queued frame dropped for room: its record, its buffer back to the pool."""
+        self.record_drop(item.payload, "queue_full")
+        self.recycle(item.payload)
+        item.payload = None
 
     def submit(
         self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
@@ -320,11 +372,10 @@ class Pipeline:
             if self.queue.closed:
                 raise QueueClosed
             self.record_drop(job, "queue_full")
+            self.recycle(job)  # a camera format's planes were copied all the same
             return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):
-            self.record_drop(old.payload, "queue_full")
-            self.recycle(old.payload)
-            old.payload = None
+            self._let_go(old)
 
     def recycle(self, job: FrameJob) -> None:
         """Give a finished (or dropped) frame's buffer back to the pool."""
@@ -343,11 +394,37 @@ class Pipeline:
             self.hold(record, created_ns)
 
     def record_drop(self, job: FrameJob, reason: str) -> None:
-        """Count a dropped frame and queue its ``dropped`` record (never blocks)."""
+        """Count a dropped frame and queue its ``dropped`` record (never blocks).
+
+        Records of drops made while one batch waits for a worker join that batch: a burst's
+        drops take a worker (and the GIL) once per batch, not once per frame."""
+        event = self._drop_record(job, reason)
+        with self._drops_lock:
+            self._drops.append(event)
+            if self._drops_queued:
+                return
+            self._drops_queued = True
+        self.queue.put_control(Item(_DROPS, 0))
+
+    def _take_drops(self) -> list[EventJob]:
+        with self._drops_lock:
+            drops, self._drops = self._drops, []
+            self._drops_queued = False
+        return drops
+
+    def _write_drops(self) -> None:
+        """A worker's part of ``record_drop``: append the batch's records (or hold them)."""
+        drops = self._take_drops()
+        if self.stats.held or self.backoff.reason is not None:  # keep the index's order
+            for e in drops:
+                self.hold(e.record, e.created_ns)
+            return
         try:
-            self.queue.put_control(Item(self._drop_record(job, reason), 0))
-        except QueueClosed:
-            pass
+            self.index.append_many([(e.record, e.created_ns) for e in drops])
+        except BaseException as exc:  # held for later, as any event line
+            self.report(storage_reason(exc), exc)
+            for e in drops:
+                self.hold(e.record, e.created_ns)
 
     def _drop_record(self, job: FrameJob, reason: str) -> EventJob:
         self.stats.add(job.source, "dropped")
@@ -369,7 +446,7 @@ class Pipeline:
 
     # -- background side --------------------------------------------------------------------------
     def _run(self) -> None:
-        _lower_priority(self.settings.worker_nice)
+        lower_priority(self.settings.worker_nice)
         batching = self.shards is not None
         stop = False
         while not stop:
@@ -408,6 +485,8 @@ class Pipeline:
                             self.ring.hold_or_write(payload)
                         else:
                             self.write_guarded(payload, staged)
+                    elif payload is _DROPS:
+                        self._write_drops()
                     elif self.stats.held or self.backoff.reason is not None:
                         self.hold(payload.record, payload.created_ns)  # keep the index's order
                     else:
@@ -697,18 +776,3 @@ def _batchable(item: Item) -> bool:
     if frame.encoded is not None:
         return len(frame.encoded) <= BATCH_FRAME_BYTES
     return frame.pixels is not None and frame.pixels.nbytes <= BATCH_FRAME_BYTES
-
-
-def _lower_priority(nice: int) -> None:
-    """Give this worker thread a lower CPU priority than the caller's threads (Linux: per thread).
-
-    When the encoders saturate the cores, the scheduler then runs the caller's thread first, so
-    ``log()`` keeps its latency and the encoders use what is left.
-    """
-    if nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + nice)
-    except OSError:
-        pass

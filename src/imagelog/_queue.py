@@ -11,6 +11,7 @@ import collections
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import QueueClosed
@@ -134,6 +135,28 @@ class ByteQueue:
             return []
         with self._lock:
             return self._cancel_oldest(nbytes)
+
+    def queued(self) -> bool:
+        """Whether a frame waits in the queue (queued, not yet taken by a worker)."""
+        with self._lock:
+            order = self._order
+            while order and (order[0].taken or order[0].cancelled):
+                order.popleft()
+            return bool(order)
+
+    def evict_oldest(self, match: Callable[[Item], bool]) -> Item | None:
+        """Cancel the oldest queued frame (not one being processed) if ``match`` says so, and
+        return it; None if there is none or it does not match."""
+        with self._lock:
+            order = self._order
+            while order and (order[0].taken or order[0].cancelled):
+                order.popleft()
+            if not order or not match(order[0]):
+                return None
+            old = order.popleft()
+            old.cancelled = True
+            self._release(old)
+            return old
 
     def _cancel_oldest(self, nbytes: int) -> list[Item]:
         """Under the lock: cancel queued items, oldest first, until ``nbytes`` fits."""

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENCODED_MAGIC",
+    "PREPARED_MIN_BYTES",
     "BufferPool",
     "Frame",
     "FrameLike",
@@ -130,18 +133,44 @@ _ORDER_NAMES = {1: "L", 3: "RGB", 4: "RGBA"}
 _DTYPE_NAMES = {"B": "uint8", "H": "uint16", "f": "float32", "?": "bool"}
 
 
+#: Frames at least this large are copied, under the drop policies, only into buffers that are
+#: already touched (recycled, or prepared in the background): a fresh one faults in ~1 page per
+#: 4 KiB, 1-15 ms for a 1080p frame on a busy VM.
+PREPARED_MIN_BYTES = 1 << 20
+
+
 class BufferPool:
     """Frame buffers handed back by the encoders once a frame is written, reused by ``log()``.
 
     Copying a 1080p frame into memory the process already touched costs about a third of copying
-    it into fresh pages (no page faults), which is what keeps ``log()``'s tail latency flat.
+    it into fresh pages (no page faults), which is what keeps ``log()``'s tail latency flat. For
+    large frames a background thread (``want``) also prepares buffers ahead: allocated and
+    touched off the caller's thread, within ``room()`` (the bytes the memory bound leaves).
     """
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(
+        self, max_bytes: int, room: Callable[[], int] | None = None, spares: int = 2
+    ) -> None:
         self.max_bytes = max_bytes
         self._free: dict[tuple[tuple[int, ...], np.dtype[Any]], list[np.ndarray[Any, Any]]] = {}
         self._bytes = 0
         self._lock = threading.Lock()
+        self._room = room
+        self._spares = spares
+        self._wanted: tuple[tuple[int, ...], np.dtype[Any]] | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.prepared = 0
+
+    @property
+    def bytes(self) -> int:
+        """Bytes held free in the pool."""
+        return self._bytes
+
+    def ready(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> bool:
+        """Whether a buffer of this shape and dtype is free now."""
+        return bool(self._free.get((shape, dtype)))
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
         """A C-contiguous array of this shape and dtype (recycled if one is free)."""
@@ -153,15 +182,79 @@ class BufferPool:
                 return arr
         return np.empty(shape, dtype)
 
-    def give(self, arr: np.ndarray[Any, Any], limit: int | None = None) -> None:
-        """Return a buffer nobody uses any more; kept only while the pool stays under its bound
-        and under ``limit`` (the room the caller's own memory bound leaves)."""
+    def give(self, arr: np.ndarray[Any, Any], limit: int | None = None) -> bool:
+        """Return a buffer nobody uses any more; kept (True) only while the pool stays under its
+        bound and under ``limit`` (the room the caller's own memory bound leaves)."""
         with self._lock:
             kept = self._bytes + arr.nbytes
             if kept > self.max_bytes or (limit is not None and kept > limit):
-                return
+                return False
             self._free.setdefault((arr.shape, arr.dtype), []).append(arr)
             self._bytes += arr.nbytes
+            return True
+
+    def short(self) -> None:
+        """A frame found no buffer ready: keep one more ready from now on (up to the bound)."""
+        self._spares += 1
+
+    def want(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        """Keep a few buffers of this shape ready: wake the preparing thread if fewer are free."""
+        key = (shape, dtype)
+        if (
+            len(self._free.get(key, ())) >= self._spares
+            or self._stop.is_set()
+            or self._room is None
+        ):
+            return
+        if self._room() < dtype.itemsize * math.prod(shape):  # the bound is reached: recycle
+            return
+        self._wanted = key
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._prepare, name="imagelog-buffers", daemon=True
+                )
+                self._thread.start()
+
+    def _prepare(self) -> None:
+        """The preparing thread: allocate and touch buffers of the wanted shape (one byte a page,
+        numpy's strided store releases the GIL) while fewer than ``spares`` are free and the
+        bound leaves room."""
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            key = self._wanted
+            if key is None:
+                continue
+            shape, dtype = key
+            nbytes = dtype.itemsize * math.prod(shape)
+            try:
+                while not self._stop.is_set() and len(self._free.get(key, ())) < self._spares:
+                    room = self._room() if self._room is not None else 0
+                    if nbytes > min(room, self.max_bytes - self._bytes):
+                        break
+                    arr = np.empty(shape, dtype)
+                    arr.reshape(-1).view(np.uint8)[::4096] = 0
+                    if not self.give(arr, limit=self._bytes + room):
+                        break
+                    self.prepared += 1
+            except Exception:  # short of memory: the caller allocates as before, never raised
+                pass
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the preparing thread (the free buffers stay usable)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
 
 def _from_array(
@@ -170,6 +263,7 @@ def _from_array(
     copy: bool,
     channel_order: str | None,
     pool: BufferPool | None = None,
+    keep: bool = True,
 ) -> Frame:
     if arr.size == 0:
         raise InvalidFrame(f"empty array of shape {arr.shape}: a frame needs at least one pixel")
@@ -208,7 +302,10 @@ def _from_array(
         arr = arr.astype(dtype.newbyteorder("="))
         dtype = arr.dtype
     pooled = False
-    if order in ("BGR", "BGRA") and channels in (3, 4):
+    if not keep:  # dropped before it is stored: validated, neither copied nor converted
+        if order in ("BGR", "BGRA") and channels in (3, 4):
+            converted_from = "BGRA" if channels == 4 else "BGR"
+    elif order in ("BGR", "BGRA") and channels in (3, 4):
         out = pool.take(arr.shape, dtype) if pool else np.empty(arr.shape, dtype)
         out[:, :, :3] = arr[:, :, 2::-1]
         if channels == 4:
@@ -344,8 +441,12 @@ def normalise(
     pool: BufferPool | None = None,
     pixel_format: str | None = None,
     stride: int | None = None,
+    keep: bool = True,
 ) -> Frame:
     """Validate and normalise one input into a ``Frame``; raise ``InvalidFrame``/``UnsupportedInput``.
+
+    ``keep=False``: the frame is dropped before it is stored, so a numpy array is validated and
+    described but neither copied nor converted (``Frame.pixels`` is the array as given).
 
     With ``pixel_format`` (``"bayer_rggb8"``, ``"yuyv"``, ``"nv12"``, ... see ``imagelog.pixfmt``)
     the frame is a camera buffer (bytes with ``size``, and ``stride`` if its rows are padded) or
@@ -366,7 +467,7 @@ def normalise(
             channel_order=channel_order, pool=pool,
         )  # fmt: skip
     if isinstance(frame, np.ndarray):
-        return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool)
+        return _from_array(frame, copy=copy, channel_order=channel_order, pool=pool, keep=keep)
     if isinstance(frame, RawFrame):
         return _from_raw(frame, channel_order=channel_order)
     if isinstance(frame, bytes | bytearray | memoryview):

@@ -21,7 +21,7 @@ from ._selector import Claims, NotSelected, Selector
 from ._toplevel import get_default, init, log, open, trigger
 from .codecs.base import Codec
 from .errors import FormatMismatch, InvalidSetting, QueueClosed
-from .frames import Frame, normalise
+from .frames import PREPARED_MIN_BYTES, Frame, normalise
 from .ids import new_writer_id, uuid7
 from .inputs import check_record_size, labels_of, level_of, meta_of, parse_time_ns, text_of
 from .layout import LAYOUT, MANIFEST
@@ -36,6 +36,8 @@ logger = logging.getLogger("imagelog")
 _PASSTHROUGH = codecs.get("passthrough")
 #: channel orders under which ``select=`` judges an array before it is copied
 _EARLY_ORDERS = (None, "RGB", "BGR", "rgb", "bgr")
+#: channel orders ``normalise`` takes (a frame with another is refused, so it evicts nothing)
+_ORDERS = ("RGB", "RGBA", "BGR", "BGRA", "L")
 
 
 class ImageLog:
@@ -253,14 +255,20 @@ class ImageLog:
                 return skipped
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
-        drop_now = _plausible(frame) and not pipeline.make_room(
-            frame.nbytes, self._settings.on_full
+        drop_now = (
+            _plausible(frame)
+            and (channel_order or "RGB").upper() in _ORDERS
+            and not pipeline.make_room(
+                frame.nbytes,
+                self._settings.on_full,
+                _buffer_of(frame) if copy and pixel_format is None and stride is None else None,
+            )
         )
         copy = copy and not drop_now
         created = self._clock()
         f = normalise(
             frame, copy=copy, channel_order=channel_order, size=size, mode=mode,
-            pool=pipeline.pool, pixel_format=pixel_format, stride=stride,
+            pool=pipeline.pool, pixel_format=pixel_format, stride=stride, keep=not drop_now,
         )  # fmt: skip
         if policy is not None and not early:  # not an array: decided on the normalised frame
             skipped = self._select_or_skip(policy, source, f.pixels, labels_json, meta_json, given)
@@ -555,6 +563,16 @@ def _plausible(frame: object) -> TypeGuard[np.ndarray[Any, Any]]:
         and frame.dtype.char in "BHf?"
         and (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4)))
     )
+
+
+def _buffer_of(frame: np.ndarray[Any, Any]) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+    """The shape and dtype of a large frame's copy (``normalise``: HxWx1 -> HxW, native byte
+    order), or None for a frame under ``PREPARED_MIN_BYTES``."""
+    if frame.nbytes < PREPARED_MIN_BYTES:
+        return None
+    shape = frame.shape[:2] if frame.ndim == 3 and frame.shape[2] == 1 else frame.shape
+    dtype = frame.dtype if frame.dtype.isnative else frame.dtype.newbyteorder("=")
+    return shape, dtype
 
 
 def _duration_ns(value: float | str | timedelta, name: str) -> int:

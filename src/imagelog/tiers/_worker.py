@@ -73,9 +73,9 @@ class TierWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        from .._pipeline import _lower_priority
+        from .._priority import lower_priority
 
-        _lower_priority(TIER_NICE)
+        lower_priority(TIER_NICE)
         try:
             save_ladders(self.store, self.ladders)
         except Exception as exc:
