@@ -317,32 +317,32 @@ class Pipeline:
         nbytes: int,
         policy: OnFull,
         buffer: tuple[tuple[int, ...], np.dtype[Any]] | None = None,
-    ) -> bool:
+    ) -> str | None:
         """Before a frame of ``nbytes`` is copied: under ``drop_oldest`` drop the oldest queued
         frames it would not fit beside (their buffers go back to the pool, for this copy);
-        False under ``drop_newest`` when it will not fit (drop it, uncopied).
+        under ``drop_newest`` the reason to drop this frame uncopied (``queue_full``), or None.
 
         ``buffer`` (the shape and dtype of a large frame's copy, ``PREPARED_MIN_BYTES``): under
         the drop policies such a frame is copied only into a buffer already touched. With none
         free while a frame waits in the queue, ``drop_oldest`` lets the oldest queued frame go
-        for its buffer (if it has this shape) and ``drop_newest`` drops this one; with none
-        waiting it gets a fresh buffer. Either way the pool prepares more in the background,
-        up to the memory bound.
+        for its buffer (if it has this shape) and ``drop_newest`` drops this one, each a drop
+        with reason ``burst``; with none waiting it gets a fresh buffer. Either way the pool
+        prepares more in the background, up to the memory bound.
         """
         if policy is OnFull.DROP_OLDEST:
             for old in self.queue.evict(nbytes):
                 self._let_go(old)
         elif policy is OnFull.DROP_NEWEST and not self.queue.fits(nbytes):
-            return False
+            return "queue_full"
         if buffer is None:
-            return True
+            return None
         pool = self.pool
         pool.want(*buffer)
         if policy is OnFull.BLOCK or pool.ready(*buffer):
-            return True
+            return None
         pool.short()
         if policy is OnFull.DROP_NEWEST:
-            return not self.queue.queued()
+            return "burst" if self.queue.queued() else None
 
         def same(item: Item) -> bool:
             frame = item.payload.frame if isinstance(item.payload, FrameJob) else None
@@ -351,27 +351,32 @@ class Pipeline:
 
         taken = self.queue.evict_oldest(same)
         if taken is not None:
-            self._let_go(taken)
-        return True
+            self._let_go(taken, "burst")
+        return None
 
-    def _let_go(self, item: Item) -> None:
+    def _let_go(self, item: Item, reason: str = "queue_full") -> None:
         """A queued frame dropped for room: its record, its buffer back to the pool."""
-        self.record_drop(item.payload, "queue_full")
+        self.record_drop(item.payload, reason)
         self.recycle(item.payload)
         item.payload = None
 
     def submit(
-        self, job: FrameJob, policy: OnFull, timeout: float | None = None, *, drop: bool = False
+        self,
+        job: FrameJob,
+        policy: OnFull,
+        timeout: float | None = None,
+        *,
+        drop: str | None = None,
     ) -> None:
-        """Count a logged frame and queue it (``drop``: drop it at once, ``queue_full``); drops
+        """Count a logged frame and queue it (``drop``: drop it at once, for that reason); drops
         made to honour the bound become ``dropped`` records. Starts the workers on the first
         frame."""
         self.start()
         self.stats.add(job.source, "logged")
-        if drop:
+        if drop is not None:
             if self.queue.closed:
                 raise QueueClosed
-            self.record_drop(job, "queue_full")
+            self.record_drop(job, drop)
             self.recycle(job)  # a camera format's planes were copied all the same
             return
         for old in self.queue.put(Item(job, job.frame.nbytes), policy, timeout):

@@ -255,15 +255,16 @@ class ImageLog:
                 return skipped
         # A full queue is dealt with before the copy: drop_oldest lets the oldest frames go first,
         # so their buffers take this copy (no fresh pages); drop_newest drops this frame uncopied.
-        drop_now = (
-            _plausible(frame)
-            and (channel_order or "RGB").upper() in _ORDERS
-            and not pipeline.make_room(
+        drop_reason = (
+            pipeline.make_room(
                 frame.nbytes,
                 self._settings.on_full,
                 _buffer_of(frame) if copy and pixel_format is None and stride is None else None,
             )
+            if _plausible(frame) and (channel_order or "RGB").upper() in _ORDERS
+            else None
         )
+        drop_now = drop_reason is not None
         copy = copy and not drop_now
         created = self._clock()
         f = normalise(
@@ -289,7 +290,7 @@ class ImageLog:
         )  # fmt: skip
         job = FrameJob(f, record, codec, params, created, source, given is not None, captured)
         try:
-            pipeline.submit(job, self._settings.on_full, drop=drop_now)
+            pipeline.submit(job, self._settings.on_full, drop=drop_reason)
         except QueueClosed:
             raise RuntimeError("cannot log to a closed ImageLog") from None
         return rid

@@ -83,10 +83,7 @@ class IndexWriter:
 
     def append_many(self, items: Sequence[tuple[Mapping[str, Any], int]]) -> None:
         """Append records (each with its ``event.created`` in ns) with as few writes as possible."""
-        by_hour: dict[str, list[str]] = {}
-        for record, created_ns in items:
-            by_hour.setdefault(hour_of(created_ns), []).append(dumps(record) + "\n")
-        self._append(by_hour)
+        self.append_lines([(dumps(record), created_ns) for record, created_ns in items])
 
     def _append(self, by_hour: dict[str, list[str]]) -> None:
         with self._lock:
